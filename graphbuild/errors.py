@@ -70,3 +70,11 @@ def did_you_mean(word: str, choices) -> str | None:
 
     close = difflib.get_close_matches(word, sorted(choices), n=1, cutoff=0.6)
     return f"did you mean '{close[0]}'?" if close else None
+
+
+class ActionFailed(BuildError):
+    """An action ran and failed; ``log`` holds the tail of its output."""
+
+    def __init__(self, message: str, log: str = "") -> None:
+        super().__init__(message)
+        self.log = log

@@ -1,0 +1,112 @@
+"""Analysis: every target's rule declares its actions; the result is the action graph.
+
+Nodes are NodeIds carrying their Action; edges point from a dependency to its dependent.
+"""
+
+from __future__ import annotations
+
+import glob as globlib
+import os
+
+from . import rule_registry
+from .errors import UserError
+from .labels import Label
+from .platforms import Platform
+from .rule_api import Action, AnalysisContext, NodeId, Provider, Target
+from .target_graph import TargetGraph
+from .workspace import Workspace
+
+
+class Analysis(AnalysisContext):
+    def __init__(self, ws: Workspace, tgraph: TargetGraph,
+                 platform_filter: list[Platform] | None = None) -> None:
+        import networkx as nx
+
+        self.ws = ws
+        self.tgraph = tgraph
+        self.platform_filter = platform_filter
+        self.providers: dict[Label, Provider] = {}
+        self.actions: dict[NodeId, Action] = {}
+        self.graph = nx.DiGraph()
+        self.target_of: dict[NodeId, Target] = {}
+        self._current: Target | None = None
+        for target in tgraph.build_order():
+            self._current = target
+            self.providers[target.label] = rule_registry.get(target.rule).analyze(target, self)
+        self._current = None
+
+    # -- AnalysisContext -----------------------------------------------------------------------
+    def provider(self, label: Label) -> Provider:
+        return self.providers[label]
+
+    def target(self, label: Label) -> Target:
+        return self.tgraph.targets[label]
+
+    def resolve_platforms(self, target: Target, attr: str = "platforms") -> list[Platform]:
+        """The target's platforms (labels resolved; workspace default), limited by --platform."""
+        written = target.attrs.get(attr) or []
+        plats: list[Platform] = []
+        for item in written:
+            if isinstance(item, Label):
+                prov = self.providers[item]
+                if prov.platform is None:
+                    raise target.error(f"{item} in '{attr}' is a {prov.rule}, not a platform",
+                                       attr, "name platform targets or strings like linux/arm64")
+                item = prov.platform
+            if any(p.same_as(item) for p in plats):
+                raise target.error(f"platform {item} is listed twice in '{attr}'", attr)
+            plats.append(item)
+        if not written:
+            plats = list(self.ws.platforms_default())
+        if self.platform_filter is not None:
+            plats = [p for p in plats if any(p.same_as(f) for f in self.platform_filter)]
+        return plats
+
+    def declare(self, action: Action) -> NodeId:
+        node = action.node
+        if node in self.actions:
+            raise UserError(f"two actions declared for {node}")
+        action.build_file = action.build_file or (self._current.build_file if self._current else "")
+        action.line = action.line or (self._current.line if self._current else 0)
+        self.actions[node] = action
+        self.graph.add_node(node)
+        if self._current is not None:
+            self.target_of[node] = self._current
+        for dep in action.deps:
+            self.graph.add_edge(dep, node)
+        return node
+
+    def glob(self, package: str, patterns: list[str]) -> list[str]:
+        """Workspace-relative files under ``package`` matched by ``patterns`` (with ``**``)."""
+        base = self.ws.root / package
+        out: set[str] = set()
+        for pat in patterns:
+            if pat.startswith("/") or ".." in pat.split("/"):
+                raise self._current.error(f"glob '{pat}' leaves the package", "srcs",
+                                          "globs are relative to the package directory")
+            for match in globlib.glob(pat, root_dir=base, recursive=True):
+                if os.path.isfile(base / match):
+                    out.add(f"{package}/{match}" if package else match)
+        return sorted(out)
+
+    # -- helpers for rules and the engine ------------------------------------------------------
+    def nodes_of(self, label: Label) -> list[NodeId]:
+        """All nodes a label stands for, groups flattened."""
+        prov = self.providers[label]
+        out = list(prov.nodes.values())
+        for member in prov.members:
+            out.extend(self.nodes_of(member))
+        return out
+
+    def nodes_for(self, labels: list[Label], platform: Platform | None = None) -> list[NodeId]:
+        """The nodes ``labels`` stand for; a fanned-out label gives only ``platform``'s node when
+        it builds that platform (dependencies line up per platform)."""
+        seen: dict[NodeId, None] = {}
+        for lab in labels:
+            prov = self.providers[lab]
+            if platform is not None and str(platform) in prov.nodes:
+                seen[prov.nodes[str(platform)]] = None
+            else:
+                seen.update(dict.fromkeys(prov.nodes.values()))
+            seen.update(dict.fromkeys(self.nodes_for(prov.members, platform)))
+        return list(seen)

@@ -1,0 +1,459 @@
+"""Running the action graph: keys, cache hits, a priority worker pool, failures and interrupts.
+
+A node starts the moment its last dependency finishes (graphlib-style get_ready/done, never in
+waves). Among runnable nodes, the one with the longest remaining path (by earlier durations)
+goes first.
+"""
+
+from __future__ import annotations
+
+import heapq
+import os
+import pickle
+import queue
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import explain
+from .action_cache import ActionCache
+from .cas import CAS, replace_dir
+from .errors import ActionFailed, GraphbuildError
+from .events import Events, Profile
+from .hashing import StatCache, digest_json
+from .rule_api import Action, NodeId, Outcome, RunContext
+from .workspace import Workspace
+
+KEY_SCHEMA = 1
+DEFAULT_DURATION = 1.0
+LOG_TAIL = 40
+
+
+class Interrupted(GraphbuildError):
+    exit_code = 130
+
+
+@dataclass
+class Options:
+    jobs: int
+    keep_going: bool = False
+    dry_run: bool = False
+    no_cache: bool = False
+
+
+@dataclass
+class NodeResult:
+    node: NodeId
+    status: str  # built | cached | failed | skipped | (dry run) would-run
+    reason: str = ""
+    outcome: Outcome | None = None
+    duration: float = 0.0
+    log: str = ""
+
+
+@dataclass
+class Summary:
+    results: dict[NodeId, NodeResult] = field(default_factory=dict)
+    duration: float = 0.0
+
+    def counts(self) -> dict[str, int]:
+        out = {"built": 0, "cached": 0, "failed": 0, "skipped": 0}
+        for r in self.results.values():
+            out[r.status] = out.get(r.status, 0) + 1
+        return out
+
+    @property
+    def ok(self) -> bool:
+        c = self.counts()
+        return c["failed"] == 0 and c["skipped"] == 0
+
+
+class Engine:
+    """Per-run shared state: caches, stores, running processes, cancellation."""
+
+    def __init__(self, ws: Workspace, events: Events, profile: Profile | None = None) -> None:
+        self.ws = ws
+        self.events = events
+        self.profile = profile
+        self.cache_dir: Path = ws.cache_dir
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        self.stat_cache = StatCache(self.cache_dir / "stat-cache.pickle")
+        self.actions = ActionCache(self.cache_dir / "actions")
+        self.cancelled = threading.Event()
+        self._procs: dict[int, subprocess.Popen] = {}
+        self._procs_lock = threading.Lock()
+        self._cas: CAS | None = None
+        self._store = None
+        self._lazy_lock = threading.Lock()
+
+    @property
+    def cas(self) -> CAS:
+        with self._lazy_lock:
+            if self._cas is None:
+                self._cas = CAS(self.cache_dir / "cas")
+            return self._cas
+
+    @property
+    def store(self):
+        with self._lazy_lock:
+            if self._store is None:
+                from .oci.store import Store
+
+                self._store = Store(self.cache_dir / "oci")
+            return self._store
+
+    def out_dir(self, node: NodeId) -> Path:
+        label, _, plat = node.partition("[")
+        pkg, _, name = label[2:].partition(":")
+        suffix = plat.rstrip("]").replace("/", "-") if plat else "host"
+        return self.cache_dir / "out" / pkg / f"{name}@{suffix}"
+
+    def run_process(self, argv, *, cwd, env=None, stdin=None, log_path: Path) -> int:
+        """Run in a new process group (so an interrupt stops all of it), output to log_path."""
+        if self.cancelled.is_set():
+            raise ActionFailed("interrupted")
+        with open(log_path, "ab") as log:
+            proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+                                    start_new_session=True)
+            with self._procs_lock:
+                self._procs[proc.pid] = proc
+            try:
+                if stdin is not None:
+                    proc.communicate(stdin)
+                return proc.wait()
+            finally:
+                with self._procs_lock:
+                    self._procs.pop(proc.pid, None)
+
+    def kill_all(self) -> None:
+        """Stop every running action's whole process group: TERM, then KILL after a grace period."""
+        with self._procs_lock:
+            procs = list(self._procs.values())
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            for p in procs:
+                try:
+                    os.killpg(p.pid, sig)
+                except (ProcessLookupError, PermissionError):
+                    pass
+            deadline = time.monotonic() + 2.0
+            while time.monotonic() < deadline and any(p.poll() is None for p in procs):
+                time.sleep(0.02)
+
+    def close(self) -> None:
+        self.stat_cache.save()
+        self.actions.close()
+
+
+class ActionContext(RunContext):
+    """The RunContext one action sees."""
+
+    def __init__(self, engine: Engine, action: Action, deps: dict[NodeId, Outcome]) -> None:
+        self.engine = engine
+        self.ws = engine.ws
+        self.action = action
+        self.deps = deps
+        self.cancelled = engine.cancelled
+        self._scratch: Path | None = None
+        self.notes: list[str] = []
+
+    @property
+    def cas(self) -> CAS:
+        return self.engine.cas
+
+    @property
+    def store(self):
+        return self.engine.store
+
+    def out_dir(self, node: NodeId) -> Path:
+        return self.engine.out_dir(node)
+
+    def scratch_dir(self) -> Path:
+        if self._scratch is None:
+            base = self.engine.cache_dir / "tmp"
+            base.mkdir(parents=True, exist_ok=True)
+            self._scratch = Path(tempfile.mkdtemp(dir=base, prefix="action-"))
+        return self._scratch
+
+    @property
+    def log_path(self) -> Path:
+        return self.scratch_dir() / "action.log"
+
+    def run_process(self, argv, *, cwd, env=None, stdin=None) -> tuple[int, str]:
+        code = self.engine.run_process(argv, cwd=cwd, env=env, stdin=stdin, log_path=self.log_path)
+        return code, self.log_tail()
+
+    def log(self, text: str) -> None:
+        with open(self.log_path, "a", encoding="utf-8") as fh:
+            fh.write(text.rstrip("\n") + "\n")
+
+    def note(self, text: str) -> None:
+        """A remark shown with the node's progress line and event (e.g. emulation in use)."""
+        self.notes.append(text)
+
+    def log_tail(self) -> str:
+        try:
+            lines = self.log_path.read_text(errors="replace").splitlines()
+        except OSError:
+            return ""
+        return "\n".join(lines[-LOG_TAIL:])
+
+    def publish_dir(self, src: Path, node: NodeId, digest: str) -> None:
+        dest = self.out_dir(node)
+        replace_dir(src, dest)
+        dest.with_name(dest.name + ".tree").write_text(digest)
+
+    def ensure_dir(self, node: NodeId, digest: str) -> bool:
+        dest = self.out_dir(node)
+        marker = dest.with_name(dest.name + ".tree")
+        try:
+            if marker.read_text() == digest and dest.is_dir():
+                return True
+        except OSError:
+            pass
+        if not self.cas.restore_tree(digest, dest):
+            return False
+        marker.write_text(digest)
+        return True
+
+    def cleanup(self) -> None:
+        if self._scratch is not None:
+            shutil.rmtree(self._scratch, ignore_errors=True)
+
+
+class Scheduler:
+    """Runs an action graph (edges dependency -> dependent) on ``opts.jobs`` workers."""
+
+    def __init__(self, engine: Engine, graph, actions: dict[NodeId, Action], opts: Options,
+                 on_start=None) -> None:
+        self.engine = engine
+        self.on_start = on_start
+        self.graph = graph
+        self.actions = actions
+        self.opts = opts
+        self.summary = Summary()
+        self._timings_path = engine.cache_dir / "timings.pickle"
+        self._timings = self._load_timings()
+        self._results: queue.Queue = queue.Queue()
+        self._keys: dict[NodeId, tuple[str, dict]] = {}
+        self._stop_reason: str | None = None
+
+    # -- priorities -----------------------------------------------------------------------------
+    def _load_timings(self) -> dict[str, float]:
+        try:
+            with open(self._timings_path, "rb") as fh:
+                return pickle.load(fh)
+        except (OSError, pickle.PickleError, EOFError):
+            return {}
+
+    def _save_timings(self) -> None:
+        changed = False
+        for node, res in self.summary.results.items():
+            if res.status == "built":
+                self._timings[node] = res.duration
+                changed = True
+        if changed:
+            tmp = self._timings_path.with_suffix(f".tmp{os.getpid()}")
+            with open(tmp, "wb") as fh:
+                pickle.dump(self._timings, fh)
+            os.replace(tmp, self._timings_path)
+
+    def _priorities(self) -> dict[NodeId, float]:
+        """Longest remaining path (own duration plus the heaviest chain of dependents)."""
+        import networkx as nx
+
+        prio: dict[NodeId, float] = {}
+        for node in reversed(list(nx.topological_sort(self.graph))):
+            tail = max((prio[s] for s in self.graph.successors(node)), default=0.0)
+            prio[node] = self._timings.get(node, DEFAULT_DURATION) + tail
+        return prio
+
+    # -- main loop ------------------------------------------------------------------------------
+    def run(self) -> Summary:
+        t0 = time.monotonic()
+        waiting = {n: self.graph.in_degree(n) for n in self.graph.nodes}
+        ready = [n for n, d in waiting.items() if d == 0]
+        prio = self._priorities()
+        runnable: list[tuple[float, int, NodeId]] = []
+        running: dict[NodeId, threading.Thread] = {}
+        seq = 0
+        try:
+            while True:
+                while ready:
+                    node = ready.pop()
+                    if node in self.summary.results:
+                        continue
+                    if self._stop_reason:
+                        self._finish(NodeResult(node, "skipped", self._stop_reason), ready, waiting)
+                        continue
+                    res = self._prepare(node)
+                    if res is None:
+                        seq += 1
+                        heapq.heappush(runnable, (-prio[node], seq, node))
+                    else:
+                        self._finish(res, ready, waiting)
+                while runnable and len(running) < self.opts.jobs and not self._stop_reason:
+                    _, _, node = heapq.heappop(runnable)
+                    running[node] = self._start(node)
+                if self._stop_reason:
+                    for _, _, node in runnable:
+                        self._finish(NodeResult(node, "skipped", self._stop_reason), ready, waiting)
+                    runnable.clear()
+                if not running and not ready and not runnable:
+                    break
+                if running:
+                    res = self._next_result()
+                    running.pop(res.node).join()
+                    self._finish(res, ready, waiting)
+        except KeyboardInterrupt:
+            self._interrupt(running)
+        self._skip_unreached()
+        self.summary.duration = time.monotonic() - t0
+        if not self.opts.dry_run:
+            self._save_timings()
+        return self.summary
+
+    def _next_result(self) -> NodeResult:
+        while True:  # a timeout keeps the main thread responsive to signals
+            try:
+                return self._results.get(timeout=0.2)
+            except queue.Empty:
+                continue
+
+    def _interrupt(self, running: dict) -> None:
+        self.engine.cancelled.set()
+        self.engine.kill_all()
+        for thread in running.values():
+            thread.join()
+        raise Interrupted("interrupted: running actions were stopped; nothing partial was recorded")
+
+    def _skip_unreached(self) -> None:
+        for node in self.graph.nodes:
+            if node not in self.summary.results:
+                failed = [p for p in self.graph.predecessors(node)
+                          if self.summary.results.get(p, NodeResult(p, "")).status in ("failed", "skipped")]
+                why = f"dependency {failed[0]} did not build" if failed else (self._stop_reason or "not run")
+                self._record(NodeResult(node, "skipped", why))
+
+    # -- per node -------------------------------------------------------------------------------
+    def _key(self, node: NodeId) -> tuple[str, dict]:
+        action = self.actions[node]
+        root = self.engine.ws.root
+        inputs = {p: self.engine.stat_cache.digest(root, p) for p in action.inputs}
+        deps = {d: self.summary.results[d].outcome.digest for d in self.graph.predecessors(node)}
+        snap = explain.snapshot(action, inputs, deps, {})
+        key = digest_json({
+            "schema": KEY_SCHEMA, "rule": action.rule, "rule_version": action.rule_version,
+            "platform": snap["platform"], "inputs": sorted(inputs.items()),
+            "deps": sorted(deps.items()), "data": action.key_data, "tool": action.tool_version,
+        })
+        return key, snap
+
+    def _prepare(self, node: NodeId) -> NodeResult | None:
+        """A cache hit, a dry-run verdict, or None: the node must run."""
+        action = self.actions[node]
+        if self.opts.dry_run and any(self.summary.results[d].status == "would-run"
+                                     for d in self.graph.predecessors(node)):
+            dep = next(d for d in self.graph.predecessors(node)
+                       if self.summary.results[d].status == "would-run")
+            return NodeResult(node, "would-run", f"dependency {dep} would run")
+        try:
+            key, snap = self._key(node)
+        except OSError as exc:
+            return NodeResult(node, "failed", f"cannot read input: {exc}")
+        if not self.opts.no_cache:
+            hit = self.engine.actions.get(key)
+            if hit is not None:
+                ctx = ActionContext(self.engine, action, self._dep_outcomes(node))
+                try:
+                    usable = action.check_cached is None or action.check_cached(ctx, hit)
+                finally:
+                    ctx.cleanup()
+                if usable:
+                    return NodeResult(node, "cached", "unchanged", hit)
+        last = self.engine.actions.last(node)
+        why = "--no-cache" if self.opts.no_cache else explain.reason(
+            last["snapshot"] if last else None, snap)
+        if self.opts.dry_run:
+            return NodeResult(node, "would-run", why)
+        self._keys[node] = (key, snap, why)
+        return None
+
+    def _dep_outcomes(self, node: NodeId) -> dict[NodeId, Outcome]:
+        return {d: self.summary.results[d].outcome for d in self.graph.predecessors(node)}
+
+    def _start(self, node: NodeId) -> threading.Thread:
+        thread = threading.Thread(target=self._work, args=(node,), name=f"gb:{node}", daemon=True)
+        if self.on_start:
+            self.on_start(node, self._keys[node][2])
+        thread.start()
+        return thread
+
+    def _work(self, node: NodeId) -> None:
+        action = self.actions[node]
+        key, snap, why = self._keys[node]
+        ctx = ActionContext(self.engine, action, self._dep_outcomes(node))
+        start = time.monotonic()
+        res = NodeResult(node, "failed")
+        try:
+            outcome = action.run(ctx)
+            if self.engine.cancelled.is_set():
+                res = NodeResult(node, "failed", "interrupted")
+            else:
+                self.engine.actions.put(key, outcome, node, action.mnemonic, snap,
+                                        time.monotonic() - start)
+                res = NodeResult(node, "built", why, outcome)
+        except ActionFailed as exc:
+            res = NodeResult(node, "failed", str(exc), log=exc.log or ctx.log_tail())
+        except GraphbuildError as exc:
+            res = NodeResult(node, "failed", exc.render(), log=ctx.log_tail())
+        except Exception as exc:  # a bug in a rule or backend: fail this node, keep the build
+            res = NodeResult(node, "failed", f"internal error: {type(exc).__name__}: {exc}",
+                             log=traceback.format_exc())
+        finally:
+            res.duration = time.monotonic() - start
+            if ctx.notes:
+                res.reason = "; ".join([res.reason, *ctx.notes]) if res.reason else "; ".join(ctx.notes)
+            ctx.cleanup()
+            if self.engine.profile:
+                self.engine.profile.record(node, action.mnemonic, start, start + res.duration,
+                                           {"status": res.status, "reason": res.reason})
+            self._results.put(res)
+
+    def _finish(self, res: NodeResult, ready: list, waiting: dict) -> None:
+        self._record(res)
+        if res.status in ("failed", "skipped"):
+            import networkx as nx
+
+            for desc in nx.descendants(self.graph, res.node):
+                if desc not in self.summary.results:
+                    self._record(NodeResult(desc, "skipped", f"dependency {res.node} "
+                                            f"{'failed' if res.status == 'failed' else 'was skipped'}"))
+            if res.status == "failed" and not self.opts.keep_going and not self._stop_reason:
+                self._stop_reason = f"not started: the build stopped after {res.node} failed " \
+                                    "(--keep-going builds everything else)"
+            return
+        for succ in self.graph.successors(res.node):
+            waiting[succ] -= 1
+            if waiting[succ] == 0:
+                ready.append(succ)
+
+    def _record(self, res: NodeResult) -> None:
+        self.summary.results[res.node] = res
+        if self.opts.dry_run:
+            return
+        action = self.actions[res.node]
+        self.engine.events.emit({
+            "event": "action_finished", "label": str(action.label),
+            "platform": str(action.platform) if action.platform else None,
+            "rule": action.rule, "status": res.status,
+            "digest": res.outcome.digest if res.outcome else None,
+            "duration_s": round(res.duration, 3), "reason": res.reason,
+            "mnemonic": action.mnemonic, "node": res.node, "log": res.log or None,
+        })

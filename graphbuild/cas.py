@@ -1,0 +1,138 @@
+"""A content-addressed store for command outputs: file blobs plus a tree listing per output.
+
+A tree's digest is the digest of its canonical listing, so the same outputs give the same digest
+wherever they were produced.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import tempfile
+from pathlib import Path
+
+from .hashing import canonical, digest_bytes, digest_file
+
+
+class CAS:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def _blob(self, digest: str) -> Path:
+        hexd = digest.split(":", 1)[1]
+        return self.root / "blobs" / hexd[:2] / hexd
+
+    def _tmp(self) -> Path:
+        d = self.root / "tmp"
+        d.mkdir(parents=True, exist_ok=True)
+        return d
+
+    def _put_file(self, path: Path) -> str:
+        digest = digest_file(path)
+        dest = self._blob(digest)
+        if not dest.exists():
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self._tmp())
+            os.close(fd)
+            shutil.copyfile(path, tmp)
+            os.replace(tmp, dest)  # atomic: a reader never sees half a blob
+        return digest
+
+    def put_tree(self, directory: Path) -> str:
+        """Store every file below ``directory``; return the tree digest."""
+        entries = []
+        for dirpath, dirnames, filenames in os.walk(directory):
+            dirnames.sort()
+            rel_dir = Path(dirpath).relative_to(directory)
+            for name in sorted(dirnames + filenames):
+                full = Path(dirpath) / name
+                rel = (rel_dir / name).as_posix()
+                st = full.lstat()
+                if stat.S_ISLNK(st.st_mode):
+                    entries.append([rel, "link", os.readlink(full)])
+                elif stat.S_ISDIR(st.st_mode):
+                    entries.append([rel, "dir", stat.S_IMODE(st.st_mode) & 0o755 | 0o700])
+                else:
+                    mode = 0o755 if st.st_mode & 0o111 else 0o644
+                    entries.append([rel, "file", mode, self._put_file(full)])
+        listing = canonical({"tree": entries})
+        digest = digest_bytes(listing)
+        tree = self._blob(digest)
+        if not tree.exists():
+            tree.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self._tmp())
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(listing)
+            os.replace(tmp, tree)
+        return digest
+
+    def has_tree(self, digest: str) -> bool:
+        return self._blob(digest).exists()
+
+    def restore_tree(self, digest: str, dest: Path) -> bool:
+        """Materialise a stored tree at ``dest`` (atomically replacing it); False if incomplete."""
+        import json
+
+        try:
+            entries = json.loads(self._blob(digest).read_bytes())["tree"]
+        except (OSError, ValueError, KeyError):
+            return False
+        staging = Path(tempfile.mkdtemp(dir=self._tmp()))
+        try:
+            for entry in entries:
+                target = staging / entry[0]
+                if entry[1] == "dir":
+                    target.mkdir(parents=True, exist_ok=True)
+                elif entry[1] == "link":
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    os.symlink(entry[2], target)
+                else:
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copyfile(self._blob(entry[3]), target)
+                    os.chmod(target, entry[2])
+        except OSError:
+            shutil.rmtree(staging, ignore_errors=True)
+            return False
+        replace_dir(staging, dest)
+        return True
+
+    def all_digests(self) -> set[str]:
+        out = set()
+        blobs = self.root / "blobs"
+        if blobs.is_dir():
+            for sub in blobs.iterdir():
+                out.update("sha256:" + p.name for p in sub.iterdir())
+        return out
+
+    def referenced(self, trees: set[str]) -> set[str]:
+        """The trees named plus every blob they list."""
+        import json
+
+        keep = set()
+        for t in trees:
+            try:
+                entries = json.loads(self._blob(t).read_bytes())["tree"]
+            except (OSError, ValueError, KeyError):
+                continue
+            keep.add(t)
+            keep.update(e[3] for e in entries if e[1] == "file")
+        return keep
+
+    def remove(self, digest: str) -> int:
+        p = self._blob(digest)
+        size = p.stat().st_size
+        p.unlink()
+        return size
+
+
+def replace_dir(src: Path, dest: Path) -> None:
+    """Move ``src`` to ``dest``, replacing what is there without a moment where dest is half made."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if dest.exists() or dest.is_symlink():
+        old = dest.with_name(dest.name + f".old{os.getpid()}")
+        os.replace(dest, old)
+        os.replace(src, dest)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(src, dest)

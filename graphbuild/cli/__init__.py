@@ -1,0 +1,69 @@
+"""The `graphbuild` command line: argument parsing and dispatch; one module per subcommand.
+
+Subcommand modules are imported only when used, so `graphbuild --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import signal
+import sys
+
+from ..errors import GraphbuildError
+
+COMMANDS = {
+    "run": "build targets (and with --push publish them)",
+    "query": "list targets and their dependency closures",
+    "graph": "print the graph for Graphviz or tools",
+    "affected": "targets whose inputs changed since a git commit",
+    "cache": "local cache: stats, clean, gc",
+}
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that exits 2 with one readable message (its default is also 2)."""
+
+    def error(self, message: str):  # noqa: D401 - argparse API
+        self.print_usage(sys.stderr)
+        self.exit(2, f"graphbuild: error: {message}\n  hint: graphbuild {self.prog.split()[-1]} --help\n")
+
+
+def build_parser() -> Parser:
+    parser = Parser(prog="graphbuild", description="Build multi-architecture container images "
+                    "from BUILD.yaml files, in parallel, cached and explained.")
+    parser.add_argument("-C", "--workspace", metavar="DIR", help="the workspace root")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    sub.required = True
+    for name, help_text in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("-C", "--workspace", metavar="DIR", default=argparse.SUPPRESS,
+                       help="the workspace root")
+        module = importlib.import_module(f".{name}_cmd", __name__)
+        module.add_arguments(p)
+    return parser
+
+
+def _terminate(signum, frame):  # SIGTERM behaves like Ctrl-C: stop actions, exit 130
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminate)
+    module = importlib.import_module(f".{args.command}_cmd", __name__)
+    try:
+        return module.main(args)
+    except GraphbuildError as exc:
+        print(exc.render(), file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("graphbuild: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+def entry() -> None:
+    sys.exit(main())

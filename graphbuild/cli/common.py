@@ -1,0 +1,66 @@
+"""What every subcommand does first: find the workspace, load and check what the patterns reach."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import UserError
+from ..labels import LabelError, Pattern, parse_pattern
+
+
+@dataclass
+class Loaded:
+    ws: object
+    loader: object
+    tgraph: object
+    analysis: object | None = None
+
+
+def workspace(args):
+    from .. import workspace as wsmod
+
+    return wsmod.load(getattr(args, "workspace", None))
+
+
+def patterns(texts: list[str]) -> list[Pattern]:
+    out = []
+    for text in texts:
+        try:
+            out.append(parse_pattern(text))
+        except LabelError as exc:
+            raise UserError(str(exc), hint=exc.hint) from None
+    return out
+
+
+def platform_filter(texts: list[str] | None):
+    from .. import platforms
+
+    if not texts:
+        return None
+    out = []
+    for t in texts:
+        try:
+            out.append(platforms.parse(t))
+        except platforms.PlatformError as exc:
+            raise UserError(f"--platform: {exc}", hint=exc.hint) from None
+    return out
+
+
+def load(args, pattern_texts: list[str], *, analyze: bool = True, plat_texts=None) -> Loaded:
+    """Load and check every package the patterns reach, their dependencies, and (optionally)
+    analyse them into the action graph, so bad input is found before anything runs."""
+    from ..analysis import Analysis
+    from ..loader import Loader
+    from ..target_graph import TargetGraph
+
+    ws = workspace(args)
+    pats = patterns(pattern_texts)
+    loader = Loader(ws)
+    try:
+        tgraph = TargetGraph(loader, pats)
+        loaded = Loaded(ws, loader, tgraph)
+        if analyze:
+            loaded.analysis = Analysis(ws, tgraph, platform_filter(plat_texts))
+    finally:
+        loader.save_cache()
+    return loaded

@@ -1,0 +1,112 @@
+"""`graphbuild run`: build (and optionally push) the targets the patterns name."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("patterns", nargs="+", metavar="PATTERN", help="//pkg:name, //pkg:all, //pkg/...")
+    p.add_argument("-j", "--jobs", type=int, help="parallel actions (default: WORKSPACE jobs, else CPUs)")
+    p.add_argument("--keep-going", action="store_true", help="build everything not blocked by a failure")
+    p.add_argument("--dry-run", action="store_true", help="print the plan and why; run nothing")
+    p.add_argument("--push", action="store_true", help="publish images and move tags at the end")
+    p.add_argument("--platform", action="append", metavar="P", help="limit fan-out to platform P")
+    p.add_argument("--no-cache", action="store_true", help="ignore the action cache")
+    p.add_argument("--explain", action="store_true", help="say which input changed for each node run")
+    p.add_argument("--output", choices=("auto", "plain", "json"), default="auto")
+    p.add_argument("--events", metavar="FILE", help="write JSON Lines events to FILE")
+    p.add_argument("--profile", metavar="FILE", help="write a Chrome trace to FILE")
+
+
+def main(args) -> int:
+    from ..errors import UserError
+    from .common import load
+
+    if args.jobs is not None and args.jobs < 1:
+        raise UserError("-j must be at least 1")
+    loaded = load(args, args.patterns, plat_texts=args.platform)
+    jobs = args.jobs or loaded.ws.jobs or os.cpu_count() or 1
+    if args.dry_run:
+        return _dry_run(loaded, args, jobs)
+    return _build(loaded, args, jobs)
+
+
+def _dry_run(loaded, args, jobs: int) -> int:
+    from ..build import Engine, Options, Scheduler
+    from ..events import Events
+
+    engine = Engine(loaded.ws, Events())
+    try:
+        summary = Scheduler(engine, loaded.analysis.graph, loaded.analysis.actions,
+                            Options(jobs=jobs, dry_run=True, no_cache=args.no_cache)).run()
+    finally:
+        engine.close()
+    results = summary.results
+    would = [r for r in results.values() if r.status == "would-run"]
+    if args.output == "json":
+        import json
+
+        for r in results.values():
+            print(json.dumps({"event": "plan", "node": r.node, "status": r.status,
+                              "reason": r.reason}))
+        return 0
+    for r in results.values():
+        if r.status == "would-run":
+            print(f"would run  {r.node}: {r.reason}")
+        elif r.status == "failed":
+            print(f"would fail {r.node}: {r.reason}")
+    print(f"plan: {len(would)} to run, {sum(r.status == 'cached' for r in results.values())} "
+          f"cached, {len(results)} nodes (dry run: nothing was executed)")
+    return 0
+
+
+def _build(loaded, args, jobs: int) -> int:
+    from ..build import Engine, Options, Scheduler
+    from ..events import Events, JsonLines, Profile
+    from ..progress import make_reporter
+
+    events = Events()
+    events_file = open(args.events, "w") if args.events else None
+    if events_file:
+        events.add_sink(JsonLines(events_file))
+    if args.output == "json":
+        events.add_sink(JsonLines(sys.stdout))
+    reporter = make_reporter(args.output, explain=args.explain, nodes=loaded.analysis.actions)
+    if reporter:
+        events.add_sink(reporter.on_event)
+    profile = Profile() if args.profile else None
+    engine = Engine(loaded.ws, events, profile)
+    targets = [str(lab) for lab in loaded.tgraph.roots]
+    events.emit({"event": "build_started", "targets": targets, "jobs": jobs})
+    summary = None
+    try:
+        if reporter:
+            reporter.start()
+        sched = Scheduler(engine, loaded.analysis.graph, loaded.analysis.actions,
+                          Options(jobs=jobs, keep_going=args.keep_going, no_cache=args.no_cache),
+                          on_start=reporter.on_start if reporter else None)
+        summary = sched.run()
+        ok = summary.ok
+        if ok and args.push:
+            from ..publish import push_all
+
+            ok = push_all(loaded, engine, summary, events, jobs)
+    finally:
+        if reporter:
+            reporter.stop()
+        engine.close()
+        if summary is not None:
+            events.emit({"event": "build_finished",
+                         "status": "success" if summary.ok and (not args.push or ok) else "failure",
+                         "counts": summary.counts(), "duration_s": round(summary.duration, 3)})
+        if profile:
+            profile.write(Path(args.profile))
+        if events_file:
+            events_file.close()
+    if reporter:
+        reporter.summary(summary)
+    return 0 if ok else 1

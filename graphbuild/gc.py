@@ -1,0 +1,37 @@
+"""Garbage collection: drop cached outputs that no action record or store tag refers to."""
+
+from __future__ import annotations
+
+import shutil
+
+from .workspace import Workspace
+
+
+def collect(ws: Workspace) -> tuple[int, int]:
+    """Remove unreferenced command-output blobs, stale output dirs and temp files."""
+    from .action_cache import ActionCache
+    from .cas import CAS
+
+    cache_dir = ws.cache_dir
+    removed = freed = 0
+    if not (cache_dir / "actions").exists():
+        return 0, 0
+    ac = ActionCache(cache_dir / "actions")
+    trees = {rec["data"]["tree"] for _, rec in ac.records() if "tree" in rec.get("data", {})}
+    descriptors = [rec["data"]["descriptor"] for _, rec in ac.records()
+                   if "descriptor" in rec.get("data", {})]
+    ac.close()
+    cas = CAS(cache_dir / "cas")
+    keep = cas.referenced(trees)
+    for digest in cas.all_digests() - keep:
+        freed += cas.remove(digest)
+        removed += 1
+    tmp = cache_dir / "tmp"
+    if tmp.exists():
+        shutil.rmtree(tmp, ignore_errors=True)
+    if (cache_dir / "oci" / "index.json").exists():
+        from .oci.store import Store
+
+        n, b = Store(cache_dir / "oci").gc(extra_roots=descriptors)
+        removed, freed = removed + n, freed + b
+    return removed, freed

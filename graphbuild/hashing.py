@@ -1,0 +1,71 @@
+"""Content digests, canonical JSON, and the stat cache that lets a no-op build hash nothing."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pickle
+from pathlib import Path
+
+CHUNK = 1 << 20
+
+
+def canonical(obj) -> bytes:
+    """Canonical JSON: sorted keys, no whitespace, UTF-8 (DESIGN example 3)."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def digest_bytes(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def digest_json(obj) -> str:
+    return digest_bytes(canonical(obj))
+
+
+def digest_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(CHUNK):
+            h.update(chunk)
+    return "sha256:" + h.hexdigest()
+
+
+class StatCache:
+    """(path) -> (size, mtime_ns, ctime_ns, inode, digest), kept in one pickle file.
+
+    A file whose stat matches is not read again (doit's mtime-then-size-then-content ladder).
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.entries: dict[str, tuple] = {}
+        self.dirty = False
+        try:
+            with open(path, "rb") as fh:
+                self.entries = pickle.load(fh)
+        except (OSError, pickle.PickleError, EOFError):
+            self.entries = {}
+
+    def digest(self, root: Path, rel: str) -> str:
+        """The digest of ``root/rel``; raises OSError when it is missing."""
+        st = os.stat(root / rel)
+        stamp = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+        hit = self.entries.get(rel)
+        if hit is not None and hit[:4] == stamp:
+            return hit[4]
+        digest = digest_file(root / rel)
+        self.entries[rel] = (*stamp, digest)
+        self.dirty = True
+        return digest
+
+    def save(self) -> None:
+        if not self.dirty:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(f".tmp{os.getpid()}")
+        with open(tmp, "wb") as fh:
+            pickle.dump(self.entries, fh, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(tmp, self.path)
+        self.dirty = False

@@ -1,0 +1,191 @@
+"""Finding packages and loading BUILD.yaml files into checked Targets.
+
+Parsed packages are cached by (path, size, mtime) so a no-op build does not re-parse YAML.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+
+from . import __version__, rule_registry, yamlpos
+from .attrs import AttrError, convert
+from .errors import UserError, did_you_mean
+from .labels import Label, Pattern, check_name
+from .rule_api import Target
+from .workspace import BUILD_FILE, Workspace
+
+PARSE_CACHE = "parse-cache.pickle"
+
+
+class Loader:
+    """Loads packages on demand and resolves labels to Targets."""
+
+    def __init__(self, ws: Workspace) -> None:
+        self.ws = ws
+        self.packages: dict[str, dict[str, Target]] = {}
+        self._cache_path = ws.cache_dir / PARSE_CACHE
+        self._cache: dict = self._read_cache()
+        self._cache_dirty = False
+
+    # -- parse cache --------------------------------------------------------------------------
+    def _read_cache(self) -> dict:
+        try:
+            with open(self._cache_path, "rb") as fh:
+                data = pickle.load(fh)
+            return data if data.get("version") == __version__ else {"version": __version__}
+        except (OSError, pickle.PickleError, EOFError, AttributeError, ImportError):
+            return {"version": __version__}
+
+    def save_cache(self) -> None:
+        """Write the parse cache back, atomically, if anything was parsed."""
+        if not self._cache_dirty:
+            return
+        self._cache_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self._cache_path.with_suffix(f".tmp{os.getpid()}")
+        with open(tmp, "wb") as fh:
+            pickle.dump(self._cache, fh, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(tmp, self._cache_path)
+        self._cache_dirty = False
+
+    # -- discovery ------------------------------------------------------------------------------
+    def find_packages(self, under: str = "") -> list[str]:
+        """Every package at or below ``under`` (skipping hidden dirs and the cache dir)."""
+        top = self.ws.root / under if under else self.ws.root
+        if not top.is_dir():
+            return []
+        skip = {self.ws.cache_dir.resolve()}
+        found: list[str] = []
+        stack = [top]
+        while stack:
+            d = stack.pop()
+            try:
+                entries = list(os.scandir(d))
+            except OSError:
+                continue
+            for e in entries:
+                if e.name == BUILD_FILE and e.is_file():
+                    found.append(self.ws.rel(Path(d)) if d != self.ws.root else "")
+                elif (e.is_dir(follow_symlinks=False) and not e.name.startswith(".")
+                      and e.name != "node_modules" and Path(e.path) not in skip):
+                    stack.append(Path(e.path))
+        return sorted(p if p != "." else "" for p in found)
+
+    def build_file(self, package: str) -> str:
+        return f"{package}/{BUILD_FILE}" if package else BUILD_FILE
+
+    # -- loading --------------------------------------------------------------------------------
+    def package(self, package: str) -> dict[str, Target] | None:
+        """The targets of a package, or None when it has no BUILD.yaml."""
+        if package in self.packages:
+            return self.packages[package]
+        rel = self.build_file(package)
+        path = self.ws.root / rel
+        try:
+            st = path.stat()
+        except OSError:
+            return None
+        stamp = (st.st_size, st.st_mtime_ns, st.st_ino)
+        hit = self._cache.get(rel)
+        if hit and hit[0] == stamp:
+            targets = hit[1]
+        else:
+            targets = self._parse(package, rel, path.read_text(encoding="utf-8"))
+            self._cache[rel] = (stamp, targets)
+            self._cache_dirty = True
+        self.packages[package] = targets
+        return targets
+
+    def _parse(self, package: str, rel: str, text: str) -> dict[str, Target]:
+        doc = yamlpos.load(text, rel)
+        if doc is None:
+            return {}
+        if not isinstance(doc.value, dict):
+            raise UserError("a BUILD.yaml must map target names to their attributes",
+                            path=rel, line=doc.line, hint="e.g.\n  server:\n    rule: image")
+        targets = {}
+        for name, body in doc.value.items():
+            targets[name] = self._target(package, rel, name, body)
+        for t in targets.values():
+            rule_registry.get(t.rule).check(t)
+        return targets
+
+    def _target(self, package: str, rel: str, name: str, body: yamlpos.Pos) -> Target:
+        label = Label(package, name)
+        problem = check_name(name)
+        if problem:
+            raise UserError(problem, path=rel, line=body.line, label=f"//{package}:{name}",
+                            hint="rename the target")
+        if not isinstance(body.value, dict):
+            raise UserError("a target must be a mapping of attributes", path=rel, line=body.line,
+                            label=str(label), hint="add at least `rule: <rule name>`")
+        rule_pos = body.value.get("rule")
+        if rule_pos is None:
+            raise UserError("missing 'rule'", path=rel, line=body.line, label=str(label),
+                            hint=f"rules: {', '.join(rule_registry.names())}")
+        rule = rule_registry.get(rule_pos.value) if isinstance(rule_pos.value, str) else None
+        if rule is None:
+            raise UserError(f"unknown rule {rule_pos.value!r}", path=rel, line=rule_pos.line,
+                            label=str(label), hint=did_you_mean(str(rule_pos.value),
+                                                                 rule_registry.names())
+                            or f"rules: {', '.join(rule_registry.names())}")
+        return self._convert_attrs(rule, label, rel, body)
+
+    def _convert_attrs(self, rule, label: Label, rel: str, body: yamlpos.Pos) -> Target:
+        declared = rule.all_attrs()
+        attrs, lines = {}, {}
+        for key, pos in body.value.items():
+            if key == "rule":
+                continue
+            lines[key] = pos.line
+            if key not in declared:
+                raise UserError(f"unknown attribute '{key}' for rule '{rule.name}'", path=rel,
+                                line=pos.line, label=str(label),
+                                hint=did_you_mean(key, declared) or
+                                f"{rule.name} takes: {', '.join(sorted(declared))}")
+            try:
+                attrs[key] = convert(declared[key], pos, label.package)
+            except AttrError as exc:
+                raise UserError(f"attribute '{key}' {exc}", path=rel, line=exc.line or pos.line,
+                                label=str(label), hint=exc.hint or declared[key].doc) from None
+        for key, attr in declared.items():
+            if key in attrs:
+                continue
+            if attr.required:
+                raise UserError(f"missing required attribute '{key}' for rule '{rule.name}'",
+                                path=rel, line=body.line, label=str(label), hint=attr.doc)
+            attrs[key] = attr.default
+        return Target(label, rule.name, attrs, lines, body.line, rel)
+
+    def resolve(self, label: Label, where: Target | None = None, attr: str | None = None) -> Target:
+        """The target of ``label``; a missing package or target is a UserError at ``where``."""
+        pkg = self.package(label.package)
+        loc = {} if where is None else {"path": where.build_file, "line": where.line_of(attr),
+                                         "label": str(where.label)}
+        if pkg is None:
+            raise UserError(f"no package '//{label.package}' for label {label} "
+                            f"(no {self.build_file(label.package)})", **loc,
+                            hint="check the path, or create that BUILD.yaml")
+        if label.name not in pkg:
+            raise UserError(f"no target '{label.name}' in package '//{label.package}' "
+                            f"(label {label})", **loc, hint=did_you_mean(label.name, pkg)
+                            or f"targets there: {', '.join(sorted(pkg)) or 'none'}")
+        return pkg[label.name]
+
+    def expand(self, pattern: Pattern) -> list[Target]:
+        """The targets a pattern names."""
+        if pattern.recursive:
+            pkgs = self.find_packages(pattern.package)
+            if not pkgs:
+                raise UserError(f"no packages match {pattern}",
+                                hint="packages are directories holding a BUILD.yaml")
+            return [t for p in pkgs for t in self.package(p).values()]
+        if pattern.name is None:
+            pkg = self.package(pattern.package)
+            if pkg is None:
+                raise UserError(f"no package '//{pattern.package}' "
+                                f"(no {self.build_file(pattern.package)})",
+                                hint="check the path, or create that BUILD.yaml")
+            return list(pkg.values())
+        return [self.resolve(Label(pattern.package, pattern.name))]

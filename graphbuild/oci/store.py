@@ -1,0 +1,407 @@
+"""The content store: an OCI image layout (``oci-layout``, ``index.json``, ``blobs/sha256/``).
+
+Blobs are content-addressed and immutable: a writer streams into a temp file inside the store (same
+filesystem), the sha256 is checked, then ``os.replace`` moves it into place, so a reader never sees
+a partial blob. ``index.json`` names what was built: one entry per label and one per tag, changed
+only under an exclusive ``flock`` with read-modify-write and an atomic replace, so concurrent builds
+lose no entry. ``skopeo``, ``umoci`` and other OCI tools read the store directly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+from graphbuild.errors import BuildError
+from graphbuild.oci import mediatypes as mt
+from graphbuild.oci.jsoncanon import canonical_json
+
+CHUNK = 1 << 20
+LAYOUT = {"imageLayoutVersion": "1.0.0"}
+_DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
+# The OCI image-layout grammar for org.opencontainers.image.ref.name.
+_REF_NAME_RE = re.compile(
+    r"^[A-Za-z0-9]+(?:(?:[-._:@+]|--)[A-Za-z0-9]+)*(?:/[A-Za-z0-9]+(?:(?:[-._:@+]|--)[A-Za-z0-9]+)*)*$"
+)
+# Keys of a descriptor worth recording in index.json (not e.g. a stray "data").
+_DESCRIPTOR_KEYS = ("mediaType", "digest", "size", "platform", "artifactType", "urls")
+
+
+class BlobCorrupt(BuildError):
+    """A blob's content does not hash to the digest it was written or named under."""
+
+
+class BlobNotFound(BuildError):
+    """A descriptor names a blob that is not in the store."""
+
+
+def check_digest(digest: str) -> str:
+    """Return ``digest`` if it is ``sha256:<64 lowercase hex>``; raise ValueError otherwise.
+
+    Checked before any path is built from it, so a digest can never escape ``blobs/sha256``.
+    """
+    if not isinstance(digest, str) or not _DIGEST_RE.match(digest):
+        raise ValueError(f"not a sha256 digest: {digest!r}")
+    return digest
+
+
+def check_ref_name(name: str) -> str:
+    """Return ``name`` if it is a valid ``org.opencontainers.image.ref.name``; else ValueError."""
+    if not isinstance(name, str) or not _REF_NAME_RE.match(name):
+        raise ValueError(f"not a valid image reference name: {name!r}")
+    return name
+
+
+def make_descriptor(media_type: str, digest: str, size: int, **extra: Any) -> dict:
+    """A content descriptor dict; ``extra`` adds e.g. ``platform`` or ``annotations``."""
+    return {"mediaType": media_type, "digest": check_digest(digest), "size": size, **extra}
+
+
+class BlobWriter:
+    """A file-like sink that hashes as it writes; used through :meth:`Store.blob_writer`.
+
+    After the ``with`` block ends cleanly, ``digest`` and ``size`` describe the committed blob.
+    """
+
+    def __init__(self, fileobj: IO[bytes]) -> None:
+        self._file = fileobj
+        self._hash = hashlib.sha256()
+        self.size = 0
+        self.digest = ""
+
+    def write(self, data: bytes) -> int:
+        self._file.write(data)
+        self._hash.update(data)
+        self.size += len(data)
+        return len(data)
+
+    def hexdigest(self) -> str:
+        return self._hash.hexdigest()
+
+
+class Store:
+    """An OCI image layout rooted at ``root`` (normally ``<cache_dir>/oci``).
+
+    Constructing a Store touches nothing; the layout files are created on the first write.
+    """
+
+    def __init__(self, root: Path | str) -> None:
+        self.root = Path(root)
+        self._blobs = self.root / "blobs" / "sha256"
+        self._ready = False
+
+    # -- layout --------------------------------------------------------------------------------
+
+    def _ensure_layout(self) -> None:
+        """Create the layout files once; the common case is one stat of ``index.json``."""
+        if self._ready:
+            return
+        if not (self.root / "index.json").is_file() or not (self.root / "oci-layout").is_file():
+            self._blobs.mkdir(parents=True, exist_ok=True)
+            self._create_once(self.root / "oci-layout", canonical_json(LAYOUT))
+            self._create_once(self.root / "index.json", canonical_json(_empty_index()))
+        self._blobs.mkdir(parents=True, exist_ok=True)
+        self._ready = True
+
+    def _create_once(self, path: Path, data: bytes) -> None:
+        # os.link never clobbers: a concurrent process may already have written (and filled)
+        # index.json, and a plain replace would wipe its entries.
+        tmp = self._write_temp(data)
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
+
+    def _write_temp(self, data: bytes) -> Path:
+        fd, name = tempfile.mkstemp(dir=self.tmp_dir(), prefix="meta-")
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(name, 0o644)
+        return Path(name)
+
+    def tmp_dir(self) -> Path:
+        """A directory for in-progress writes, on the store's filesystem so renames are atomic."""
+        path = self.root / ".tmp"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    # -- reading blobs -------------------------------------------------------------------------
+
+    def blob_path(self, digest: str) -> Path:
+        """Where the blob ``digest`` lives (whether or not it exists)."""
+        return self._blobs / check_digest(digest).split(":", 1)[1]
+
+    def has_blob(self, digest: str) -> bool:
+        return self.blob_path(digest).is_file()
+
+    def open_blob(self, digest: str) -> IO[bytes]:
+        """Open a blob for binary reading; raise BlobNotFound when absent."""
+        try:
+            return open(self.blob_path(digest), "rb")
+        except FileNotFoundError:
+            raise BlobNotFound(f"blob {digest} is not in the store {self.root}") from None
+
+    def read_bytes(self, digest: str) -> bytes:
+        with self.open_blob(digest) as f:
+            return f.read()
+
+    def read_json(self, digest: str) -> Any:
+        return json.loads(self.read_bytes(digest))
+
+    def verify_blob(self, digest: str) -> bool:
+        """True if the blob exists and its content hashes to ``digest``."""
+        try:
+            with self.open_blob(digest) as f:
+                actual, _ = _hash_stream(f)
+        except BlobNotFound:
+            return False
+        return actual == digest
+
+    # -- writing blobs -------------------------------------------------------------------------
+
+    def add_file(self, tmp_path: Path | str, expected_digest: str | None = None) -> tuple[str, int]:
+        """Move a finished file (from :meth:`tmp_dir`) into the store, checking its sha256.
+
+        On a mismatch with ``expected_digest`` the file is deleted and BlobCorrupt raised.
+        """
+        tmp_path = Path(tmp_path)
+        with open(tmp_path, "rb") as f:
+            digest, size = _hash_stream(f)
+        self._install(tmp_path, digest, expected_digest)
+        return digest, size
+
+    @contextlib.contextmanager
+    def blob_writer(self, expected_digest: str | None = None) -> Iterator[BlobWriter]:
+        """Stream a blob in: ``with store.blob_writer() as w: w.write(...)``.
+
+        Committed on a clean exit (``w.digest``, ``w.size`` are then set); on an exception the
+        temp file is deleted and nothing enters the store.
+        """
+        if expected_digest is not None:
+            check_digest(expected_digest)
+        self._ensure_layout()
+        fd, name = tempfile.mkstemp(dir=self.tmp_dir(), prefix="blob-")
+        tmp = Path(name)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                writer = BlobWriter(f)
+                yield writer
+                f.flush()
+                os.fsync(f.fileno())
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        writer.digest = "sha256:" + writer.hexdigest()
+        self._install(tmp, writer.digest, expected_digest)
+
+    def put_bytes(self, data: bytes, expected_digest: str | None = None) -> tuple[str, int]:
+        """Store ``data``; a blob already present is not rewritten."""
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        if expected_digest is not None and check_digest(expected_digest) != digest:
+            raise BlobCorrupt(f"content hashes to {digest}, expected {expected_digest}")
+        if not self.has_blob(digest):
+            with self.blob_writer(digest) as w:
+                w.write(data)
+        return digest, len(data)
+
+    def put_json(self, obj: Any, media_type: str) -> dict:
+        """Store ``obj`` as canonical JSON; return its descriptor ``{mediaType, digest, size}``."""
+        digest, size = self.put_bytes(canonical_json(obj))
+        return make_descriptor(media_type, digest, size)
+
+    def _install(self, tmp: Path, digest: str, expected: str | None) -> None:
+        if expected is not None and expected != digest:
+            tmp.unlink(missing_ok=True)
+            raise BlobCorrupt(f"content hashes to {digest}, expected {expected}")
+        self._ensure_layout()
+        os.chmod(tmp, 0o444)  # blobs are immutable; make accidental edits fail loudly
+        # Replacing an existing blob is harmless (same bytes) and keeps concurrent writers simple.
+        os.replace(tmp, self.blob_path(digest))
+
+    # -- index.json ----------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        self._ensure_layout()
+        with open(self.root / ".lock", "a+b") as lock:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+
+    def _read_index(self) -> dict:
+        try:
+            with open(self.root / "index.json", "rb") as f:
+                return json.load(f)
+        except FileNotFoundError:
+            return _empty_index()
+
+    def _write_index(self, index: dict) -> None:
+        tmp = self._write_temp(canonical_json(index))
+        os.replace(tmp, self.root / "index.json")
+
+    def entries(self) -> list[dict]:
+        """The descriptors listed in ``index.json``."""
+        return list(self._read_index().get("manifests", []))
+
+    def set_refs(self, label: str, descriptor: dict, tags: list[str],
+                 extra_annotations: dict | None = None) -> None:
+        """Point ``label`` and each of ``tags`` at ``descriptor``, replacing the label's old entries.
+
+        A tag names one thing: another label's entry with the same ref.name is removed.
+        """
+        tags = sorted({check_ref_name(t) for t in tags})
+        fresh = _index_entries(label, descriptor, tags, extra_annotations or {})
+        with self._locked():
+            index = self._read_index()
+            kept = [e for e in index.get("manifests", []) if not _superseded(e, label, tags)]
+            index["manifests"] = sorted(kept + fresh, key=_entry_key)
+            self._write_index(index)
+
+    def lookup(self, name: str) -> dict | None:
+        """The descriptor a tag (ref.name) or a label names, or None. A tag wins over a label."""
+        by_label = None
+        for entry in self.entries():
+            ann = entry.get("annotations", {})
+            if ann.get(mt.REF_NAME) == name:
+                return entry
+            if ann.get(mt.LABEL) == name and mt.REF_NAME not in ann:
+                by_label = entry
+        return by_label
+
+    # -- graph ---------------------------------------------------------------------------------
+
+    def walk(self, descriptor: dict) -> Iterator[dict]:
+        """Yield ``descriptor`` and everything it references (index → manifests → config, layers),
+        each digest once. Raise BlobNotFound when an index or manifest to descend into is missing.
+        """
+        yield from self._walk(descriptor, set(), strict=True)
+
+    def missing_blobs(self, descriptor: dict) -> list[str]:
+        """Digests reachable from ``descriptor`` that are not in the store (in walk order)."""
+        return [d["digest"] for d in self._walk(descriptor, set(), strict=False)
+                if not self.has_blob(d["digest"])]
+
+    def _walk(self, desc: dict, seen: set[str], strict: bool) -> Iterator[dict]:
+        digest = check_digest(desc["digest"])
+        if digest in seen:
+            return
+        seen.add(digest)
+        yield desc
+        media_type = desc.get("mediaType")
+        if not (mt.is_index(media_type) or mt.is_manifest(media_type)):
+            return
+        if not self.has_blob(digest):
+            if strict:
+                raise BlobNotFound(f"{media_type} {digest} is not in the store {self.root}")
+            return
+        for child in _children(self.read_json(digest), media_type):
+            yield from self._walk(child, seen, strict)
+
+    # -- maintenance ---------------------------------------------------------------------------
+
+    def gc(self, dry_run: bool = False, tmp_max_age: float = 3600.0) -> tuple[int, int]:
+        """Delete blobs unreachable from ``index.json`` and temp files older than ``tmp_max_age``
+        seconds; return ``(removed_count, freed_bytes)``.
+
+        Holds the index lock, so no tag moves meanwhile; a build still writing blobs it has not
+        yet tagged must not run concurrently (its fresh blobs are unreachable until set_refs).
+        """
+        with self._locked():
+            reachable: set[str] = set()
+            for entry in self.entries():
+                reachable.update(d["digest"] for d in self._walk(entry, set(), strict=False))
+            victims = [p for p in self._blobs.iterdir() if "sha256:" + p.name not in reachable]
+            cutoff = time.time() - tmp_max_age
+            victims += [p for p in self.tmp_dir().iterdir() if _mtime(p) < cutoff]
+            return _remove(victims, dry_run)
+
+    def stats(self) -> dict:
+        """``{"blobs": count, "bytes": total size, "entries": index.json entries}``."""
+        sizes = [p.stat().st_size for p in self._blobs.iterdir()] if self._blobs.is_dir() else []
+        return {"blobs": len(sizes), "bytes": sum(sizes), "entries": len(self.entries())}
+
+
+def _empty_index() -> dict:
+    return {"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": []}
+
+
+def _hash_stream(f: IO[bytes]) -> tuple[str, int]:
+    h = hashlib.sha256()
+    size = 0
+    while chunk := f.read(CHUNK):
+        h.update(chunk)
+        size += len(chunk)
+    return "sha256:" + h.hexdigest(), size
+
+
+def _children(doc: dict, media_type: str) -> list[dict]:
+    if mt.is_index(media_type):
+        return list(doc.get("manifests", []))
+    return [doc["config"], *doc.get("layers", [])]
+
+
+def _index_entries(label: str, desc: dict, tags: list[str], extra: dict) -> list[dict]:
+    base = {k: desc[k] for k in _DESCRIPTOR_KEYS if k in desc}
+    check_digest(base["digest"])
+    annotations = {**desc.get("annotations", {}), **extra, mt.LABEL: label}
+    annotations.pop(mt.REF_NAME, None)
+    out = [{**base, "annotations": annotations}]
+    out += [{**base, "annotations": {**annotations, mt.REF_NAME: tag}} for tag in tags]
+    return out
+
+
+def _superseded(entry: dict, label: str, tags: list[str]) -> bool:
+    ann = entry.get("annotations", {})
+    return ann.get(mt.LABEL) == label or ann.get(mt.REF_NAME) in tags
+
+
+def _entry_key(entry: dict) -> tuple[str, str, str]:
+    ann = entry.get("annotations", {})
+    return ann.get(mt.LABEL, ""), ann.get(mt.REF_NAME, ""), entry.get("digest", "")
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except FileNotFoundError:
+        return float("inf")  # gone already: nothing to remove
+
+
+def _remove(paths: list[Path], dry_run: bool) -> tuple[int, int]:
+    count = freed = 0
+    for path in paths:
+        try:
+            size = _disk_size(path)
+            if dry_run:
+                pass
+            elif path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+        except FileNotFoundError:
+            continue
+        count += 1
+        freed += size
+    return count, freed
+
+
+def _disk_size(path: Path) -> int:
+    if path.is_dir() and not path.is_symlink():
+        return sum(p.lstat().st_size for p in path.rglob("*") if not p.is_dir())
+    return path.lstat().st_size

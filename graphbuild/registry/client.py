@@ -1,0 +1,574 @@
+"""A client for the OCI distribution API (one registry host), over one shared ``httpx.Client``.
+
+Plain HTTP only for loopback hosts and hosts marked insecure; HTTPS with certificate checks
+otherwise. Authentication follows the registry's challenges (see ``auth.py``). Transient
+failures (429, 5xx, broken connections, timeouts) are retried a bounded number of times with
+backoff. Every error names the registry, the repository, the operation and what the registry
+said, with credentials redacted. Thread-safe: one client serves a whole push's worker pool.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+import re
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, BinaryIO
+
+import httpx
+
+from .auth import Authenticator, AuthProblem, merge_scopes, repository_scope
+from .credentials import Credentials, CredentialsError, CredentialStore
+from .digests import MANIFEST_TYPES, digest_of, hasher_for, is_digest
+from .errors import (
+    AuthenticationError,
+    DigestMismatchError,
+    Redactor,
+    RegistryError,
+    describe_response,
+)
+from .reference import DOCKER_HUB, DOCKER_HUB_ENDPOINT
+from .retry import RetryPolicy, is_retryable
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+log = logging.getLogger(__name__)
+
+MiB = 1024 * 1024
+DEFAULT_CHUNK_THRESHOLD = 16 * MiB
+DEFAULT_CHUNK_SIZE = 16 * MiB
+READ_SIZE = 1 * MiB
+# Manifests are small; a bigger answer is a misbehaving registry (containerd uses 4 MiB too).
+MAX_MANIFEST_BYTES = 4 * MiB
+
+OpenFn = Callable[[], BinaryIO]
+Body = bytes | Callable[[], Iterable[bytes]]
+
+
+class TransientError(RegistryError):
+    """A failure that may pass: 429, 5xx, a broken connection, a timeout."""
+
+
+@dataclass(frozen=True)
+class ManifestInfo:
+    media_type: str
+    digest: str
+    size: int
+
+
+@dataclass(frozen=True)
+class _Op:
+    repository: str | None
+    name: str
+
+
+class ClientStats:
+    """Thread-safe counters: requests, retries, blobs uploaded/mounted, bytes, manifests."""
+
+    def __init__(self) -> None:
+        self._counts: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    def add(self, name: str, amount: int = 1) -> None:
+        with self._lock:
+            self._counts[name] += amount
+
+    def __getitem__(self, name: str) -> int:
+        with self._lock:
+            return self._counts[name]
+
+    def snapshot(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._counts)
+
+    def __repr__(self) -> str:
+        return f"ClientStats({self.snapshot()})"
+
+
+def is_loopback(host: str) -> bool:
+    """``host[:port]`` names this machine: 127.0.0.0/8, ::1 or localhost."""
+    name = _hostname(host)
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def _hostname(host: str) -> str:
+    if host.startswith("["):
+        return host[1:host.index("]")] if "]" in host else host
+    if host.count(":") == 1:
+        return host.split(":", 1)[0]
+    return host
+
+
+class RegistryClient:
+    """The distribution API of one registry host (``host[:port]``, or ``docker.io``)."""
+
+    def __init__(self, registry: str, *, insecure: bool = False,
+                 credentials: Credentials | CredentialStore | None = None,
+                 retry: RetryPolicy | None = None, timeout: float = 60.0,
+                 chunk_threshold: int = DEFAULT_CHUNK_THRESHOLD,
+                 chunk_size: int = DEFAULT_CHUNK_SIZE, max_connections: int = 16,
+                 transport: httpx.BaseTransport | None = None) -> None:
+        if not registry or "/" in registry:
+            raise ValueError(f"a registry is host[:port], not {registry!r}")
+        self.registry = registry
+        self.endpoint = DOCKER_HUB_ENDPOINT if registry == DOCKER_HUB else registry
+        self.insecure = insecure
+        plain = insecure or is_loopback(self.endpoint)
+        self.base_url = f"{'http' if plain else 'https'}://{self.endpoint}"
+        self.retry = retry or RetryPolicy()
+        self.chunk_threshold = chunk_threshold
+        self.chunk_size = chunk_size
+        self.stats = ClientStats()
+        self.redact = Redactor()
+        self._http = httpx.Client(
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 15.0)), verify=True,
+            limits=httpx.Limits(max_connections=max_connections,
+                                max_keepalive_connections=max_connections),
+            transport=transport)
+        self._auth = Authenticator(
+            registry, credentials, self._send_plain, self.redact,
+            plain_http_ok=lambda host: insecure or is_loopback(host))
+
+    def __repr__(self) -> str:
+        return f"RegistryClient({self.base_url!r}, auth={self._auth!r})"
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- blobs -------------------------------------------------------------------------------
+
+    def blob_exists(self, repo: str, digest: str) -> bool:
+        """HEAD the blob: True if the repository has it."""
+        op = _Op(repo, f"check blob {digest}")
+        response = self._request(op, "HEAD", self._url(repo, "blobs", digest),
+                                 scopes=_pull(repo), follow=True)
+        if response.status_code == 200:
+            return True
+        if response.status_code == 404:
+            return False
+        raise self._failure(op, response)
+
+    def mount_blob(self, repo: str, digest: str, from_repo: str) -> bool:
+        """Cross-repository mount; False when the registry would rather have an upload."""
+        op = _Op(repo, f"mount blob {digest} from {from_repo}")
+        url = self._url(repo, "blobs", "uploads/")
+        scopes = merge_scopes(_push(repo), _pull(from_repo))
+        response = self._request(op, "POST", url, scopes=scopes,
+                                 params={"mount": digest, "from": from_repo})
+        if response.status_code == 201:
+            self.stats.add("blobs_mounted")
+            return True
+        if response.status_code == 202:
+            self._cancel_upload(op, response, scopes)
+            return False
+        raise self._failure(op, response)
+
+    def upload_blob(self, repo: str, digest: str, size: int, open_fn: OpenFn) -> None:
+        """Upload a blob streamed from ``open_fn()`` (called again for each attempt).
+
+        A retry restarts the whole upload session: a registry cannot resume a session whose
+        last answer was lost (distribution rejects a stale upload state).
+        """
+        op = _Op(repo, f"upload blob {digest}")
+        attempt = 1
+        while True:
+            try:
+                self._upload_once(op, repo, digest, size, open_fn)
+                break
+            except TransientError:
+                if attempt >= self.retry.attempts:
+                    raise
+            self.stats.add("retries")
+            self.retry.sleep(self.retry.backoff(attempt))
+            attempt += 1
+            if self.blob_exists(repo, digest):  # the lost answer may have been a success
+                break
+        self.stats.add("blobs_uploaded")
+        self.stats.add("bytes_uploaded", size)
+
+    def get_blob(self, repo: str, digest: str, dest: BinaryIO, size: int | None = None) -> int:
+        """Stream a blob into the seekable file ``dest``, verifying digest (and size)."""
+        op = _Op(repo, f"download blob {digest}")
+        attempt = 1
+        while True:
+            dest.seek(0)
+            dest.truncate()
+            try:
+                written = self._download_once(op, repo, digest, dest, size)
+                break
+            except TransientError:
+                if attempt >= self.retry.attempts:
+                    raise
+            self.stats.add("retries")
+            self.retry.sleep(self.retry.backoff(attempt))
+            attempt += 1
+        self.stats.add("blobs_downloaded")
+        self.stats.add("bytes_downloaded", written)
+        return written
+
+    # -- manifests ---------------------------------------------------------------------------
+
+    def get_manifest(self, repo: str, ref: str,
+                     accept: Iterable[str] = MANIFEST_TYPES) -> tuple[bytes, str, str]:
+        """``(bytes, media_type, digest)``; the digest is checked when fetching by digest and
+        against ``Docker-Content-Digest`` when fetching by tag."""
+        op = _Op(repo, f"get manifest {ref}")
+        response = self._request(op, "GET", self._url(repo, "manifests", ref),
+                                 scopes=_pull(repo), headers={"Accept": ", ".join(accept)},
+                                 stream=True, follow=True)
+        with response:
+            if response.status_code != 200:
+                response.read()
+                raise self._failure(op, response)
+            data = self._read_capped(op, response)
+        digest = self._verify_manifest_digest(op, ref, data, response)
+        self.stats.add("manifests_fetched")
+        return data, _media_type(response, data), digest
+
+    def head_manifest(self, repo: str, ref: str,
+                      accept: Iterable[str] = MANIFEST_TYPES) -> ManifestInfo | None:
+        """The manifest's media type, digest and size, or None when there is none."""
+        op = _Op(repo, f"check manifest {ref}")
+        accept = tuple(accept)
+        response = self._request(op, "HEAD", self._url(repo, "manifests", ref),
+                                 scopes=_pull(repo), headers={"Accept": ", ".join(accept)},
+                                 follow=True)
+        if response.status_code == 404:
+            return None
+        if response.status_code != 200:
+            raise self._failure(op, response)
+        digest = response.headers.get("Docker-Content-Digest") or (ref if is_digest(ref) else "")
+        if not digest:  # some registries omit it on HEAD: ask for the body instead
+            data, media_type, digest = self.get_manifest(repo, ref, accept)
+            return ManifestInfo(media_type, digest, len(data))
+        size = int(response.headers.get("Content-Length") or 0)
+        return ManifestInfo(_media_type(response, b""), digest, size)
+
+    def put_manifest(self, repo: str, ref: str, data: bytes, media_type: str) -> str:
+        """PUT a manifest by digest or tag; returns its digest, checked against the registry's."""
+        op = _Op(repo, f"put manifest {ref}" if is_digest(ref) else f"tag {repo}:{ref}")
+        digest = digest_of(data)
+        if is_digest(ref) and ref != digest:
+            raise DigestMismatchError(self.registry, repo, op.name,
+                                      f"the manifest's content has digest {digest}")
+        response = self._request(op, "PUT", self._url(repo, "manifests", ref),
+                                 scopes=_push(repo), headers={"Content-Type": media_type},
+                                 body=data)
+        if response.status_code not in (200, 201):
+            raise self._failure(op, response)
+        said = response.headers.get("Docker-Content-Digest")
+        if said and said != digest:
+            raise DigestMismatchError(self.registry, repo, op.name,
+                                      f"the registry stored {said}, we sent {digest}")
+        self.stats.add("manifests_put")
+        return digest
+
+    def list_tags(self, repo: str) -> list[str]:
+        """Every tag of the repository, following ``Link: <…>; rel="next"`` pages."""
+        op = _Op(repo, "list tags")
+        url: httpx.URL | None = httpx.URL(self._url(repo, "tags", "list"))
+        params: dict[str, str] | None = {"n": "1000"}
+        tags: list[str] = []
+        while url is not None:
+            response = self._request(op, "GET", url, scopes=_pull(repo), params=params,
+                                     follow=True)
+            if response.status_code != 200:
+                raise self._failure(op, response)
+            tags.extend(response.json().get("tags") or [])
+            url, params = _next_link(response), None
+        return tags
+
+    # -- upload and download internals --------------------------------------------------------
+
+    def _upload_once(self, op: _Op, repo: str, digest: str, size: int, open_fn: OpenFn) -> None:
+        scopes = _push(repo)
+        start = self._request(op, "POST", self._url(repo, "blobs", "uploads/"), scopes=scopes)
+        if start.status_code != 202:
+            raise self._failure(op, start)
+        location = _location(start)
+        if size <= self.chunk_threshold:
+            final = self._request(
+                op, "PUT", location, scopes=scopes, params={"digest": digest}, retry=False,
+                headers={"Content-Type": "application/octet-stream",
+                         "Content-Length": str(size)},
+                body=lambda: _file_chunks(open_fn, 0, size, op, self.registry))
+        else:
+            location = self._upload_chunks(op, location, size, open_fn, scopes)
+            final = self._request(op, "PUT", location, scopes=scopes, params={"digest": digest},
+                                  headers={"Content-Length": "0"}, retry=False)
+        if final.status_code not in (201, 204):
+            raise self._failure(op, final)
+        said = final.headers.get("Docker-Content-Digest")
+        if said and said != digest:
+            raise DigestMismatchError(self.registry, repo, op.name, f"the registry stored {said}")
+
+    def _upload_chunks(self, op: _Op, location: httpx.URL, size: int, open_fn: OpenFn,
+                       scopes: tuple[str, ...]) -> httpx.URL:
+        offset = 0
+        while offset < size:
+            length = min(self.chunk_size, size - offset)
+            response = self._request(
+                op, "PATCH", location, scopes=scopes, retry=False,
+                headers={"Content-Type": "application/octet-stream",
+                         "Content-Length": str(length),
+                         "Content-Range": f"{offset}-{offset + length - 1}"},
+                body=lambda o=offset, n=length: _file_chunks(open_fn, o, n, op, self.registry))
+            if response.status_code != 202:
+                raise self._failure(op, response)
+            location = _location(response)
+            offset += length
+        return location
+
+    def _cancel_upload(self, op: _Op, response: httpx.Response, scopes: tuple[str, ...]) -> None:
+        """Best effort: an abandoned session is purged by the registry anyway."""
+        try:
+            self._request(op, "DELETE", _location(response), scopes=scopes, retry=False)
+        except RegistryError as exc:
+            log.debug("could not cancel an upload session: %s", exc)
+
+    def _download_once(self, op: _Op, repo: str, digest: str, dest: BinaryIO,
+                       size: int | None) -> int:
+        hasher = hasher_for(digest)
+        written = 0
+        response = self._request(op, "GET", self._url(repo, "blobs", digest), scopes=_pull(repo),
+                                 stream=True, follow=True)
+        with response:
+            if response.status_code != 200:
+                response.read()
+                raise self._failure(op, response)
+            try:
+                for chunk in response.iter_bytes(READ_SIZE):
+                    hasher.update(chunk)
+                    dest.write(chunk)
+                    written += len(chunk)
+            except httpx.TransportError as exc:
+                raise self._transport_failure(op, exc, 1) from None
+        got = f"{digest.split(':', 1)[0]}:{hasher.hexdigest()}"
+        if got != digest or (size is not None and written != size):
+            raise DigestMismatchError(self.registry, repo, op.name,
+                                      f"received {written} bytes hashing to {got}")
+        return written
+
+    def _read_capped(self, op: _Op, response: httpx.Response) -> bytes:
+        parts, total = [], 0
+        try:
+            for chunk in response.iter_bytes():
+                total += len(chunk)
+                if total > MAX_MANIFEST_BYTES:
+                    raise RegistryError(self.registry, op.repository, op.name,
+                                        f"the manifest is larger than {MAX_MANIFEST_BYTES} bytes")
+                parts.append(chunk)
+        except httpx.TransportError as exc:
+            raise self._transport_failure(op, exc, 1) from None
+        return b"".join(parts)
+
+    def _verify_manifest_digest(self, op: _Op, ref: str, data: bytes,
+                                response: httpx.Response) -> str:
+        said = response.headers.get("Docker-Content-Digest", "")
+        wanted = ref if is_digest(ref) else said
+        if not wanted or not is_digest(wanted):
+            return digest_of(data)
+        hasher = hasher_for(wanted)
+        hasher.update(data)
+        got = f"{wanted.split(':', 1)[0]}:{hasher.hexdigest()}"
+        if got != wanted:
+            raise DigestMismatchError(self.registry, op.repository, op.name,
+                                      f"the manifest received hashes to {got}, not {wanted}")
+        return digest_of(data) if wanted.startswith("sha256:") else got
+
+    # -- the request loop --------------------------------------------------------------------
+
+    def _request(self, op: _Op, method: str, url: str | httpx.URL, *, scopes: tuple[str, ...],
+                 headers: dict[str, str] | None = None, params: dict[str, str] | None = None,
+                 body: Body | None = None, stream: bool = False, follow: bool = False,
+                 retry: bool = True) -> httpx.Response:
+        """Send with authentication and, when ``retry``, bounded retries; return the response
+        whatever its status (callers decide what is a failure). Raise TransientError when a
+        transient failure persists, AuthenticationError when credentials do not work."""
+        attempts = self.retry.attempts if retry else 1
+        attempt, challenged = 1, False
+        while True:
+            request = self._build(method, url, scopes, headers, params, body)
+            try:
+                response = self._http.send(request, stream=stream, follow_redirects=follow)
+            except httpx.TransportError as exc:
+                if attempt >= attempts:
+                    raise self._transport_failure(op, exc, attempt) from None
+                self._pause(attempt, None)
+                attempt += 1
+                continue
+            self.stats.add("requests")
+            log.debug("%s %s%s -> %s", method, self.endpoint, request.url.path,
+                      response.status_code)
+            if response.status_code == 401 and not challenged:
+                challenged = True
+                _discard(response)
+                self._challenge(op, response, scopes)
+                continue
+            if is_retryable(response) and attempt < attempts:
+                _discard(response)
+                self._pause(attempt, response)
+                attempt += 1
+                continue
+            if response.status_code == 401:
+                _discard(response)
+                raise self._auth_failure(op, response)
+            if is_retryable(response):
+                _discard(response)
+                raise self._failure(op, response, transient=True, attempts=attempt)
+            return response
+
+    def _send_plain(self, request: httpx.Request) -> httpx.Response:
+        """For token requests: retries, no authentication handling, body read."""
+        for attempt in range(1, self.retry.attempts + 1):
+            try:
+                response = self._http.send(request)
+            except httpx.TransportError as exc:
+                if attempt == self.retry.attempts:
+                    op = _Op(None, f"get a token from {request.url.host}")
+                    raise AuthProblem(str(self._transport_failure(op, exc, attempt))) from None
+                self._pause(attempt, None)
+                continue
+            if not is_retryable(response) or attempt == self.retry.attempts:
+                return response
+            self._pause(attempt, response)
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    def _build(self, method: str, url: str | httpx.URL, scopes: tuple[str, ...],
+               headers: dict[str, str] | None, params: dict[str, str] | None,
+               body: Body | None) -> httpx.Request:
+        all_headers = dict(headers or {})
+        authorization = self._auth_header(scopes)
+        if authorization:
+            all_headers["Authorization"] = authorization
+        content = body() if callable(body) else body
+        target = httpx.URL(url)
+        if params:
+            target = target.copy_merge_params(params)
+        return self._http.build_request(method, target, headers=all_headers, content=content)
+
+    def _auth_header(self, scopes: tuple[str, ...]) -> str | None:
+        try:
+            return self._auth.header(scopes)
+        except AuthProblem as exc:
+            raise AuthenticationError(self.registry, None, "authenticate",
+                                      self.redact(str(exc))) from None
+
+    def _challenge(self, op: _Op, response: httpx.Response, scopes: tuple[str, ...]) -> None:
+        try:
+            self._auth.challenge(response, scopes)
+        except (AuthProblem, CredentialsError) as exc:
+            raise AuthenticationError(self.registry, op.repository, op.name,
+                                      self.redact(str(exc)), status=401) from None
+
+    def _pause(self, attempt: int, response: httpx.Response | None) -> None:
+        self.stats.add("retries")
+        delay = self.retry.delay_for(attempt, response)
+        log.debug("retrying %s in %.2fs (attempt %d failed)", self.endpoint, delay, attempt)
+        self.retry.sleep(delay)
+
+    # -- errors ------------------------------------------------------------------------------
+
+    def _failure(self, op: _Op, response: httpx.Response, *, transient: bool = False,
+                 attempts: int = 1) -> RegistryError:
+        said, codes = describe_response(response)
+        detail = self.redact(said)
+        if attempts > 1:
+            detail += f" after {attempts} attempts"
+        kind = TransientError if transient or is_retryable(response) else RegistryError
+        return kind(self.registry, op.repository, op.name, detail,
+                    status=response.status_code, codes=codes)
+
+    def _auth_failure(self, op: _Op, response: httpx.Response) -> AuthenticationError:
+        said, codes = describe_response(response)
+        hint = (f"check the credentials for {self.registry}" if self._auth.has_credentials
+                else f"no credentials are configured for {self.registry}")
+        return AuthenticationError(self.registry, op.repository, op.name,
+                                   f"authentication failed: {self.redact(said)}; {hint}",
+                                   status=401, codes=codes)
+
+    def _transport_failure(self, op: _Op, exc: httpx.TransportError,
+                           attempts: int) -> TransientError:
+        reason = self.redact(str(exc) or type(exc).__name__)
+        tries = f" after {attempts} attempts" if attempts > 1 else ""
+        return TransientError(self.registry, op.repository, op.name,
+                              f"connection to {self.base_url} failed{tries}: {reason}")
+
+    def _url(self, repo: str, kind: str, ref: str) -> str:
+        return f"{self.base_url}/v2/{repo}/{kind}/{ref}"
+
+
+def _pull(repo: str) -> tuple[str, ...]:
+    return (repository_scope(repo, "pull"),)
+
+
+def _push(repo: str) -> tuple[str, ...]:
+    return (repository_scope(repo, "pull", "push"),)
+
+
+def _discard(response: httpx.Response) -> None:
+    """Read what is left of an unwanted answer (so the connection is reused) and close it."""
+    try:
+        response.read()
+    except httpx.HTTPError:
+        pass
+    response.close()
+
+
+def _location(response: httpx.Response) -> httpx.URL:
+    location = response.headers.get("Location")
+    if not location:
+        raise RegistryError(str(response.url.netloc.decode()), None, "upload",
+                            "the registry started an upload without a Location header")
+    return response.url.join(location)
+
+
+_LINK_RE = re.compile(r'<([^>]+)>\s*;\s*rel="?next"?')
+
+
+def _next_link(response: httpx.Response) -> httpx.URL | None:
+    match = _LINK_RE.search(response.headers.get("Link", ""))
+    return response.url.join(match.group(1)) if match else None
+
+
+def _media_type(response: httpx.Response, data: bytes) -> str:
+    content_type = response.headers.get("Content-Type", "").split(";", 1)[0].strip()
+    if content_type and content_type not in ("application/json", "application/octet-stream"):
+        return content_type
+    try:
+        return str(json.loads(data).get("mediaType") or content_type)
+    except (ValueError, AttributeError):
+        return content_type
+
+
+def _file_chunks(open_fn: OpenFn, offset: int, length: int, op: _Op,
+                 registry: str) -> Iterator[bytes]:
+    """Stream ``length`` bytes from ``offset`` of a freshly opened file, failing loudly on a
+    short file (rather than sending a body shorter than its Content-Length)."""
+    with open_fn() as handle:
+        if offset:
+            handle.seek(offset)
+        remaining = length
+        while remaining:
+            chunk = handle.read(min(READ_SIZE, remaining))
+            if not chunk:
+                raise RegistryError(registry, op.repository, op.name,
+                                    f"the local blob ended {remaining} bytes short of its size")
+            remaining -= len(chunk)
+            yield chunk

@@ -1,0 +1,142 @@
+"""The workspace: its root (nearest WORKSPACE.yaml upward) and its settings."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import platforms, yamlpos
+from .errors import UserError, did_you_mean
+
+WORKSPACE_FILE = "WORKSPACE.yaml"
+BUILD_FILE = "BUILD.yaml"
+LOOPBACK_HOSTS = ("127.", "localhost", "[::1]", "::1")
+KEYS = {
+    "default_platforms": "list of platforms built when a target names none",
+    "backend": "default image backend: native, buildx, buildah or auto",
+    "jobs": "worker count (default: the CPU count)",
+    "cache_dir": "cache and store directory (default .graphbuild under the root)",
+    "remote_cache": "oci://host/repo",
+    "registries": "per-host settings: insecure, mirror",
+    "builders": "platform -> buildx builder name",
+    "buildx": "buildx settings: cache_from, cache_to",
+    "buildah": "buildah settings: storage_driver, isolation",
+}
+BACKENDS = ("native", "buildx", "buildah", "auto")
+
+
+@dataclass
+class Workspace:
+    root: Path
+    default_platforms: list[platforms.Platform] = field(default_factory=list)
+    backend: str = "native"
+    jobs: int | None = None
+    cache_dir: Path | None = None
+    remote_cache: str | None = None
+    registries: dict = field(default_factory=dict)
+    builders: dict = field(default_factory=dict)
+    buildx: dict = field(default_factory=dict)
+    buildah: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.cache_dir is None:
+            self.cache_dir = self.root / ".graphbuild"
+
+    @property
+    def file(self) -> str:
+        return WORKSPACE_FILE
+
+    def platforms_default(self) -> list[platforms.Platform]:
+        return self.default_platforms or [platforms.host()]
+
+    def insecure(self, host: str) -> bool:
+        """Plain HTTP for loopback hosts and hosts marked insecure."""
+        if host.startswith(LOOPBACK_HOSTS):
+            return True
+        return bool(self.registries.get(host, {}).get("insecure"))
+
+    def rel(self, path: Path) -> str:
+        """A path relative to the root, POSIX style (what messages and cache keys use)."""
+        return Path(os.path.relpath(path, self.root)).as_posix()
+
+
+def find_root(start: Path) -> Path:
+    """The nearest directory from ``start`` upward that holds WORKSPACE.yaml."""
+    start = start.resolve()
+    for d in (start, *start.parents):
+        if (d / WORKSPACE_FILE).is_file():
+            return d
+    raise UserError(f"no {WORKSPACE_FILE} in {start} or any parent directory",
+                    hint=f"create an empty {WORKSPACE_FILE} at your repository root, or pass -C DIR")
+
+
+def load(root_arg: str | None = None, cwd: Path | None = None) -> Workspace:
+    """Find and read the workspace; ``root_arg`` is ``-C DIR``."""
+    if root_arg is not None:
+        root = Path(root_arg).resolve()
+        if not (root / WORKSPACE_FILE).is_file():
+            raise UserError(f"{root} has no {WORKSPACE_FILE}",
+                            hint=f"-C must name the directory holding {WORKSPACE_FILE}")
+    else:
+        root = find_root(cwd or Path.cwd())
+    text = (root / WORKSPACE_FILE).read_text()
+    doc = yamlpos.load(text, WORKSPACE_FILE)
+    ws = Workspace(root=root)
+    if doc is None:
+        return ws
+    if not isinstance(doc.value, dict):
+        raise UserError(f"{WORKSPACE_FILE} must be a mapping of settings", path=WORKSPACE_FILE,
+                        line=doc.line, hint=f"known keys: {', '.join(KEYS)}")
+    for key, val in doc.value.items():
+        _apply(ws, key, val)
+    return ws
+
+
+def _err(msg: str, val: yamlpos.Pos, hint: str | None = None) -> UserError:
+    return UserError(msg, path=WORKSPACE_FILE, line=val.line, hint=hint)
+
+
+def _apply(ws: Workspace, key: str, val: yamlpos.Pos) -> None:
+    plain = yamlpos.plain(val)
+    if key not in KEYS:
+        raise _err(f"unknown key '{key}'", val,
+                   did_you_mean(key, KEYS) or f"known keys: {', '.join(KEYS)}")
+    if key == "default_platforms":
+        if not isinstance(plain, list) or not plain:
+            raise _err("default_platforms must be a non-empty list", val, "e.g. [linux/amd64, linux/arm64]")
+        ws.default_platforms = [_platform(p, val) for p in val.value]
+    elif key == "backend":
+        if plain not in BACKENDS:
+            raise _err(f"unknown backend {plain!r}", val,
+                       did_you_mean(str(plain), BACKENDS) or f"backends: {', '.join(BACKENDS)}")
+        ws.backend = plain
+    elif key == "jobs":
+        if not isinstance(plain, int) or isinstance(plain, bool) or plain < 1:
+            raise _err("jobs must be a positive integer", val)
+        ws.jobs = plain
+    elif key == "cache_dir":
+        if not isinstance(plain, str) or not plain:
+            raise _err("cache_dir must be a path", val)
+        ws.cache_dir = (ws.root / plain).resolve()
+    elif key == "remote_cache":
+        if not isinstance(plain, str) or not plain.startswith("oci://"):
+            raise _err("remote_cache must be oci://host/repo", val)
+        ws.remote_cache = plain
+    else:
+        if not isinstance(plain, dict):
+            raise _err(f"{key} must be a mapping", val, KEYS[key])
+        setattr(ws, key, plain)
+        if key == "builders":
+            for p in val.value.values():
+                if not isinstance(p.value, str):
+                    raise _err("builder names must be strings", p)
+            for name, p in val.value.items():
+                _platform(yamlpos.Pos(name, p.line), p)
+
+
+def _platform(p: yamlpos.Pos, where: yamlpos.Pos) -> platforms.Platform:
+    try:
+        return platforms.parse(p.value)
+    except platforms.PlatformError as exc:
+        raise UserError(str(exc), path=WORKSPACE_FILE, line=p.line or where.line, hint=exc.hint) from None

@@ -1,0 +1,10 @@
+"""graphbuild's built-in rules: the public surface. Implementations live in ``_private``.
+
+Each class is registered in the ``graphbuild.rules`` entry-point group, as a third-party rule is.
+"""
+
+from ._private.command import CommandRule
+from ._private.group import GroupRule
+from ._private.platform import PlatformRule
+
+__all__ = ["CommandRule", "GroupRule", "PlatformRule"]

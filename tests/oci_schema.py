@@ -123,9 +123,10 @@ def put_layer(store: Store, files: dict[str, bytes]) -> tuple[dict, str]:
     return {"mediaType": mt.OCI_LAYER_GZIP, "digest": digest, "size": size}, diff_id
 
 
-def put_image(store: Store, arch: str, files: dict[str, bytes] | None = None,
-              variant: str = "") -> dict:
-    """Store a one-layer linux image for ``arch``; return its manifest descriptor (with platform)."""
+def put_image(
+    store: Store, arch: str, files: dict[str, bytes] | None = None, variant: str = ""
+) -> dict:
+    """Store a one-layer linux image for ``arch``; return its manifest descriptor + platform."""
     layer, diff_id = put_layer(store, files or {"etc/arch": arch.encode() + b"\n"})
     platform = {"architecture": arch, "os": "linux", **({"variant": variant} if variant else {})}
     config = {
@@ -137,8 +138,12 @@ def put_image(store: Store, arch: str, files: dict[str, bytes] | None = None,
     }
     validate("config", config)
     config_desc = store.put_json(config, mt.OCI_CONFIG)
-    manifest = {"schemaVersion": 2, "mediaType": mt.OCI_MANIFEST, "config": config_desc,
-                "layers": [layer]}
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": mt.OCI_MANIFEST,
+        "config": config_desc,
+        "layers": [layer],
+    }
     validate("manifest", manifest)
     return {**store.put_json(manifest, mt.OCI_MANIFEST), "platform": platform}
 

@@ -96,7 +96,7 @@ def export_docker_archive(
     with _deterministic_tar(out_path) as tar:
         with store.open_blob(config_digest) as f:
             _add_stream(tar, config_name, f, _size(f))
-        for name, layer, diff_id in sorted(zip(layer_names, layers, diff_ids)):
+        for name, layer, diff_id in sorted(zip(layer_names, layers, diff_ids, strict=True)):
             _add_dir(tar, name.split("/", 1)[0])
             _add_layer(store, tar, name, layer, diff_id)
         entry = {"Config": config_name, "RepoTags": repo_tags, "Layers": layer_names}
@@ -110,8 +110,11 @@ def _pick_manifest(store: Store, desc: dict, platform: str | platforms.Platform 
         return desc
     if not mt.is_index(desc.get("mediaType")):
         raise ExportError(f"cannot export a {desc.get('mediaType')} as a docker archive")
-    images = [m for m in store.read_json(desc["digest"]).get("manifests", [])
-              if mt.is_manifest(m.get("mediaType")) and _runnable(m)]
+    images = [
+        m
+        for m in store.read_json(desc["digest"]).get("manifests", [])
+        if mt.is_manifest(m.get("mediaType")) and _runnable(m)
+    ]
     if platform is None:
         if len(images) == 1:
             return images[0]
@@ -142,8 +145,9 @@ def _docker_tag(tag: str) -> str:
 
 
 def _chain_ids(diff_ids: list[str]) -> list[str]:
-    """Layer ChainIDs (image-spec config.md): unique per layer *and* the layers beneath it,
-    which is what the legacy per-layer directories of ``docker save`` are keyed by."""
+    """Layer ChainIDs (image-spec config.md). The legacy ``docker save`` layout names each layer
+    directory by an ID unique to the layer *and* the layers beneath it (a v1 ID); ChainIDs have
+    that property and need nothing but the config."""
     chain: list[str] = []
     for diff_id in diff_ids:
         if not chain:
@@ -162,20 +166,23 @@ def _repositories(repo_tags: list[str], top_chain_id: str) -> dict:
 
 
 def _add_layer(store: Store, tar: tarfile.TarFile, name: str, layer: dict, diff_id: str) -> None:
-    # Layers go in uncompressed, as `docker save` itself writes them: every loader accepts a
-    # plain tar (moby's load and containerd's import also sniff and inflate gzip, but older
-    # loaders and some docker-archive readers do not), and diff_ids, which name what a loader
-    # must find, are digests of the uncompressed tar, checked here on the way out.
+    # Layers go in uncompressed, as `docker save` itself writes them: that is the form every
+    # docker-archive reader is built and tested against. (moby's load and containerd's import
+    # also sniff and inflate gzip, so compressing would work there, but it buys only file size.)
+    # The diff_ids a loader checks are digests of the plain tar, so they are verified here.
     media_type = layer.get("mediaType")
     if media_type not in mt.GZIP_LAYER_TYPES | mt.TAR_LAYER_TYPES:
         raise ExportError(f"cannot put a {media_type} layer into a docker archive")
-    with store.open_blob(layer["digest"]) as raw, tempfile.TemporaryFile(
-        dir=store.tmp_dir()
-    ) as plain:
+    with (
+        store.open_blob(layer["digest"]) as raw,
+        tempfile.TemporaryFile(dir=store.tmp_dir()) as plain,
+    ):
         source: IO[bytes] = gzip.GzipFile(fileobj=raw) if media_type in mt.GZIP_LAYER_TYPES else raw
         digest = _copy_hashing(source, plain)
         if digest != diff_id:
-            raise BlobCorrupt(f"layer {layer['digest']} uncompresses to {digest}, config says {diff_id}")
+            raise BlobCorrupt(
+                f"layer {layer['digest']} uncompresses to {digest}, config says {diff_id}"
+            )
         plain.seek(0)
         _add_stream(tar, name, plain, _size(plain))
 
@@ -238,4 +245,3 @@ def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
 
 def _size(f: IO[bytes]) -> int:
     return os.fstat(f.fileno()).st_size
-

@@ -12,6 +12,7 @@ from typing import Any
 
 def canonical_json(obj: Any) -> bytes:
     """Serialise ``obj`` deterministically; NaN and infinities are refused (they are not JSON)."""
-    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                      allow_nan=False)
+    text = json.dumps(
+        obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    )
     return text.encode("utf-8")

@@ -18,7 +18,7 @@ import re
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -103,7 +103,7 @@ class Store:
     # -- layout --------------------------------------------------------------------------------
 
     def _ensure_layout(self) -> None:
-        """Create the layout files once; the common case is one stat of ``index.json``."""
+        """Create the layout files once per Store; when they exist this costs two stats."""
         if self._ready:
             return
         if not (self.root / "index.json").is_file() or not (self.root / "oci-layout").is_file():
@@ -152,6 +152,13 @@ class Store:
         """Open a blob for binary reading; raise BlobNotFound when absent."""
         try:
             return open(self.blob_path(digest), "rb")
+        except FileNotFoundError:
+            raise BlobNotFound(f"blob {digest} is not in the store {self.root}") from None
+
+    def blob_size(self, digest: str) -> int:
+        """The size of a stored blob; raise BlobNotFound when absent."""
+        try:
+            return self.blob_path(digest).stat().st_size
         except FileNotFoundError:
             raise BlobNotFound(f"blob {digest} is not in the store {self.root}") from None
 
@@ -259,9 +266,10 @@ class Store:
         """The descriptors listed in ``index.json``."""
         return list(self._read_index().get("manifests", []))
 
-    def set_refs(self, label: str, descriptor: dict, tags: list[str],
-                 extra_annotations: dict | None = None) -> None:
-        """Point ``label`` and each of ``tags`` at ``descriptor``, replacing the label's old entries.
+    def set_refs(
+        self, label: str, descriptor: dict, tags: list[str], extra_annotations: dict | None = None
+    ) -> None:
+        """Point ``label`` and each of ``tags`` at ``descriptor``, replacing the label's entries.
 
         A tag names one thing: another label's entry with the same ref.name is removed.
         """
@@ -294,8 +302,11 @@ class Store:
 
     def missing_blobs(self, descriptor: dict) -> list[str]:
         """Digests reachable from ``descriptor`` that are not in the store (in walk order)."""
-        return [d["digest"] for d in self._walk(descriptor, set(), strict=False)
-                if not self.has_blob(d["digest"])]
+        return [
+            d["digest"]
+            for d in self._walk(descriptor, set(), strict=False)
+            if not self.has_blob(d["digest"])
+        ]
 
     def _walk(self, desc: dict, seen: set[str], strict: bool) -> Iterator[dict]:
         digest = check_digest(desc["digest"])
@@ -315,17 +326,24 @@ class Store:
 
     # -- maintenance ---------------------------------------------------------------------------
 
-    def gc(self, dry_run: bool = False, tmp_max_age: float = 3600.0) -> tuple[int, int]:
-        """Delete blobs unreachable from ``index.json`` and temp files older than ``tmp_max_age``
-        seconds; return ``(removed_count, freed_bytes)``.
+    def gc(
+        self,
+        dry_run: bool = False,
+        *,
+        extra_roots: Iterable[dict] = (),
+        tmp_max_age: float = 3600.0,
+    ) -> tuple[int, int]:
+        """Delete blobs reachable neither from ``index.json`` nor from ``extra_roots`` (e.g. the
+        descriptors the action cache records), and temp files older than ``tmp_max_age`` seconds;
+        return ``(removed_count, freed_bytes)``.
 
         Holds the index lock, so no tag moves meanwhile; a build still writing blobs it has not
-        yet tagged must not run concurrently (its fresh blobs are unreachable until set_refs).
+        yet recorded must not run concurrently (its fresh blobs are not yet reachable).
         """
         with self._locked():
             reachable: set[str] = set()
-            for entry in self.entries():
-                reachable.update(d["digest"] for d in self._walk(entry, set(), strict=False))
+            for root in [*self.entries(), *extra_roots]:
+                reachable.update(d["digest"] for d in self._walk(root, set(), strict=False))
             victims = [p for p in self._blobs.iterdir() if "sha256:" + p.name not in reachable]
             cutoff = time.time() - tmp_max_age
             victims += [p for p in self.tmp_dir().iterdir() if _mtime(p) < cutoff]

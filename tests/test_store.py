@@ -1,0 +1,355 @@
+"""The content store: blobs, index.json refs, graph walking, gc, and real OCI tools reading it."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from oci_schema import put_image, require_tool, two_platform_index, validate, validate_store
+
+from graphbuild.oci import mediatypes as mt
+from graphbuild.oci.jsoncanon import canonical_json
+from graphbuild.oci.store import BlobCorrupt, BlobNotFound, Store
+
+# Arbitrary JSON blobs in these tests: not OCI configs, so the schemas leave them alone.
+TEST_JSON = "application/vnd.dev.graphbuild.test+json"
+EMPTY_SHA = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    return Store(tmp_path / "oci")
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    proc = subprocess.run(args, check=False, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, f"{' '.join(args)} failed:\n{proc.stderr}"
+    return proc
+
+
+# -- layout -----------------------------------------------------------------------------------
+
+
+def test_constructing_a_store_creates_nothing(tmp_path: Path) -> None:
+    Store(tmp_path / "oci")
+    assert not (tmp_path / "oci").exists()
+
+
+def test_first_write_creates_a_valid_layout(store: Store) -> None:
+    store.put_bytes(b"hello")
+    assert (store.root / "blobs" / "sha256").is_dir()
+    validate("layout", json.loads((store.root / "oci-layout").read_text()))
+    validate("index", json.loads((store.root / "index.json").read_text()))
+
+
+def test_existing_layout_is_not_rewritten(store: Store) -> None:
+    store.put_bytes(b"x")
+    store.set_refs("//a:b", store.put_json({"k": 1}, TEST_JSON), ["a:b"])
+    before = (store.root / "index.json").stat()
+    again = Store(store.root)
+    again.put_bytes(b"y")
+    after = (store.root / "index.json").stat()
+    assert (before.st_ino, before.st_mtime_ns) == (after.st_ino, after.st_mtime_ns)
+
+
+# -- blobs ------------------------------------------------------------------------------------
+
+
+def test_put_and_read_bytes(store: Store) -> None:
+    digest, size = store.put_bytes(b"")
+    assert (digest, size) == (EMPTY_SHA, 0)
+    assert store.has_blob(digest) and store.read_bytes(digest) == b""
+    assert store.blob_path(digest) == store.root / "blobs" / "sha256" / digest[7:]
+    assert store.put_bytes(b"") == (digest, 0)  # idempotent
+
+
+def test_put_json_is_canonical(store: Store) -> None:
+    desc = store.put_json({"b": [1, "é"], "a": None}, mt.OCI_CONFIG)
+    validate("descriptor", desc)
+    assert store.read_bytes(desc["digest"]) == '{"a":null,"b":[1,"é"]}'.encode()
+    assert store.read_json(desc["digest"]) == {"a": None, "b": [1, "é"]}
+    assert desc == store.put_json({"a": None, "b": [1, "é"]}, mt.OCI_CONFIG)
+
+
+def test_canonical_json_refuses_nan() -> None:
+    with pytest.raises(ValueError):
+        canonical_json({"x": float("nan")})
+
+
+def test_blob_writer_streams_and_commits(store: Store) -> None:
+    with store.blob_writer() as w:
+        for _ in range(3):
+            w.write(b"a" * 1000)
+    assert w.size == 3000 and store.read_bytes(w.digest) == b"a" * 3000
+    assert list(store.tmp_dir().iterdir()) == []
+
+
+def test_blob_writer_discards_on_error(store: Store) -> None:
+    with pytest.raises(RuntimeError), store.blob_writer() as w:
+        w.write(b"partial")
+        raise RuntimeError("backend died")
+    assert list(store.tmp_dir().iterdir()) == []
+    assert list((store.root / "blobs" / "sha256").iterdir()) == []
+
+
+def test_blob_writer_rejects_wrong_digest(store: Store) -> None:
+    with pytest.raises(BlobCorrupt), store.blob_writer(EMPTY_SHA) as w:
+        w.write(b"not empty")
+    assert not store.has_blob(EMPTY_SHA) and list(store.tmp_dir().iterdir()) == []
+
+
+def test_add_file_verifies_and_moves(store: Store) -> None:
+    tmp = store.tmp_dir() / "layer"
+    tmp.write_bytes(b"content")
+    digest, size = store.add_file(tmp)
+    assert size == 7 and not tmp.exists() and store.verify_blob(digest)
+
+
+def test_add_file_rejects_corrupt_content(store: Store) -> None:
+    tmp = store.tmp_dir() / "layer"
+    tmp.write_bytes(b"tampered")
+    with pytest.raises(BlobCorrupt, match=EMPTY_SHA):
+        store.add_file(tmp, expected_digest=EMPTY_SHA)
+    assert not tmp.exists() and not store.has_blob(EMPTY_SHA)
+
+
+def test_put_bytes_rejects_wrong_expected_digest(store: Store) -> None:
+    with pytest.raises(BlobCorrupt):
+        store.put_bytes(b"abc", expected_digest=EMPTY_SHA)
+
+
+def test_verify_blob_detects_corruption_on_disk(store: Store) -> None:
+    digest, _ = store.put_bytes(b"good")
+    path = store.blob_path(digest)
+    os.chmod(path, 0o644)
+    path.write_bytes(b"bad!")
+    assert not store.verify_blob(digest)
+    assert not store.verify_blob(EMPTY_SHA)  # absent
+
+
+@pytest.mark.parametrize(
+    "bad", ["sha256:../../etc/passwd", "sha512:" + "a" * 128, "a" * 64, "sha256:" + "A" * 64]
+)
+def test_bad_digests_never_become_paths(store: Store, bad: str) -> None:
+    with pytest.raises(ValueError):
+        store.blob_path(bad)
+
+
+def test_open_missing_blob(store: Store) -> None:
+    with pytest.raises(BlobNotFound):
+        store.read_bytes(EMPTY_SHA)
+
+
+# -- index.json -------------------------------------------------------------------------------
+
+
+def test_set_refs_writes_label_and_tag_entries(store: Store) -> None:
+    index, _, _ = two_platform_index(store)
+    store.set_refs("//app:img", index, ["myapp:v1", "127.0.0.1:5000/myapp:v1"], {"x.y": "z"})
+    entries = store.entries()
+    assert [e["annotations"].get(mt.REF_NAME) for e in entries] == [
+        None,
+        "127.0.0.1:5000/myapp:v1",
+        "myapp:v1",
+    ]
+    assert all(e["annotations"][mt.LABEL] == "//app:img" for e in entries)
+    assert all(e["annotations"]["x.y"] == "z" and e["digest"] == index["digest"] for e in entries)
+    assert store.lookup("myapp:v1")["annotations"][mt.REF_NAME] == "myapp:v1"
+    assert mt.REF_NAME not in store.lookup("//app:img")["annotations"]
+    assert store.lookup("nope:v1") is None
+    validate_store(store)
+
+
+def test_set_refs_replaces_the_labels_entries(store: Store) -> None:
+    first = put_image(store, "amd64")
+    second = put_image(store, "arm64", variant="v8")
+    store.set_refs("//app:img", first, ["myapp:v1", "myapp:old"])
+    store.set_refs("//app:img", second, ["myapp:v1"])
+    assert {e["digest"] for e in store.entries()} == {second["digest"]}
+    assert store.lookup("myapp:old") is None
+    assert len(store.entries()) == 2
+
+
+def test_a_tag_names_one_thing(store: Store) -> None:
+    one, two = put_image(store, "amd64"), put_image(store, "arm64", variant="v8")
+    store.set_refs("//a:one", one, ["shared:latest", "one:v1"])
+    store.set_refs("//b:two", two, ["shared:latest"])
+    assert store.lookup("shared:latest")["digest"] == two["digest"]
+    assert store.lookup("one:v1")["digest"] == one["digest"]
+    assert store.lookup("//a:one")["digest"] == one["digest"]  # its label entry stays
+    refs = [e["annotations"].get(mt.REF_NAME) for e in store.entries()]
+    assert refs.count("shared:latest") == 1
+
+
+def test_index_json_is_deterministic(tmp_path: Path) -> None:
+    stores = [Store(tmp_path / "a"), Store(tmp_path / "b")]
+    for s, order in zip(stores, (["x", "y", "z"], ["z", "x", "y"]), strict=True):
+        for name in order:
+            desc = s.put_json({"n": name}, TEST_JSON)
+            s.set_refs(f"//p:{name}", desc, [f"{name}:v1", f"reg.io/{name}:v1"])
+    a, b = ((s.root / "index.json").read_bytes() for s in stores)
+    assert a == b
+
+
+@pytest.mark.parametrize("tag", ["", "UPPER CASE:v1", "a//b", "-lead", "x:"])
+def test_set_refs_rejects_invalid_tags(store: Store, tag: str) -> None:
+    desc = store.put_json({}, TEST_JSON)
+    with pytest.raises(ValueError):
+        store.set_refs("//a:b", desc, [tag])
+
+
+def _set_many(root: str, worker: int, count: int) -> None:
+    store = Store(root)
+    for i in range(count):
+        desc = store.put_json({"worker": worker, "i": i}, TEST_JSON)
+        store.set_refs(f"//w{worker}:t{i}", desc, [f"w{worker}:t{i}"])
+
+
+def test_concurrent_set_refs_lose_nothing(tmp_path: Path) -> None:
+    root = str(tmp_path / "oci")
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=_set_many, args=(root, w, 15)) for w in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    store = Store(root)
+    assert len(store.entries()) == 4 * 15 * 2
+    assert all(store.lookup(f"w{w}:t{i}") for w in range(4) for i in range(15))
+    validate_store(store)
+
+
+# -- graph ------------------------------------------------------------------------------------
+
+
+def test_walk_visits_index_manifests_configs_and_layers(store: Store) -> None:
+    index, _, _ = two_platform_index(store)
+    types = [d["mediaType"] for d in store.walk(index)]
+    assert types == [
+        mt.OCI_INDEX,
+        mt.OCI_MANIFEST,
+        mt.OCI_CONFIG,
+        mt.OCI_LAYER_GZIP,
+        mt.OCI_MANIFEST,
+        mt.OCI_CONFIG,
+        mt.OCI_LAYER_GZIP,
+    ]
+    assert store.missing_blobs(index) == []
+
+
+def test_walk_visits_a_shared_blob_once(store: Store) -> None:
+    one = put_image(store, "amd64", files={"same": b"1"})
+    two = put_image(store, "arm64", files={"same": b"1"}, variant="v8")
+    index = store.put_json(
+        {"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": [one, two]}, mt.OCI_INDEX
+    )
+    digests = [d["digest"] for d in store.walk(index)]
+    assert len(digests) == len(set(digests)) == 6
+
+
+def test_missing_blobs(store: Store) -> None:
+    index, amd64, arm64 = two_platform_index(store)
+    layer = store.read_json(amd64["digest"])["layers"][0]["digest"]
+    store.blob_path(layer).unlink()
+    store.blob_path(arm64["digest"]).unlink()
+    assert store.missing_blobs(index) == [layer, arm64["digest"]]
+    with pytest.raises(BlobNotFound):
+        list(store.walk(index))
+
+
+# -- gc and stats -----------------------------------------------------------------------------
+
+
+def test_gc_removes_unreachable_blobs_and_stale_tmp(store: Store) -> None:
+    index, _, _ = two_platform_index(store)
+    store.set_refs("//app:img", index, ["myapp:v1"])
+    orphan, orphan_size = store.put_bytes(b"orphan")
+    stale = store.tmp_dir() / "blob-stale"
+    stale.write_bytes(b"12345")
+    os.utime(stale, (time.time() - 7200,) * 2)
+    fresh = store.tmp_dir() / "blob-fresh"
+    fresh.write_bytes(b"in progress")
+    before = store.stats()
+
+    assert store.gc(dry_run=True) == (2, orphan_size + 5)
+    assert store.has_blob(orphan) and stale.exists()
+    assert store.gc() == (2, orphan_size + 5)
+    assert not store.has_blob(orphan) and not stale.exists() and fresh.exists()
+    assert store.missing_blobs(index) == []
+    assert store.stats() == {
+        **before,
+        "blobs": before["blobs"] - 1,
+        "bytes": before["bytes"] - orphan_size,
+    }
+    validate_store(store)
+
+
+def test_gc_keeps_extra_roots(store: Store) -> None:
+    image = put_image(store, "amd64")  # recorded only by, say, the action cache
+    assert store.gc(extra_roots=[image]) == (0, 0)
+    assert store.missing_blobs(image) == []
+    removed, _ = store.gc()
+    assert removed == 3 and store.missing_blobs(image) == [image["digest"]]
+
+
+def test_blob_size(store: Store) -> None:
+    digest, _ = store.put_bytes(b"12345")
+    assert store.blob_size(digest) == 5
+    with pytest.raises(BlobNotFound):
+        store.blob_size(EMPTY_SHA)
+
+
+def test_stats(store: Store) -> None:
+    assert store.stats() == {"blobs": 0, "bytes": 0, "entries": 0}
+    store.put_bytes(b"abc")
+    store.set_refs("//a:b", store.put_json({}, TEST_JSON), [])
+    assert store.stats() == {"blobs": 2, "bytes": 5, "entries": 1}
+
+
+# -- real OCI tools ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def tagged(store: Store) -> tuple[Store, dict, dict]:
+    index, amd64, _ = two_platform_index(store)
+    store.set_refs("//app:img", index, ["myapp:v1", "127.0.0.1:5000/myapp:v1"])
+    store.set_refs("//app:img_amd64", amd64, ["myapp:amd64"])
+    validate_store(store)
+    return store, index, amd64
+
+
+def test_skopeo_reads_the_store(tagged: tuple[Store, dict, dict]) -> None:
+    require_tool("skopeo")
+    store, index, _ = tagged
+    raw = run("skopeo", "inspect", "--raw", f"oci:{store.root}:myapp:v1").stdout
+    assert raw.encode() == store.read_bytes(index["digest"])
+    info = json.loads(run("skopeo", "inspect", f"oci:{store.root}:127.0.0.1:5000/myapp:v1").stdout)
+    assert info["Digest"] == index["digest"]
+
+
+def test_skopeo_copy_all_keeps_the_index_digest(
+    tagged: tuple[Store, dict, dict], tmp_path: Path
+) -> None:
+    require_tool("skopeo")
+    store, index, _ = tagged
+    copy = f"oci:{tmp_path / 'copy'}:myapp:v1"
+    run("skopeo", "copy", "--all", f"oci:{store.root}:myapp:v1", copy)
+    copied = json.loads((tmp_path / "copy" / "index.json").read_text())
+    assert [m["digest"] for m in copied["manifests"]] == [index["digest"]]
+    assert Store(tmp_path / "copy").missing_blobs(index) == []
+
+
+def test_umoci_unpacks_a_platform_image(tagged: tuple[Store, dict, dict], tmp_path: Path) -> None:
+    require_tool("umoci")
+    store, _, _ = tagged
+    bundle = tmp_path / "bundle"
+    run("umoci", "unpack", "--rootless", "--image", f"{store.root}:myapp:amd64", str(bundle))
+    assert (bundle / "rootfs" / "etc" / "arch").read_bytes() == b"amd64\n"
+    runtime = json.loads((bundle / "config.json").read_text())
+    assert runtime["process"]["args"] == ["/bin/sh"]

@@ -92,6 +92,7 @@ class Action:
     check_cached: Callable[["RunContext", Outcome], bool] | None = None
     build_file: str = ""
     line: int = 0
+    tags: list[str] = field(default_factory=list)  # names for the output in the store (not keyed)
 
     @property
     def node(self) -> NodeId:

@@ -5,6 +5,8 @@ Each class is registered in the ``graphbuild.rules`` entry-point group, as a thi
 
 from ._private.command import CommandRule
 from ._private.group import GroupRule
+from ._private.image import ImageRule
+from ._private.manifest import ManifestRule
 from ._private.platform import PlatformRule
 
-__all__ = ["CommandRule", "GroupRule", "PlatformRule"]
+__all__ = ["CommandRule", "GroupRule", "ImageRule", "ManifestRule", "PlatformRule"]

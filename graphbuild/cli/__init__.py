@@ -17,6 +17,8 @@ COMMANDS = {
     "query": "list targets and their dependency closures",
     "graph": "print the graph for Graphviz or tools",
     "affected": "targets whose inputs changed since a git commit",
+    "inspect": "show a manifest list or image like `docker manifest inspect`",
+    "export": "write an image or index to an oci or docker archive",
     "cache": "local cache: stats, clean, gc",
 }
 

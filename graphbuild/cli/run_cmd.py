@@ -27,7 +27,7 @@ def main(args) -> int:
     from .common import load
 
     if args.jobs is not None and args.jobs < 1:
-        raise UserError("-j must be at least 1")
+        raise UserError("-j must be at least 1", hint="pass -j N with N >= 1, or omit it to use every CPU")
     loaded = load(args, args.patterns, plat_texts=args.platform)
     jobs = args.jobs or loaded.ws.jobs or os.cpu_count() or 1
     if args.dry_run:
@@ -64,6 +64,14 @@ def _dry_run(loaded, args, jobs: int) -> int:
     return 0
 
 
+def _record_refs(engine, actions, summary) -> None:
+    from ..refs import built_refs, record_refs
+
+    items = built_refs(actions, summary)
+    if items:
+        record_refs(engine.store, items)
+
+
 def _build(loaded, args, jobs: int) -> int:
     from ..build import Engine, Options, Scheduler
     from ..events import Events, JsonLines, Profile
@@ -90,6 +98,7 @@ def _build(loaded, args, jobs: int) -> int:
                           Options(jobs=jobs, keep_going=args.keep_going, no_cache=args.no_cache),
                           on_start=reporter.on_start if reporter else None)
         summary = sched.run()
+        _record_refs(engine, loaded.analysis.actions, summary)
         ok = summary.ok
         if ok and args.push:
             from ..publish import push_all

@@ -4,12 +4,22 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import ClassVar
 
 from graphbuild.errors import ActionFailed
 from graphbuild.labels import Label
 from graphbuild.platforms import Platform
-from graphbuild.rule_api import (Action, AnalysisContext, Attr, NodeId, Outcome, Provider, Rule,
-                                 RunContext, Target)
+from graphbuild.rule_api import (
+    Action,
+    AnalysisContext,
+    Attr,
+    NodeId,
+    Outcome,
+    Provider,
+    Rule,
+    RunContext,
+    Target,
+)
 
 # Host variables a command sees besides its own `env`; nothing else leaks in (hermeticity).
 PASSTHROUGH_ENV = ("PATH", "HOME", "TMPDIR", "LANG", "USER", "LOGNAME")
@@ -22,7 +32,7 @@ class CommandRule(Rule):
     doc = ("A shell command run with `sh -c` in its package directory. With `platforms` it runs "
            "once per platform with TARGETPLATFORM/TARGETOS/TARGETARCH/TARGETVARIANT set. It writes "
            "its outputs under $OUT; its dependencies' outputs are under $DEPS/<label path>/.")
-    attrs = {
+    attrs: ClassVar[dict[str, Attr]] = {
         "cmd": Attr("string", "the shell command (sh -c)", required=True),
         "srcs": Attr("string_list", "input globs, relative to the package (** allowed)", default=[]),
         "outs": Attr("string_list", "paths that must exist under $OUT afterwards", default=[]),
@@ -33,7 +43,8 @@ class CommandRule(Rule):
     def check(self, target: Target) -> None:
         for out in target.attrs["outs"]:
             if out.startswith("/") or ".." in Path(out).parts:
-                raise target.error(f"output '{out}' must be a relative path inside $OUT", "outs")
+                raise target.error(f"output '{out}' must be a relative path inside $OUT", "outs",
+                                   "outs are paths relative to $OUT, e.g. bin/app")
 
     def analyze(self, target: Target, ctx: AnalysisContext) -> Provider:
         fanned = target.attrs["platforms"] is not None

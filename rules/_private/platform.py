@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from graphbuild import platforms
 from graphbuild.rule_api import AnalysisContext, Attr, Provider, Rule, Target
 
@@ -9,7 +11,7 @@ from graphbuild.rule_api import AnalysisContext, Attr, Provider, Rule, Target
 class PlatformRule(Rule):
     name = "platform"
     doc = "A target platform, usable wherever a platform string is."
-    attrs = {
+    attrs: ClassVar[dict[str, Attr]] = {
         "os": Attr("string", "operating system, a Go GOOS value (linux, windows)", required=True),
         "arch": Attr("string", "architecture, a Go GOARCH value (amd64, arm64, arm)", required=True),
         "variant": Attr("string", "CPU variant (v7 for arm, v8 for arm64)", default=""),

@@ -1,0 +1,44 @@
+"""What a backend is: something that builds one image for one platform into the store.
+
+The engine owns everything else (graph, cache, store, manifest lists, registry traffic).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..platforms import Platform
+
+
+@dataclass
+class NamedContext:
+    """A buildx-style named context: a directory, or an image already in the store."""
+
+    name: str
+    kind: str  # "dir" | "image"
+    path: Path | None = None  # for dir
+    descriptor: dict | None = None  # for image: the manifest descriptor in the store
+
+
+@dataclass
+class BuildRequest:
+    label: str
+    node: str
+    platform: Platform
+    context_dir: Path
+    dockerfile: Path
+    dockerfile_rel: str  # workspace-relative, for messages
+    plan: Any  # graphbuild.backends.plan.DockerfilePlan for this platform
+    build_args: dict[str, str]
+    target: str | None
+    labels: dict[str, str]
+    contexts: dict[str, NamedContext] = field(default_factory=dict)
+    source_date_epoch: int = 0
+
+
+@dataclass
+class BuildResult:
+    descriptor: dict  # the image manifest descriptor, already in the store
+    notes: list[str] = field(default_factory=list)

@@ -1,0 +1,343 @@
+"""The native backend: daemonless, pure Python, reproducible. It builds Dockerfiles made of
+FROM/COPY/ADD (local) and metadata instructions; RUN is rejected at analysis time."""
+
+from __future__ import annotations
+
+import posixpath
+import shutil
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .. import __version__
+from ..errors import ActionFailed, UserError
+from ..oci import image as img
+from ..oci import mediatypes as mt
+from .base import BuildRequest, BuildResult
+
+NAME = "native"
+HISTORY_COMMENT = "graphbuild.native.v0"
+
+
+def version() -> str:
+    return f"{NAME}/{__version__}"
+
+
+@dataclass
+class StageState:
+    config: dict
+    layers: list[dict] = field(default_factory=list)
+    cmd_set: bool = False
+    rootfs: Path | None = None  # unpacked on demand for COPY --from and user lookup
+    index: dict | None = None  # path -> LayerEntry metadata, built on demand
+
+
+class LayerMemo:
+    """Layers already written in this process, by content fingerprint: a layer whose content is
+    the same for several platforms is compressed once."""
+
+    def __init__(self) -> None:
+        self._done: dict[str, tuple[dict, str]] = {}
+        self._locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    def lock(self, key: str) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(key, threading.Lock())
+
+    def get(self, key: str) -> tuple[dict, str] | None:
+        return self._done.get(key)
+
+    def put(self, key: str, layer: tuple[dict, str]) -> None:
+        self._done[key] = layer
+
+
+MEMO = LayerMemo()
+
+
+class NativeBuilder:
+    def __init__(self, req: BuildRequest, store, scratch: Path, cancelled) -> None:
+        self.req = req
+        self.store = store
+        self.scratch = scratch
+        self.cancelled = cancelled
+        self.states: dict[int, StageState] = {}
+        self.ignore = _load_ignore(req)
+
+    def build(self) -> BuildResult:
+        plan = self.req.plan
+        for idx in plan.order:
+            if self.cancelled.is_set():
+                raise ActionFailed("interrupted")
+            self.states[idx] = self._stage(idx)
+        final = self.states[plan.target_index]
+        config = final.config
+        config["created"] = img.timestamp(self.req.source_date_epoch)
+        if self.req.labels:
+            config["config"].setdefault("Labels", {}).update(self.req.labels)
+        desc = img.put_image(self.store, config, final.layers, platform=self.req.platform)
+        return BuildResult(desc)
+
+    # -- stages --------------------------------------------------------------------------------
+    def _stage(self, idx: int) -> StageState:
+        from ..dockerfile import instructions as ins
+
+        stage = self.req.plan.stages[idx]
+        state = self._base(idx)
+        for cmd in stage.commands:
+            if isinstance(cmd, ins.Copy):
+                self._copy(state, cmd)
+            else:
+                _apply_meta(state, cmd, self.req.plan.path)
+            state.config["history"].append(self._history(cmd, isinstance(cmd, ins.Copy)))
+        return state
+
+    def _base(self, idx: int) -> StageState:
+        base = self.req.plan.bases[idx]
+        if base.kind == "scratch":
+            return StageState(img.empty_config(self.req.platform))
+        if base.kind == "stage":
+            prev = self.states[base.value]
+            return StageState(img.rebase_config(prev.config, self.req.platform), list(prev.layers))
+        desc = self._image_descriptor(base)
+        _, config = img.load_image(self.store, desc)
+        manifest = self.store.read_json(desc["digest"])
+        return StageState(img.rebase_config(config, self.req.platform), list(manifest["layers"]))
+
+    def _image_descriptor(self, base) -> dict:
+        if base.kind == "context":
+            ctx = self.req.contexts[base.value]
+            if ctx.kind != "image":
+                raise ActionFailed(f"context '{base.value}' is a directory and cannot be a FROM base")
+            return ctx.descriptor
+        ref_ctx = self.req.contexts.get(f"ref:{base.value}")
+        if ref_ctx is None:
+            raise ActionFailed(f"image {base.value} was not fetched")
+        return ref_ctx.descriptor
+
+    # -- COPY / ADD ----------------------------------------------------------------------------
+    def _copy(self, state: StageState, cmd) -> None:
+        from ..oci import copyspec
+
+        workdir = state.config["config"].get("WorkingDir") or "/"
+        chown = self._chown(state, cmd.chown) if cmd.chown else None
+        chmod = cmd.chmod or None
+        base = self._index(state).get
+        try:
+            if cmd.heredocs:
+                entries = copyspec.resolve_copy(
+                    self.req.context_dir, [], cmd.dest, workdir=workdir, chmod=chmod, chown=chown,
+                    inline=[(d.path, d.data.encode()) for d in cmd.heredocs], base=base)
+            elif cmd.from_:
+                root, owner_of = self._from_root(cmd.from_)
+                entries = copyspec.copy_from_tree(root, cmd.sources, cmd.dest, workdir=workdir,
+                                                  chmod=chmod, chown=chown, owner_of=owner_of,
+                                                  base=base)
+            else:
+                entries = copyspec.resolve_copy(self.req.context_dir, cmd.sources, cmd.dest,
+                                                workdir=workdir, ignore=self.ignore, chmod=chmod,
+                                                chown=chown, is_add=cmd.is_add, base=base,
+                                                scratch_dir=self.scratch)
+        except copyspec.CopyError as exc:
+            raise UserError(exc.message, path=self.req.plan.path, line=cmd.line,
+                            label=self.req.label, hint=exc.hint) from None
+        layer, diff_id = self._layer(entries)
+        state.layers.append(layer)
+        state.config["rootfs"]["diff_ids"].append(diff_id)
+        state.rootfs = None  # stale once the stage grows
+        for entry in entries:
+            state.index[entry.path] = entry
+
+    def _index(self, state: StageState) -> dict:
+        from ..oci.unpack import index_layers
+
+        if state.index is None:
+            state.index = index_layers(self.store, state.layers)
+        return state.index
+
+    def _layer(self, entries) -> tuple[dict, str]:
+        """(layer descriptor, diff_id), reusing a layer of identical content from this run."""
+        from ..oci import layers
+
+        key = f"{self.req.source_date_epoch}:{_fingerprint(entries)}"
+        with MEMO.lock(key):
+            hit = MEMO.get(key)
+            if hit is not None and self.store.has_blob(hit[0]["digest"]):
+                return dict(hit[0]), hit[1]
+            result, tmp = layers.write_layer_to_dir(entries, self.store.tmp_dir(),
+                                                    mtime=self.req.source_date_epoch)
+            self.store.add_file(tmp, result.digest)
+            layer = {"mediaType": mt.OCI_LAYER_GZIP, "digest": result.digest, "size": result.size}
+            MEMO.put(key, (layer, result.diff_id))
+            return dict(layer), result.diff_id
+
+    def _from_root(self, word: str):
+        """(directory, owner lookup) a COPY --from reads: a stage, a named context, or an image.
+        Owners come from the image's layer headers, not from the unpacked files."""
+        from .plan import _source
+
+        plan = self.req.plan
+        src = _source(plan.stages, word, len(plan.stages), set(self.req.contexts))
+        if src.kind == "context" and self.req.contexts[word].kind == "dir":
+            return self.req.contexts[word].path, lambda rel: (0, 0)
+        if src.kind == "scratch":
+            return self._empty_dir(), lambda rel: (0, 0)
+        if src.kind == "stage":
+            state = self.states[src.value]
+        else:
+            manifest = self.store.read_json(self._image_descriptor(src)["digest"])
+            state = StageState({}, list(manifest["layers"]))
+        index = self._index(state)
+
+        def owner_of(rel: str) -> tuple[int, int]:
+            entry = index.get(rel.lstrip("/"))
+            return (entry.uid, entry.gid) if entry else (0, 0)
+
+        return self._rootfs(state), owner_of
+
+    def _empty_dir(self) -> Path:
+        return Path(tempfile.mkdtemp(dir=self.scratch))
+
+    def _rootfs(self, state: StageState) -> Path:
+        from ..oci.unpack import unpack_layers
+
+        if state.rootfs is None:
+            state.rootfs = Path(tempfile.mkdtemp(dir=self.scratch, prefix="rootfs-"))
+            unpack_layers(self.store, state.layers, state.rootfs)
+        return state.rootfs
+
+    def _chown(self, state: StageState, spec: str) -> tuple[int, int]:
+        user, _, group = spec.partition(":")
+        uid = _lookup_id(self, state, user, "etc/passwd")
+        gid = _lookup_id(self, state, group, "etc/group") if group else uid
+        return uid, gid
+
+    def _history(self, cmd, layer: bool) -> dict:
+        entry = {"created": img.timestamp(self.req.source_date_epoch),
+                 "created_by": cmd.original if hasattr(cmd, "original") else type(cmd).__name__,
+                 "comment": HISTORY_COMMENT}
+        if not layer:
+            entry["empty_layer"] = True
+        return entry
+
+    def cleanup(self) -> None:
+        for state in self.states.values():
+            if state.rootfs is not None:
+                shutil.rmtree(state.rootfs, ignore_errors=True)
+
+
+def _fingerprint(entries) -> str:
+    """What a layer's bytes depend on: entry metadata and each source file's identity."""
+    import hashlib
+    import os
+
+    h = hashlib.sha256()
+    for e in entries:
+        src = e.source
+        if isinstance(src, bytes):
+            ident = hashlib.sha256(src).hexdigest()
+        elif src is not None:
+            st = os.stat(src)
+            ident = f"{os.path.realpath(src)}:{st.st_size}:{st.st_mtime_ns}:{st.st_ino}"
+        else:
+            ident = ""
+        h.update(repr((e.path, e.kind, e.mode, e.uid, e.gid, e.linkname, ident)).encode())
+    return h.hexdigest()
+
+
+def _lookup_id(builder: NativeBuilder, state: StageState, name: str, db: str) -> int:
+    """A numeric id, or a name looked up in the stage's /etc/passwd or /etc/group."""
+    if name.isdigit():
+        return int(name)
+    if name == "root":
+        return 0
+    from ..oci.unpack import read_file
+
+    content = read_file(builder.store, state.layers, db) if state.layers else None
+    for line in (content or b"").decode(errors="replace").splitlines():
+        fields = line.split(":")
+        if len(fields) > 2 and fields[0] == name and fields[2].isdigit():
+            return int(fields[2])
+    raise ActionFailed(f"--chown: no {'user' if 'passwd' in db else 'group'} '{name}' in the "
+                       f"image's /{db}")
+
+
+def _load_ignore(req: BuildRequest):
+    from ..dockerignore import DockerIgnore
+    from .plan import dockerignore_path
+
+    path = dockerignore_path(req.context_dir, req.dockerfile)
+    return DockerIgnore.from_file(path) if path else None
+
+
+# -- metadata instructions ---------------------------------------------------------------------
+def _set_env(cfg: dict, key: str, value: str) -> None:
+    env = [e for e in cfg.get("Env", []) if e.split("=", 1)[0] != key]
+    env.append(f"{key}={value}")
+    cfg["Env"] = env
+
+
+def _apply_meta(state: StageState, cmd, path: str) -> None:
+    from ..dockerfile import instructions as ins
+
+    cfg = state.config["config"]
+    if isinstance(cmd, ins.Env):
+        for k, v in cmd.pairs:
+            _set_env(cfg, k, v)
+    elif isinstance(cmd, ins.Label):
+        cfg.setdefault("Labels", {}).update(dict(cmd.pairs))
+    elif isinstance(cmd, ins.Workdir):
+        cfg["WorkingDir"] = posixpath.normpath(posixpath.join(cfg.get("WorkingDir") or "/", cmd.path))
+    elif isinstance(cmd, ins.User):
+        cfg["User"] = cmd.user
+    elif isinstance(cmd, ins.Expose):
+        for port in cmd.ports:
+            cfg.setdefault("ExposedPorts", {})[port if "/" in port else f"{port}/tcp"] = {}
+    elif isinstance(cmd, ins.Volume):
+        for vol in cmd.paths:
+            cfg.setdefault("Volumes", {})[vol] = {}
+    elif isinstance(cmd, ins.StopSignal):
+        cfg["StopSignal"] = cmd.signal
+    elif isinstance(cmd, ins.Entrypoint):
+        cfg["Entrypoint"] = _shell_wrap(cfg, cmd.args) if cmd.shell_form else list(cmd.args)
+        if not state.cmd_set:
+            cfg.pop("Cmd", None)
+    elif isinstance(cmd, ins.Cmd):
+        cfg["Cmd"] = _shell_wrap(cfg, cmd.args) if cmd.shell_form else list(cmd.args)
+        state.cmd_set = True
+    elif isinstance(cmd, ins.Shell):
+        cfg["Shell"] = list(cmd.args)
+    elif isinstance(cmd, ins.Healthcheck):
+        cfg["Healthcheck"] = _healthcheck(cmd)
+    elif isinstance(cmd, ins.Onbuild):
+        cfg.setdefault("OnBuild", []).append(cmd.expression)
+    elif isinstance(cmd, ins.Maintainer):
+        state.config["author"] = cmd.maintainer
+    # ARG changes nothing in the config: its value only feeds expansion.
+
+
+def _shell_wrap(cfg: dict, args) -> list[str]:
+    shell = cfg.get("Shell") or ["/bin/sh", "-c"]
+    text = args if isinstance(args, str) else " ".join(args)
+    return [*shell, text]
+
+
+def _healthcheck(cmd) -> dict:
+    out: dict = {"Test": list(cmd.test)}
+    for key, attr in (("Interval", "interval"), ("Timeout", "timeout"),
+                      ("StartPeriod", "start_period"), ("StartInterval", "start_interval")):
+        value = getattr(cmd, attr, None)
+        if value:
+            out[key] = value
+    if getattr(cmd, "retries", None):
+        out["Retries"] = cmd.retries
+    return out
+
+
+def build(req: BuildRequest, store, scratch: Path, cancelled) -> BuildResult:
+    builder = NativeBuilder(req, store, scratch, cancelled)
+    try:
+        return builder.build()
+    finally:
+        builder.cleanup()

@@ -1,0 +1,124 @@
+"""A Dockerfile read for one platform: the stages to build, where each comes from, and what it
+needs. Image analysis (inputs, checks) and every backend use the same plan."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import UserError
+from ..platforms import Platform
+
+
+@dataclass
+class StageBase:
+    kind: str  # scratch | stage | context | ref
+    value: object = None  # stage index, context name, or image reference
+
+
+@dataclass
+class DockerfilePlan:
+    path: str  # workspace-relative
+    stages: list
+    target_index: int
+    order: list[int]  # stages to build, dependencies first
+    bases: dict[int, StageBase]
+    runs: list[int] = field(default_factory=list)  # lines of RUN instructions in needed stages
+    add_urls: list[tuple[int, str]] = field(default_factory=list)
+    refs: list[tuple[int, str]] = field(default_factory=list)  # (line, image ref) to fetch
+    contexts_used: set[str] = field(default_factory=set)
+    meta_args: dict = field(default_factory=dict)
+
+
+def _err(path: str, line: int | None, msg: str, label: str, hint: str | None = None) -> UserError:
+    return UserError(msg, path=path, line=line, label=label, hint=hint)
+
+
+def _stage_ref(stages: list, word: str, before: int) -> int | None:
+    """The index of an earlier stage named (or numbered) ``word``."""
+    lowered = word.lower()
+    for s in stages[:before]:
+        if s.name and s.name.lower() == lowered:
+            return s.index
+    if word.isdigit() and int(word) < before:
+        return int(word)
+    return None
+
+
+def _source(stages: list, word: str, before: int, contexts: set[str]) -> StageBase:
+    """Where a FROM or COPY --from name points: named contexts win, as in buildx."""
+    if word in contexts:
+        return StageBase("context", word)
+    idx = _stage_ref(stages, word, before)
+    if idx is not None:
+        return StageBase("stage", idx)
+    if word == "scratch":
+        return StageBase("scratch")
+    return StageBase("ref", word)
+
+
+def make_plan(text: str, rel: str, label: str, build_args: dict[str, str], platform: Platform,
+              build_platform: Platform, target: str | None, contexts: set[str]) -> DockerfilePlan:
+    """Parse and resolve a Dockerfile for one platform; bad input is a UserError at its line."""
+    from ..dockerfile import instructions as ins
+    from ..dockerfile.parser import DockerfileSyntaxError, parse
+
+    try:
+        df = parse(text, rel)
+        stages, meta = ins.parse_stages(df, build_args, platform, build_platform)
+        tstage = ins.target_stage(stages, target)
+    except DockerfileSyntaxError as exc:
+        raise _err(rel, getattr(exc, "line", None), str(getattr(exc, "message", exc)), label,
+                   "see the Dockerfile reference for this instruction's syntax") from None
+    if not stages:
+        raise _err(rel, 1, "the Dockerfile has no FROM instruction", label,
+                   "start the build stage with FROM scratch or FROM <image>")
+    plan = DockerfilePlan(rel, stages, tstage.index, [], {}, meta_args=meta)
+    _visit(plan, tstage.index, contexts, set())
+    return plan
+
+
+def _visit(plan: DockerfilePlan, idx: int, contexts: set[str], seen: set[int]) -> None:
+    """Depth-first over stage dependencies (FROM and COPY --from), recording what each needs."""
+    from ..dockerfile import instructions as ins
+
+    if idx in seen:
+        return
+    seen.add(idx)
+    stage = plan.stages[idx]
+    base = _source(plan.stages, stage.base, idx, contexts)
+    plan.bases[idx] = base
+    _note_source(plan, base, stage.line, contexts, seen)
+    for cmd in stage.commands:
+        if isinstance(cmd, ins.Run):
+            plan.runs.append(cmd.line)
+        elif isinstance(cmd, ins.Copy):
+            if cmd.from_:
+                src = _source(plan.stages, cmd.from_, idx, contexts)
+                _note_source(plan, src, cmd.line, contexts, seen)
+            if cmd.is_add:
+                plan.add_urls.extend((cmd.line, s) for s in cmd.sources if _is_url(s))
+    plan.order.append(idx)
+
+
+def _note_source(plan, base: StageBase, line: int, contexts: set[str], seen: set[int]) -> None:
+    if base.kind == "stage":
+        _visit(plan, base.value, contexts, seen)
+    elif base.kind == "context":
+        plan.contexts_used.add(base.value)
+    elif base.kind == "ref":
+        plan.refs.append((line, base.value))
+
+
+def _is_url(src: str) -> bool:
+    return src.startswith(("http://", "https://", "git@")) or src.endswith(".git") and "://" in src
+
+
+def dockerignore_path(context_dir: Path, dockerfile: Path) -> Path | None:
+    """BuildKit's rule: ``<Dockerfile>.dockerignore`` beside the Dockerfile wins over the
+    context's ``.dockerignore``."""
+    specific = dockerfile.with_name(dockerfile.name + ".dockerignore")
+    if specific.is_file():
+        return specific
+    general = context_dir / ".dockerignore"
+    return general if general.is_file() else None

@@ -1,0 +1,61 @@
+"""Finding what a label (or a tag) names in the store, for inspect and export."""
+
+from __future__ import annotations
+
+from ..errors import UserError
+from ..labels import LabelError, parse_label, split_node
+
+
+def node_for_label(loaded, text: str) -> str:
+    """The node whose output a label names: a manifest's index, a multi-platform image's index,
+    a single-platform image, or ``//x:img[os/arch]`` for one platform."""
+    from .. import platforms
+
+    base, plat_text = split_node(text)
+    try:
+        label = parse_label(base)
+    except LabelError as exc:
+        raise UserError(str(exc), hint=exc.hint) from None
+    prov = loaded.analysis.providers[label]
+    target = loaded.tgraph.targets[label]
+    if plat_text is not None:
+        try:
+            plat = platforms.parse(plat_text)
+        except platforms.PlatformError as exc:
+            raise UserError(str(exc), hint=exc.hint) from None
+        node = prov.nodes.get(str(plat))
+        if node is None:
+            raise target.error(f"{label} does not build {plat}", "platforms",
+                               f"it builds: {', '.join(map(str, prov.platforms)) or 'nothing'}")
+        return node
+    if "index" in prov.data:
+        return prov.data["index"]
+    if len(prov.nodes) == 1:
+        return next(iter(prov.nodes.values()))
+    raise target.error(f"{label} is a {prov.rule} and has no image output", None,
+                       "inspect and export take image and manifest targets")
+
+
+def load_label(args, text: str):
+    """Load the workspace for one label and return (loaded, node)."""
+    from .common import load
+
+    base, _ = split_node(text)
+    loaded = load(args, [base])
+    return loaded, node_for_label(loaded, text)
+
+
+def descriptor(store, node: str) -> dict:
+    desc = store.lookup(node)
+    if desc is None:
+        raise UserError(f"{node} has not been built yet",
+                        hint=f"run `graphbuild run {split_node(node)[0]}` first")
+    return desc
+
+
+def tags_of(store, node: str) -> list[str]:
+    from ..oci import mediatypes as mt
+
+    return sorted(e["annotations"][mt.REF_NAME] for e in store.entries()
+                  if e.get("annotations", {}).get(mt.LABEL) == node
+                  and mt.REF_NAME in e.get("annotations", {}))

@@ -1,0 +1,84 @@
+"""The `image` rule: one Dockerfile, fanned out into one build node per platform.
+
+Its inputs are only what the Dockerfile can reach: the Dockerfile, the .dockerignore, the files
+its COPY/ADD instructions match, its build args, platform, base images and backend.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from graphbuild import platforms
+from graphbuild.rule_api import Action, AnalysisContext, Attr, Provider, Rule, Target
+
+from . import image_inputs, image_run
+
+TEMPLATE_KEYS = ("{os}", "{arch}", "{variant}")
+
+
+class ImageRule(Rule):
+    name = "image"
+    version = 1
+    mnemonic = "Image"
+    doc = "An image built from a Dockerfile, once per platform."
+    attrs: ClassVar[dict[str, Attr]] = {
+        "dockerfile": Attr("string", "the Dockerfile, relative to the package", default="Dockerfile"),
+        "context": Attr("string", "the build context directory, relative to the package",
+                        default="."),
+        "platforms": Attr("platforms", "platforms to build (default: the workspace's)", default=None),
+        "build_args": Attr("string_dict", "build arguments (ARG values)", default={}),
+        "target": Attr("string", "the Dockerfile stage to build", default=""),
+        "contexts": Attr("contexts", "named contexts: name -> label, docker-image://ref or path",
+                         default={}),
+        "labels": Attr("string_dict", "image labels", default={}),
+        "tags": Attr("string_list", "tags; {os} {arch} {variant} name per-platform images",
+                     default=[]),
+        "backend": Attr("string", "native, buildx, buildah or auto (default: the workspace's)",
+                        default=""),
+    }
+
+    def check(self, target: Target) -> None:
+        image_inputs.check_attrs(target)
+
+    def analyze(self, target: Target, ctx: AnalysisContext) -> Provider:
+        plats = ctx.resolve_platforms(target)
+        setup = image_inputs.Setup.of(target, ctx)
+        provider = Provider(self.name, platforms=plats, data={"image": True})
+        templated, plain = _split_tags(target.attrs["tags"])
+        for plat in plats:
+            spec = setup.node_spec(plat)
+            action = Action(
+                label=target.label, platform=plat, rule=self.name, rule_version=self.version,
+                mnemonic=self.mnemonic, progress=f"Building {target.label} for {plat}",
+                deps=spec.deps, inputs=spec.inputs, input_globs=spec.input_globs,
+                key_data=spec.key_data, tool_version=spec.tool_version,
+                run=lambda rc, s=spec: image_run.run(rc, s),
+                check_cached=image_run.check_cached,
+                tags=[_expand(t, plat) for t in templated] + (plain if len(plats) == 1 else []),
+            )
+            provider.nodes[str(plat)] = ctx.declare(action)
+        if len(plats) > 1:  # //x:img names the multi-platform image, as a buildx build does
+            provider.data["index"] = ctx.declare(_index_action(target, provider, plain))
+        return provider
+
+
+def _split_tags(tags: list[str]) -> tuple[list[str], list[str]]:
+    templated = [t for t in tags if any(k in t for k in TEMPLATE_KEYS)]
+    return templated, [t for t in tags if t not in templated]
+
+
+def _expand(tag: str, plat: platforms.Platform) -> str:
+    out = tag.replace("{os}", plat.os).replace("{arch}", plat.arch)
+    return out.replace("{variant}", plat.variant)
+
+
+def _index_action(target: Target, provider: Provider, tags: list[str]) -> Action:
+    """A plain tag on a multi-platform image names an index over its platforms (as bake does)."""
+    nodes = list(provider.nodes.values())
+    return Action(
+        label=target.label, platform=None, rule="image", rule_version=1, mnemonic="Index",
+        progress=f"Indexing {target.label}", deps=nodes, key_data={"media_type": "oci"},
+        run=lambda rc, n=nodes: image_run.run_index(rc, n), check_cached=image_run.check_cached,
+        tags=tags,
+    )
+

@@ -1,0 +1,243 @@
+"""Image analysis: reading the Dockerfile per platform, checking what the backend can build, and
+collecting exactly the inputs the Dockerfile can reach."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from graphbuild import backends, platforms
+from graphbuild.errors import UserError, did_you_mean
+from graphbuild.labels import Label
+from graphbuild.rule_api import AnalysisContext, NodeId, Target
+
+DOCKER_IMAGE = "docker-image://"
+SOURCE_DATE_EPOCH = "SOURCE_DATE_EPOCH"
+
+
+def check_attrs(target: Target) -> None:
+    """Load-time checks that need no other target."""
+    backend = target.attrs["backend"]
+    if backend and backend not in backends.names():
+        raise target.error(f"unknown backend '{backend}'", "backend",
+                           did_you_mean(backend, backends.names())
+                           or f"backends: {', '.join(backends.names())}")
+    for tag in target.attrs["tags"]:
+        if not tag or any(c.isspace() for c in tag):
+            raise target.error(f"invalid tag {tag!r}", "tags", "a tag is name:tag, e.g. myapp:v1")
+
+
+@dataclass
+class NodeSpec:
+    """Everything one (image, platform) node needs, computed at analysis time."""
+
+    label: str
+    platform: platforms.Platform
+    backend: str
+    tool_version: str
+    context_dir: Path
+    dockerfile: Path
+    dockerfile_rel: str
+    plan: object
+    build_args: dict
+    target: str
+    labels: dict
+    contexts: dict  # name -> ("node", NodeId) | ("dir", Path)
+    refs: dict  # image reference -> NodeId of its pull node
+    source_date_epoch: int
+    deps: list[NodeId] = field(default_factory=list)
+    inputs: list[str] = field(default_factory=list)
+    input_globs: list[str] = field(default_factory=list)
+    key_data: dict = field(default_factory=dict)
+
+
+class Setup:
+    """Per-target facts shared by its platforms."""
+
+    def __init__(self, target: Target, ctx: AnalysisContext) -> None:
+        self.target = target
+        self.ctx = ctx
+        ws = ctx.ws
+        self.root = ws.root
+        pkg_dir = ws.root / target.package
+        self.context_dir = _inside(ws.root, pkg_dir / target.attrs["context"], target, "context")
+        if not self.context_dir.is_dir():
+            raise target.error(f"context '{target.attrs['context']}' is not a directory", "context")
+        self.dockerfile = _inside(ws.root, pkg_dir / target.attrs["dockerfile"], target, "dockerfile")
+        self.dockerfile_rel = ws.rel(self.dockerfile)
+        try:
+            self.text = self.dockerfile.read_text(encoding="utf-8")
+        except OSError:
+            raise target.error(f"Dockerfile '{self.dockerfile_rel}' not found", "dockerfile",
+                               "the path is relative to the package directory") from None
+        self.contexts = self._contexts()
+        self.backend_choice = target.attrs["backend"] or ws.backend
+        self.sde = int(os.environ.get(SOURCE_DATE_EPOCH, "0") or 0)
+
+    @classmethod
+    def of(cls, target: Target, ctx: AnalysisContext) -> Setup:
+        return cls(target, ctx)
+
+    def _contexts(self) -> dict:
+        out = {}
+        for name, value in self.target.attrs["contexts"].items():
+            if isinstance(value, Label):
+                out[name] = ("label", value)
+            elif value.startswith(DOCKER_IMAGE):
+                out[name] = ("ref", value[len(DOCKER_IMAGE):])
+            else:
+                path = _inside(self.root, self.root / self.target.package / value, self.target,
+                               "contexts")
+                if not path.is_dir():
+                    raise self.target.error(f"context '{name}': '{value}' is not a directory",
+                                            "contexts")
+                out[name] = ("dir", path)
+        return out
+
+    # -- per platform --------------------------------------------------------------------------
+    def node_spec(self, plat: platforms.Platform) -> NodeSpec:
+        from graphbuild.backends.plan import dockerignore_path, make_plan
+
+        t = self.target
+        plan = make_plan(self.text, self.dockerfile_rel, str(t.label), t.attrs["build_args"], plat,
+                         platforms.host(), t.attrs["target"] or None, set(self.contexts))
+        backend = self._backend(plan)
+        spec = NodeSpec(str(t.label), plat, backend, backends.get(backend).version(),
+                        self.context_dir, self.dockerfile, self.dockerfile_rel, plan,
+                        t.attrs["build_args"], t.attrs["target"], t.attrs["labels"], {}, {},
+                        self.sde)
+        spec.deps = self.ctx.nodes_for(t.attrs["deps"], plat)
+        self._resolve_contexts(spec, plan, plat)
+        self._inputs(spec, plan)
+        ignore = dockerignore_path(self.context_dir, self.dockerfile)
+        spec.inputs = sorted({self.dockerfile_rel, *([self._rel(ignore)] if ignore else []),
+                              *spec.inputs})
+        spec.key_data = {
+            "build_args": t.attrs["build_args"], "target": t.attrs["target"],
+            "labels": t.attrs["labels"], "backend": backend, "source_date_epoch": self.sde,
+            "contexts": {k: str(v[1]) if v[0] == "node" else self._rel(v[1])
+                         for k, v in spec.contexts.items()},
+            "refs": sorted(plan_ref for _, plan_ref in plan.refs),
+        }
+        return spec
+
+    def _backend(self, plan) -> str:
+        choice = self.backend_choice
+        needs = _needs_more(plan)
+        if choice == "auto":
+            if not needs:
+                return "native"
+            for name in ("buildx", "buildah"):
+                if name in backends.MODULES and backends.installed(name):
+                    return name
+            line, what = needs[0]
+            raise UserError(f"{what} needs a backend that runs containers, and neither buildx nor "
+                            "buildah is installed", path=plan.path, line=line,
+                            label=str(self.target.label),
+                            hint="install buildah (daemonless) or Docker with buildx")
+        if choice == "native" and needs:
+            line, what = needs[0]
+            raise UserError(f"the native backend cannot execute {what}", path=plan.path,
+                            line=line, label=str(self.target.label),
+                            hint="set `backend: buildah` or `backend: buildx` (or auto) on this "
+                                 "image; native builds COPY/ADD of local files and metadata only")
+        if choice not in backends.MODULES:
+            raise self.target.error(f"backend '{choice}' is not available in this build",
+                                    "backend", f"available: {', '.join(backends.names())}")
+        return choice
+
+    def _resolve_contexts(self, spec: NodeSpec, plan, plat) -> None:
+        for name in plan.contexts_used:
+            kind, value = self.contexts[name]
+            if kind == "label":
+                spec.contexts[name] = ("node", self._label_node(value, plat, name))
+            elif kind == "dir":
+                spec.contexts[name] = ("dir", value)
+            else:
+                raise UserError(f"context '{name}' names the image {value}, which needs registry "
+                                "access", path=plan.path, label=spec.label,
+                                hint="declare it as a `pull` target pinned by digest and name "
+                                     "that label in contexts")
+        for line, ref in plan.refs:
+            raise UserError(f"base image '{ref}' is not a stage, a named context or scratch",
+                            path=plan.path, line=line, label=spec.label,
+                            hint="add it to `contexts` (an image or pull target label) or use "
+                                 "FROM scratch")
+        spec.deps.extend(n for k, n in spec.contexts.values() if k == "node" and n not in spec.deps)
+
+    def _label_node(self, label: Label, plat, name: str) -> NodeId:
+        prov = self.ctx.provider(label)
+        node = prov.nodes.get(str(plat)) or prov.nodes.get(None)
+        if node is None:
+            raise self.target.error(f"context '{name}': {label} does not build {plat}",
+                                    "contexts", f"add {plat} to the platforms of {label}")
+        return node
+
+    def _inputs(self, spec: NodeSpec, plan) -> None:
+        """Files each COPY/ADD can reach (after .dockerignore); escaping the context is exit 2."""
+        from graphbuild.backends.plan import dockerignore_path
+        from graphbuild.dockerfile import instructions as ins
+        from graphbuild.dockerignore import DockerIgnore
+        from graphbuild.oci import copyspec
+
+        ignore_path = dockerignore_path(self.context_dir, self.dockerfile)
+        ignore = DockerIgnore.from_file(ignore_path) if ignore_path else None
+        files: set[str] = set()
+        for idx in plan.order:
+            for cmd in plan.stages[idx].commands:
+                if not isinstance(cmd, ins.Copy):
+                    continue
+                _check_copy_flags(cmd, plan, spec)
+                if cmd.heredocs:
+                    continue
+                root, ign = self.context_dir, ignore
+                if cmd.from_:
+                    ctx_entry = spec.contexts.get(cmd.from_)
+                    if ctx_entry is None or ctx_entry[0] != "dir":
+                        continue  # a stage, image or command output: keyed by its digest
+                    root, ign = ctx_entry[1], None
+                try:
+                    paths = copyspec.copy_inputs(root, cmd.sources, ign)
+                except copyspec.CopyError as exc:
+                    raise UserError(str(exc), path=plan.path, line=cmd.line, label=spec.label,
+                                    hint="COPY sources are relative to the build context and "
+                                         "must stay inside it") from None
+                files.update(self._rel(p) for p in paths)
+                spec.input_globs.extend(self._rel(root) + "/" + s.lstrip("/")
+                                        for s in cmd.sources)
+        spec.inputs = sorted(files)
+
+    def _rel(self, path: Path) -> str:
+        return Path(os.path.relpath(path, self.root)).as_posix()
+
+
+def _check_copy_flags(cmd, plan, spec) -> None:
+    """Flags the native and other backends would reject mid-build, found before anything runs."""
+    from graphbuild.oci import copyspec
+
+    try:
+        if cmd.chmod:
+            copyspec.parse_chmod(cmd.chmod)
+    except copyspec.CopyError as exc:
+        raise UserError(exc.message, path=plan.path, line=cmd.line, label=spec.label,
+                        hint=exc.hint) from None
+    if spec.backend == "native" and (cmd.parents or cmd.excludes or cmd.checksum):
+        flag = "--parents" if cmd.parents else "--exclude" if cmd.excludes else "--checksum"
+        raise UserError(f"the native backend does not support COPY {flag}", path=plan.path,
+                        line=cmd.line, label=spec.label,
+                        hint="use backend: buildah or buildx for this instruction")
+
+
+def _needs_more(plan) -> list[tuple[int, str]]:
+    needs = [(line, "RUN") for line in plan.runs]
+    needs += [(line, f"ADD {url}") for line, url in plan.add_urls]
+    return sorted(needs)
+
+
+def _inside(root: Path, path: Path, target: Target, attr: str) -> Path:
+    resolved = path.resolve()
+    if resolved != root and root not in resolved.parents:
+        raise target.error(f"'{attr}' leads outside the workspace ({path})", attr,
+                           "contexts and Dockerfiles must live inside the workspace")
+    return resolved

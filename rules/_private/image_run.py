@@ -1,0 +1,50 @@
+"""Image execution: turning a node spec into a backend build request, and cache checks."""
+
+from __future__ import annotations
+
+from graphbuild import backends
+from graphbuild.backends.base import BuildRequest, NamedContext
+from graphbuild.rule_api import Outcome, RunContext
+
+
+def _named_contexts(rc: RunContext, spec) -> dict[str, NamedContext]:
+    out = {}
+    for name, (kind, value) in spec.contexts.items():
+        if kind == "dir":
+            out[name] = NamedContext(name, "dir", path=value)
+            continue
+        outcome = rc.deps[value]
+        if "descriptor" in outcome.data:
+            out[name] = NamedContext(name, "image", descriptor=outcome.data["descriptor"])
+        else:  # a command's per-platform output directory
+            rc.ensure_dir(value, outcome.digest)
+            out[name] = NamedContext(name, "dir", path=rc.out_dir(value))
+    return out
+
+
+def run(rc: RunContext, spec) -> Outcome:
+    req = BuildRequest(
+        label=spec.label, node=rc.action.node, platform=spec.platform,
+        context_dir=spec.context_dir, dockerfile=spec.dockerfile,
+        dockerfile_rel=spec.dockerfile_rel, plan=spec.plan, build_args=spec.build_args,
+        target=spec.target or None, labels=spec.labels, contexts=_named_contexts(rc, spec),
+        source_date_epoch=spec.source_date_epoch,
+    )
+    result = backends.get(spec.backend).build(req, rc.store, rc.scratch_dir(), rc.cancelled)
+    for note in result.notes:
+        rc.note(note)
+    return Outcome(result.descriptor["digest"], {"descriptor": result.descriptor})
+
+
+def check_cached(rc: RunContext, outcome: Outcome) -> bool:
+    """A cache hit counts only while every blob it names is still in the store."""
+    desc = outcome.data.get("descriptor")
+    return bool(desc) and not rc.store.missing_blobs(desc)
+
+
+def run_index(rc: RunContext, nodes: list[str]) -> Outcome:
+    from graphbuild.oci.index import IndexEntry, build_index
+
+    entries = [IndexEntry(rc.deps[n].data["descriptor"], n) for n in nodes]
+    desc = build_index(rc.store, entries)
+    return Outcome(desc["digest"], {"descriptor": desc})

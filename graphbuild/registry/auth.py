@@ -134,6 +134,7 @@ class Authenticator:
         self._bearer: Mapping[str, str] = {}
         self._tokens: list[_Token] = []
         self._lock = threading.Lock()
+        self._credentials_lock = threading.Lock()
         self.token_fetches = 0
 
     def __repr__(self) -> str:
@@ -146,15 +147,16 @@ class Authenticator:
 
     def _get_credentials(self) -> Credentials | None:
         """Resolved on first need, so an anonymous registry never runs a credential helper."""
-        if not self._resolved:
-            source = self._source
-            found = source if isinstance(source, Credentials) or source is None else (
-                source.get(self.registry))
-            if found:
-                self._redact.add(*found.secrets())
-                if found.password:
-                    self._redact.add(basic_header(found).split(" ", 1)[1])
-            self._credentials, self._resolved = found or None, True
+        with self._credentials_lock:  # a credential helper runs once, not once per thread
+            if not self._resolved:
+                source = self._source
+                found = source if isinstance(source, Credentials) or source is None else (
+                    source.get(self.registry))
+                if found:
+                    self._redact.add(*found.secrets())
+                    if found.password:
+                        self._redact.add(basic_header(found).split(" ", 1)[1])
+                self._credentials, self._resolved = found or None, True
         return self._credentials
 
     def header(self, scopes: tuple[str, ...]) -> str | None:
@@ -162,7 +164,7 @@ class Authenticator:
         if self._scheme == "basic":
             return basic_header(self._credentials)  # type: ignore[arg-type]  # set with "basic"
         if self._scheme == "bearer":
-            return f"Bearer {self._token_for(scopes, refresh=False)}"
+            return f"Bearer {self._token_for(scopes)}"
         return None
 
     def challenge(self, response: httpx.Response, scopes: tuple[str, ...]) -> None:
@@ -176,7 +178,9 @@ class Authenticator:
             with self._lock:
                 self._scheme, self._bearer = "bearer", dict(params)
             wanted = merge_scopes(scopes, [params["scope"]] if params.get("scope") else [])
-            self._token_for(wanted, refresh=True)
+            # Parallel requests sent before the first token arrived need no token of their own.
+            rejected = response.request.headers.get("Authorization", "").removeprefix("Bearer ")
+            self._token_for(wanted, rejected=rejected or None)
         elif "basic" in by_scheme:
             creds = self._get_credentials()
             if not (creds and creds.password):
@@ -186,14 +190,15 @@ class Authenticator:
         else:
             raise AuthProblem("the registry answered 401 without a Basic or Bearer challenge")
 
-    def _token_for(self, scopes: tuple[str, ...], *, refresh: bool) -> str:
+    def _token_for(self, scopes: tuple[str, ...], *, rejected: str | None = None) -> str:
+        """A cached token covering ``scopes`` (other than one the registry just rejected),
+        else a new one."""
         with self._lock:
             now = time.monotonic()
-            self._tokens = [t for t in self._tokens if t.expires_at > now]
-            if not refresh:
-                for token in self._tokens:
-                    if _covers(token.scopes, scopes):
-                        return token.value
+            self._tokens = [t for t in self._tokens if t.expires_at > now and t.value != rejected]
+            for token in self._tokens:
+                if _covers(token.scopes, scopes):
+                    return token.value
             token = self._fetch_token(scopes)
             self._tokens.append(token)
             return token.value

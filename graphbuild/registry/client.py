@@ -134,7 +134,8 @@ class RegistryClient:
             timeout=httpx.Timeout(timeout, connect=min(timeout, 15.0)), verify=True,
             limits=httpx.Limits(max_connections=max_connections,
                                 max_keepalive_connections=max_connections),
-            transport=transport)
+            # HTTP(S)_PROXY from the environment, except for this machine's own registries.
+            trust_env=not is_loopback(self.endpoint), transport=transport)
         self._auth = Authenticator(
             registry, credentials, self._send_plain, self.redact,
             plain_http_ok=lambda host: insecure or is_loopback(host))
@@ -191,9 +192,11 @@ class RegistryClient:
             try:
                 self._upload_once(op, repo, digest, size, open_fn)
                 break
-            except TransientError:
+            except TransientError as exc:
                 if attempt >= self.retry.attempts:
-                    raise
+                    raise TransientError(self.registry, repo, op.name,
+                                         f"{exc.detail} (gave up after {attempt} uploads)",
+                                         status=exc.status, codes=exc.codes) from None
             self.stats.add("retries")
             self.retry.sleep(self.retry.backoff(attempt))
             attempt += 1
@@ -232,11 +235,13 @@ class RegistryClient:
         response = self._request(op, "GET", self._url(repo, "manifests", ref),
                                  scopes=_pull(repo), headers={"Accept": ", ".join(accept)},
                                  stream=True, follow=True)
-        with response:
+        try:
             if response.status_code != 200:
                 response.read()
                 raise self._failure(op, response)
             data = self._read_capped(op, response)
+        finally:
+            response.close()
         digest = self._verify_manifest_digest(op, ref, data, response)
         self.stats.add("manifests_fetched")
         return data, _media_type(response, data), digest
@@ -279,11 +284,11 @@ class RegistryClient:
         self.stats.add("manifests_put")
         return digest
 
-    def list_tags(self, repo: str) -> list[str]:
+    def list_tags(self, repo: str, page_size: int = 1000) -> list[str]:
         """Every tag of the repository, following ``Link: <…>; rel="next"`` pages."""
         op = _Op(repo, "list tags")
         url: httpx.URL | None = httpx.URL(self._url(repo, "tags", "list"))
-        params: dict[str, str] | None = {"n": "1000"}
+        params: dict[str, str] | None = {"n": str(page_size)}
         tags: list[str] = []
         while url is not None:
             response = self._request(op, "GET", url, scopes=_pull(repo), params=params,
@@ -301,7 +306,7 @@ class RegistryClient:
         start = self._request(op, "POST", self._url(repo, "blobs", "uploads/"), scopes=scopes)
         if start.status_code != 202:
             raise self._failure(op, start)
-        location = _location(start)
+        location = self._location(op, start)
         if size <= self.chunk_threshold:
             final = self._request(
                 op, "PUT", location, scopes=scopes, params={"digest": digest}, retry=False,
@@ -331,14 +336,15 @@ class RegistryClient:
                 body=lambda o=offset, n=length: _file_chunks(open_fn, o, n, op, self.registry))
             if response.status_code != 202:
                 raise self._failure(op, response)
-            location = _location(response)
+            location = self._location(op, response)
             offset += length
         return location
 
     def _cancel_upload(self, op: _Op, response: httpx.Response, scopes: tuple[str, ...]) -> None:
         """Best effort: an abandoned session is purged by the registry anyway."""
         try:
-            self._request(op, "DELETE", _location(response), scopes=scopes, retry=False)
+            self._request(op, "DELETE", self._location(op, response), scopes=scopes,
+                          retry=False)
         except RegistryError as exc:
             log.debug("could not cancel an upload session: %s", exc)
 
@@ -348,17 +354,18 @@ class RegistryClient:
         written = 0
         response = self._request(op, "GET", self._url(repo, "blobs", digest), scopes=_pull(repo),
                                  stream=True, follow=True)
-        with response:
+        try:
             if response.status_code != 200:
                 response.read()
                 raise self._failure(op, response)
-            try:
-                for chunk in response.iter_bytes(READ_SIZE):
-                    hasher.update(chunk)
-                    dest.write(chunk)
-                    written += len(chunk)
-            except httpx.TransportError as exc:
-                raise self._transport_failure(op, exc, 1) from None
+            for chunk in response.iter_bytes(READ_SIZE):
+                hasher.update(chunk)
+                dest.write(chunk)
+                written += len(chunk)
+        except httpx.TransportError as exc:
+            raise self._transport_failure(op, exc, 1) from None
+        finally:
+            response.close()
         got = f"{digest.split(':', 1)[0]}:{hasher.hexdigest()}"
         if got != digest or (size is not None and written != size):
             raise DigestMismatchError(self.registry, repo, op.name,
@@ -404,7 +411,7 @@ class RegistryClient:
         attempts = self.retry.attempts if retry else 1
         attempt, challenged = 1, False
         while True:
-            request = self._build(method, url, scopes, headers, params, body)
+            request = self._build(op, method, url, scopes, headers, params, body)
             try:
                 response = self._http.send(request, stream=stream, follow_redirects=follow)
             except httpx.TransportError as exc:
@@ -441,8 +448,9 @@ class RegistryClient:
                 response = self._http.send(request)
             except httpx.TransportError as exc:
                 if attempt == self.retry.attempts:
-                    op = _Op(None, f"get a token from {request.url.host}")
-                    raise AuthProblem(str(self._transport_failure(op, exc, attempt))) from None
+                    realm = request.url.copy_with(query=None)
+                    raise AuthProblem(f"cannot reach the token service {realm} after {attempt} "
+                                      f"attempts: {self.redact(str(exc))}") from None
                 self._pause(attempt, None)
                 continue
             if not is_retryable(response) or attempt == self.retry.attempts:
@@ -450,11 +458,11 @@ class RegistryClient:
             self._pause(attempt, response)
         raise AssertionError("unreachable: the last attempt returns or raises")
 
-    def _build(self, method: str, url: str | httpx.URL, scopes: tuple[str, ...],
+    def _build(self, op: _Op, method: str, url: str | httpx.URL, scopes: tuple[str, ...],
                headers: dict[str, str] | None, params: dict[str, str] | None,
                body: Body | None) -> httpx.Request:
         all_headers = dict(headers or {})
-        authorization = self._auth_header(scopes)
+        authorization = self._auth_header(op, scopes)
         if authorization:
             all_headers["Authorization"] = authorization
         content = body() if callable(body) else body
@@ -463,11 +471,11 @@ class RegistryClient:
             target = target.copy_merge_params(params)
         return self._http.build_request(method, target, headers=all_headers, content=content)
 
-    def _auth_header(self, scopes: tuple[str, ...]) -> str | None:
+    def _auth_header(self, op: _Op, scopes: tuple[str, ...]) -> str | None:
         try:
             return self._auth.header(scopes)
-        except AuthProblem as exc:
-            raise AuthenticationError(self.registry, None, "authenticate",
+        except (AuthProblem, CredentialsError) as exc:
+            raise AuthenticationError(self.registry, op.repository, op.name,
                                       self.redact(str(exc))) from None
 
     def _challenge(self, op: _Op, response: httpx.Response, scopes: tuple[str, ...]) -> None:
@@ -510,6 +518,14 @@ class RegistryClient:
         return TransientError(self.registry, op.repository, op.name,
                               f"connection to {self.base_url} failed{tries}: {reason}")
 
+    def _location(self, op: _Op, response: httpx.Response) -> httpx.URL:
+        """Where the upload session continues (absolute or relative to the request)."""
+        location = response.headers.get("Location")
+        if not location:
+            raise RegistryError(self.registry, op.repository, op.name,
+                                "the registry answered without a Location header")
+        return response.url.join(location)
+
     def _url(self, repo: str, kind: str, ref: str) -> str:
         return f"{self.base_url}/v2/{repo}/{kind}/{ref}"
 
@@ -529,14 +545,6 @@ def _discard(response: httpx.Response) -> None:
     except httpx.HTTPError:
         pass
     response.close()
-
-
-def _location(response: httpx.Response) -> httpx.URL:
-    location = response.headers.get("Location")
-    if not location:
-        raise RegistryError(str(response.url.netloc.decode()), None, "upload",
-                            "the registry started an upload without a Location header")
-    return response.url.join(location)
 
 
 _LINK_RE = re.compile(r'<([^>]+)>\s*;\s*rel="?next"?')

@@ -1,0 +1,533 @@
+"""Pulling one platform of an image into a local store, and the transactional push.
+
+``publish`` moves no tag until everything every tag needs is in the registry and every index
+has been checked: phase 1 uploads blobs (once per registry: HEAD first, then a cross-repository
+mount, then an upload), image manifests and indexes by digest; phase 2 verifies each index
+against the registry and the image configs; phase 3 moves the tags. The stores on both sides are
+protocols, so any content store that can list, read and add blobs by digest will do.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, BinaryIO, Protocol
+
+from graphbuild import platforms
+from graphbuild.errors import BuildError
+
+from .client import RegistryClient
+from .digests import INDEX_TYPES, OCI_INDEX, OCI_MANIFEST, digest_of, is_digest
+from .errors import DigestMismatchError, RegistryError
+from .reference import Reference, parse_reference
+
+log = logging.getLogger(__name__)
+
+Descriptor = Mapping[str, Any]
+EventFn = Callable[[str, str, str], None]
+DEFAULT_WORKERS = 8
+# Layers a registry may not serve (Windows base layers): referenced by URL, never copied.
+FOREIGN_LAYER_MARKERS = ("foreign", "nondistributable")
+
+
+class BlobSink(Protocol):
+    """Where pulled content goes. ``add_file`` moves a verified temp file (from ``tmp_dir``,
+    so the move is a rename on one file system) into the store."""
+
+    def has_blob(self, digest: str) -> bool: ...
+    def read_bytes(self, digest: str) -> bytes: ...
+    def add_file(self, tmp_path: Path, expected_digest: str) -> None: ...
+    def put_bytes(self, data: bytes, expected_digest: str) -> None: ...
+    def tmp_dir(self) -> Path: ...
+
+
+class BlobSource(Protocol):
+    """Where pushed content comes from."""
+
+    def open_blob(self, digest: str) -> BinaryIO: ...
+    def read_bytes(self, digest: str) -> bytes: ...
+    def blob_size(self, digest: str) -> int: ...
+
+
+class PublishError(BuildError):
+    """A push failed; the message says which tags, if any, were moved."""
+
+    def __init__(self, message: str, *, tagged: Iterable[str] = (),
+                 causes: Iterable[BaseException] = ()) -> None:
+        super().__init__(message)
+        self.tagged = list(tagged)
+        self.causes = list(causes)
+
+
+# -- pull ------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class PulledImage:
+    reference: Reference  # pinned to the digest that was resolved (index or manifest)
+    descriptor: dict[str, Any]  # the platform's image manifest, with its platform
+    manifest: bytes
+    config: bytes
+    index_digest: str | None
+    blobs_fetched: int
+    bytes_fetched: int
+
+
+def pull_image(client: RegistryClient, ref: Reference | str,
+               platform: platforms.Platform | str, sink: BlobSink, *,
+               max_workers: int = 4) -> PulledImage:
+    """Fetch one platform of an image (manifest, config, layers) into ``sink``.
+
+    An index is resolved to the entry matching ``platform`` (arm64's v8 equals no variant).
+    Every blob is verified against its digest and size; nothing the sink has is fetched.
+    """
+    ref = parse_reference(ref) if isinstance(ref, str) else ref
+    plat = platforms.parse(platform) if isinstance(platform, str) else platform
+    fetcher = _Fetcher(client, ref.repository, sink)
+    root_data, root_type, root_digest = fetcher.manifest(ref.ref, None)
+    pinned = ref.with_digest(root_digest)
+    index_digest = None
+    if root_type in INDEX_TYPES:
+        index_digest = root_digest
+        entry = _select_platform(json.loads(root_data), plat, pinned)
+        data, media_type, digest = fetcher.manifest(entry["digest"], entry)
+        descriptor = {**entry}
+    else:
+        data, media_type, digest = root_data, root_type, root_digest
+        descriptor = {"mediaType": media_type, "digest": digest, "size": len(data)}
+    manifest = json.loads(data)
+    if "config" not in manifest:
+        raise RegistryError(ref.registry, ref.repository, f"pull {ref.ref}",
+                            f"{digest} ({media_type}) is not an image manifest")
+    config = fetcher.small_blob(manifest["config"])
+    if index_digest is None:
+        _check_config_platform(json.loads(config), plat, pinned)
+        descriptor["platform"] = platforms.from_oci(json.loads(config)).oci()
+    fetcher.layers(manifest.get("layers") or [], max_workers)
+    return PulledImage(pinned, descriptor, data, config, index_digest,
+                       fetcher.fetched, fetcher.bytes_fetched)
+
+
+class _Fetcher:
+    """Fetches into the sink whatever it lacks, counting what crossed the network."""
+
+    def __init__(self, client: RegistryClient, repo: str, sink: BlobSink) -> None:
+        self.client, self.repo, self.sink = client, repo, sink
+        self.fetched = 0
+        self.bytes_fetched = 0
+        self._lock = threading.Lock()  # layers arrive on several threads
+
+    def _count(self, size: int) -> None:
+        with self._lock:
+            self.fetched += 1
+            self.bytes_fetched += size
+
+    def manifest(self, ref: str, descriptor: Descriptor | None) -> tuple[bytes, str, str]:
+        local = ref if is_digest(ref) else self._tag_digest(ref)
+        if local and self.sink.has_blob(local):
+            data = self.sink.read_bytes(local)
+            _check_bytes(data, local, descriptor, self.client.registry, self.repo)
+            return data, _manifest_type(data, descriptor), local
+        data, media_type, digest = self.client.get_manifest(self.repo, ref)
+        _check_bytes(data, digest, descriptor, self.client.registry, self.repo)
+        self.sink.put_bytes(data, digest)
+        self._count(len(data))
+        return data, media_type or _manifest_type(data, descriptor), digest
+
+    def _tag_digest(self, tag: str) -> str | None:
+        """What the tag names now (a HEAD: no body crosses the network)."""
+        found = self.client.head_manifest(self.repo, tag)
+        return found.digest if found else None
+
+    def small_blob(self, descriptor: Descriptor) -> bytes:
+        digest = descriptor["digest"]
+        if self.sink.has_blob(digest):
+            return self.sink.read_bytes(digest)
+        return self._store(descriptor, keep=True)
+
+    def layers(self, layers: list[Descriptor], max_workers: int) -> None:
+        wanted: dict[str, Descriptor] = {}
+        for layer in layers:
+            if any(m in layer.get("mediaType", "") for m in FOREIGN_LAYER_MARKERS):
+                log.debug("not fetching foreign layer %s", layer["digest"])
+                continue
+            if not self.sink.has_blob(layer["digest"]):
+                wanted.setdefault(layer["digest"], layer)
+        _run_all([lambda d=d: self._store(d) for d in wanted.values()], max_workers)
+
+    def _store(self, descriptor: Descriptor, *, keep: bool = False) -> bytes:
+        """Download into the sink's temp dir (verified), then hand the file to the sink.
+        Returns the content when ``keep`` (configs are small and needed at once)."""
+        digest, size = descriptor["digest"], int(descriptor["size"])
+        fd, name = tempfile.mkstemp(prefix="pull-", dir=self.sink.tmp_dir())
+        path = Path(name)
+        try:
+            with os.fdopen(fd, "w+b") as handle:
+                self.client.get_blob(self.repo, digest, handle, size)
+            data = path.read_bytes() if keep else b""
+            self.sink.add_file(path, digest)
+        finally:
+            path.unlink(missing_ok=True)  # gone already unless something failed
+        self._count(size)
+        return data
+
+
+def _check_bytes(data: bytes, digest: str, descriptor: Descriptor | None, registry: str,
+                 repo: str) -> None:
+    if digest.startswith("sha256:") and digest_of(data) != digest:
+        raise DigestMismatchError(registry, repo, f"read manifest {digest}",
+                                  f"its content hashes to {digest_of(data)}")
+    if descriptor is not None and int(descriptor.get("size", len(data))) != len(data):
+        raise DigestMismatchError(registry, repo, f"read manifest {digest}",
+                                  f"{len(data)} bytes, the index says {descriptor['size']}")
+
+
+def _manifest_type(data: bytes, descriptor: Descriptor | None) -> str:
+    if descriptor and descriptor.get("mediaType"):
+        return str(descriptor["mediaType"])
+    parsed = json.loads(data)
+    if parsed.get("mediaType"):
+        return str(parsed["mediaType"])
+    return OCI_INDEX if "manifests" in parsed else OCI_MANIFEST
+
+
+def _select_platform(index: Mapping[str, Any], plat: platforms.Platform,
+                     ref: Reference) -> Descriptor:
+    entries = [m for m in index.get("manifests") or [] if m.get("platform")]
+    for entry in entries:
+        if platforms.from_oci(entry["platform"]).same_as(plat):
+            return entry
+    offered = sorted({str(platforms.from_oci(e["platform"])) for e in entries}) or ["none"]
+    raise RegistryError(ref.registry, ref.repository, f"pull {ref.ref}",
+                        f"no image for {plat} in the index (it has {', '.join(offered)})")
+
+
+def _check_config_platform(config: Mapping[str, Any], plat: platforms.Platform,
+                           ref: Reference) -> None:
+    got = platforms.from_oci(config)
+    # A config may omit the variant (32-bit ARM images often do): os and arch must agree.
+    if (got.os, got.arch) != (plat.os, plat.arch) or (got.variant and not got.same_as(plat)):
+        raise RegistryError(ref.registry, ref.repository, f"pull {ref.ref}",
+                            f"the image is for {got}, not {plat}")
+
+
+# -- publish ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class PushTarget:
+    """One repository: the manifests and indexes to upload, and the tags to move.
+
+    ``forced`` lists ``(index digest, child digest)`` entries whose platform may differ from
+    the child's image config (``force: true`` in a manifest's ``platform_annotations``).
+    """
+
+    registry: str
+    repository: str
+    roots: tuple[Descriptor, ...]
+    tags: Mapping[str, str] = field(default_factory=dict)  # tag -> digest of one of the roots
+    forced: frozenset[tuple[str, str]] = frozenset()
+
+    @classmethod
+    def to(cls, reference: Reference | str, roots: Iterable[Descriptor],
+           tags: Mapping[str, str] | None = None,
+           forced: Iterable[tuple[str, str]] = ()) -> PushTarget:
+        ref = parse_reference(reference) if isinstance(reference, str) else reference
+        return cls(ref.registry, ref.repository, tuple(roots), dict(tags or {}),
+                   frozenset(forced))
+
+    def ref(self, tag: str) -> str:
+        return f"{self.registry}/{self.repository}:{tag}"
+
+
+@dataclass(frozen=True)
+class PushPlan:
+    targets: tuple[PushTarget, ...]
+    # Where blobs are known to be already (digest -> "registry/repository" names), such as the
+    # repository a base image was pulled from: mount sources when no pushed repository has them.
+    known_locations: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def mount_sources(self, registry: str, digest: str) -> list[str]:
+        prefix = f"{registry}/"
+        return [name[len(prefix):] for name in self.known_locations.get(digest, ())
+                if name.startswith(prefix)]
+
+
+@dataclass
+class PushResult:
+    blobs_uploaded: int = 0
+    blobs_mounted: int = 0
+    blobs_present: int = 0
+    bytes_uploaded: int = 0
+    manifests_uploaded: int = 0
+    manifests_present: int = 0
+    tags_moved: list[str] = field(default_factory=list)
+    tags_unchanged: list[str] = field(default_factory=list)
+
+    def merge(self, other: PushResult) -> None:
+        for name in ("blobs_uploaded", "blobs_mounted", "blobs_present", "bytes_uploaded",
+                     "manifests_uploaded", "manifests_present"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+
+@dataclass(frozen=True)
+class _Manifest:
+    digest: str
+    media_type: str
+    data: bytes
+    parsed: Mapping[str, Any]
+    level: int  # 0 for image manifests, 1 + the deepest child for indexes
+
+    @property
+    def is_index(self) -> bool:
+        return self.media_type in INDEX_TYPES or "manifests" in self.parsed
+
+    def children(self) -> list[Descriptor]:
+        if self.is_index:
+            return list(self.parsed.get("manifests") or [])
+        return [self.parsed["config"], *(self.parsed.get("layers") or [])]
+
+
+@dataclass
+class _Graph:
+    """What one target needs: its manifests (by digest) and its blobs (digest -> size)."""
+
+    manifests: dict[str, _Manifest] = field(default_factory=dict)
+    blobs: dict[str, int] = field(default_factory=dict)
+
+
+def publish(plan: PushPlan, source: BlobSource, clients: Mapping[str, RegistryClient],
+            on_event: EventFn | None = None, *, max_workers: int = DEFAULT_WORKERS) -> PushResult:
+    """Push every target of ``plan``; move tags only once everything is uploaded and checked.
+
+    Raises PublishError: before phase 3 its message says nothing was tagged; during phase 3 it
+    lists the tags that were moved and those that were not.
+    """
+    graphs = [_walk(target, source) for target in plan.targets]
+    _check_plan(plan, clients)
+    result = PushResult()
+    try:
+        result.merge(_upload_blobs(plan, graphs, source, clients, max_workers))
+        result.merge(_upload_manifests(plan, graphs, clients, max_workers))
+        _verify_indexes(plan, graphs, source, clients, max_workers)
+    except (RegistryError, OSError) as exc:
+        raise PublishError(f"push failed, nothing was tagged: {exc}", causes=[exc]) from exc
+    _move_tags(plan, graphs, clients, on_event, result)
+    return result
+
+
+def _walk(target: PushTarget, source: BlobSource) -> _Graph:
+    graph = _Graph()
+    for root in target.roots:
+        _walk_manifest(root, source, graph, target)
+    return graph
+
+
+def _walk_manifest(descriptor: Descriptor, source: BlobSource, graph: _Graph,
+                   target: PushTarget) -> int:
+    """Record a manifest and everything below it; return its level."""
+    digest = descriptor["digest"]
+    if digest in graph.manifests:
+        return graph.manifests[digest].level
+    data = _read_local(source, digest, target)
+    if digest_of(data) != digest or len(data) != int(descriptor.get("size", len(data))):
+        raise PublishError(f"push to {target.registry}/{target.repository} failed, nothing was "
+                           f"tagged: the local manifest {digest} does not match its digest/size")
+    node = _Manifest(digest, _manifest_type(data, descriptor), data, json.loads(data), 0)
+    if node.is_index:
+        children = [_walk_manifest(child, source, graph, target) for child in node.children()]
+        node = replace(node, level=1 + max(children, default=0))
+    else:
+        graph.blobs.update((child["digest"], int(child["size"])) for child in node.children())
+    graph.manifests[digest] = node
+    return node.level
+
+
+def _read_local(source: BlobSource, digest: str, target: PushTarget) -> bytes:
+    try:
+        return source.read_bytes(digest)
+    except (KeyError, OSError):
+        raise PublishError(f"push to {target.registry}/{target.repository} failed, nothing was "
+                           f"tagged: {digest} is not in the local store") from None
+
+
+def _check_plan(plan: PushPlan, clients: Mapping[str, RegistryClient]) -> None:
+    """Mistakes that need no network: found before anything is uploaded."""
+    problems = []
+    for target in plan.targets:
+        if target.registry not in clients:
+            problems.append(f"no registry client for {target.registry}")
+        roots = {r["digest"] for r in target.roots}
+        for tag, digest in target.tags.items():
+            if digest not in roots:
+                problems.append(f"tag {target.ref(tag)} names {digest}, which is not pushed")
+            try:
+                Reference(target.registry, target.repository).with_tag(tag)
+            except ValueError as exc:
+                problems.append(str(exc))
+    if problems:
+        raise PublishError("push failed, nothing was tagged: " + "; ".join(problems))
+
+
+def _upload_blobs(plan: PushPlan, graphs: list[_Graph], source: BlobSource,
+                  clients: Mapping[str, RegistryClient], max_workers: int) -> PushResult:
+    # Blob -> the repositories needing it, per registry: one task each, so a blob crosses
+    # the network once per registry and reaches the other repositories by mounting.
+    needs: dict[tuple[str, str], tuple[int, list[str]]] = {}
+    for target, graph in zip(plan.targets, graphs, strict=True):
+        for digest, size in graph.blobs.items():
+            _, repos = needs.setdefault((target.registry, digest), (size, []))
+            if target.repository not in repos:
+                repos.append(target.repository)
+    for (_, digest), (size, _) in needs.items():
+        _check_local_size(source, digest, size)
+    tasks = [lambda r=registry, d=digest, s=size, rs=repos:
+             _ensure_blob(clients[r], d, s, rs, source, plan.mount_sources(r, d))
+             for (registry, digest), (size, repos) in needs.items()]
+    result = PushResult()
+    for part in _run_all(tasks, max_workers):
+        result.merge(part)
+    return result
+
+
+def _check_local_size(source: BlobSource, digest: str, size: int) -> None:
+    try:
+        actual = source.blob_size(digest)
+    except (KeyError, OSError):
+        raise PublishError(f"push failed, nothing was tagged: blob {digest} is not in the "
+                           "local store") from None
+    if actual != size:
+        raise PublishError(f"push failed, nothing was tagged: the local blob {digest} has "
+                           f"{actual} bytes, its manifest says {size}")
+
+
+def _ensure_blob(client: RegistryClient, digest: str, size: int, repos: list[str],
+                 source: BlobSource, hints: list[str]) -> PushResult:
+    """Get one blob into every repository of one registry: HEAD, then mount, then upload."""
+    result = PushResult()
+    have = [repo for repo in repos if client.blob_exists(repo, digest)]
+    result.blobs_present += len(have)
+    for repo in repos:
+        if repo in have:
+            continue
+        if any(client.mount_blob(repo, digest, origin) for origin in have[:1] or hints):
+            result.blobs_mounted += 1
+        else:
+            client.upload_blob(repo, digest, size, lambda: source.open_blob(digest))
+            result.blobs_uploaded += 1
+            result.bytes_uploaded += size
+        have.append(repo)
+    return result
+
+
+def _upload_manifests(plan: PushPlan, graphs: list[_Graph],
+                      clients: Mapping[str, RegistryClient], max_workers: int) -> PushResult:
+    """Level by level (image manifests, then indexes over them, ...): a registry accepts an
+    index only when its children are there."""
+    result = PushResult()
+    depth = max((m.level for g in graphs for m in g.manifests.values()), default=-1)
+    for level in range(depth + 1):
+        tasks = [lambda t=target, m=manifest: _ensure_manifest(clients[t.registry], t, m)
+                 for target, graph in zip(plan.targets, graphs, strict=True)
+                 for manifest in graph.manifests.values() if manifest.level == level]
+        for uploaded in _run_all(tasks, max_workers):
+            result.manifests_uploaded += int(uploaded)
+            result.manifests_present += int(not uploaded)
+    return result
+
+
+def _ensure_manifest(client: RegistryClient, target: PushTarget, manifest: _Manifest) -> bool:
+    found = client.head_manifest(target.repository, manifest.digest)
+    if found is not None and found.digest == manifest.digest:
+        return False
+    client.put_manifest(target.repository, manifest.digest, manifest.data, manifest.media_type)
+    return True
+
+
+def _verify_indexes(plan: PushPlan, graphs: list[_Graph], source: BlobSource,
+                    clients: Mapping[str, RegistryClient], max_workers: int) -> None:
+    tasks = [lambda t=target, m=manifest, g=graph:
+             _index_problems(clients[t.registry], t, m, g, source)
+             for target, graph in zip(plan.targets, graphs, strict=True)
+             for manifest in graph.manifests.values() if manifest.is_index]
+    problems = [p for found in _run_all(tasks, max_workers) for p in found]
+    if problems:
+        raise PublishError("push failed, nothing was tagged: " + "; ".join(problems))
+
+
+def _index_problems(client: RegistryClient, target: PushTarget, index: _Manifest,
+                    graph: _Graph, source: BlobSource) -> list[str]:
+    where = f"index {target.registry}/{target.repository}@{index.digest}"
+    problems, seen = [], {}
+    for entry in index.children():
+        child = entry["digest"]
+        found = client.head_manifest(target.repository, child)
+        if found is None or found.digest != child:
+            problems.append(f"{where}: its entry {child} is not in the registry")
+        if not entry.get("platform") or graph.manifests[child].is_index:
+            continue
+        plat = platforms.from_oci(entry["platform"])
+        if plat.os == "unknown":  # attestation manifests (BuildKit) carry unknown/unknown
+            continue
+        key = (plat.os, plat.arch, plat.oci_variant, plat.os_version)
+        if key in seen:
+            problems.append(f"{where}: platform {plat} appears twice ({seen[key]} and {child})")
+        seen[key] = child
+        if (index.digest, child) not in target.forced:
+            config = _config_platform(graph.manifests[child], source)
+            if not config.same_as(plat):
+                problems.append(f"{where}: entry {child} says {plat} but its image config says "
+                                f"{config} (force the platform if this is intended)")
+    return problems
+
+
+def _config_platform(manifest: _Manifest, source: BlobSource) -> platforms.Platform:
+    return platforms.from_oci(json.loads(source.read_bytes(manifest.parsed["config"]["digest"])))
+
+
+def _move_tags(plan: PushPlan, graphs: list[_Graph], clients: Mapping[str, RegistryClient],
+               on_event: EventFn | None, result: PushResult) -> None:
+    pending = [(t, g, tag, digest) for t, g in zip(plan.targets, graphs, strict=True)
+               for tag, digest in t.tags.items()]
+    for position, (target, graph, tag, digest) in enumerate(pending):
+        manifest = graph.manifests[digest]
+        client = clients[target.registry]
+        try:
+            found = client.head_manifest(target.repository, tag)
+            if found is not None and found.digest == digest:
+                result.tags_unchanged.append(target.ref(tag))
+                continue
+            client.put_manifest(target.repository, tag, manifest.data, manifest.media_type)
+        except RegistryError as exc:
+            not_moved = [t.ref(name) for t, _, name, _ in pending[position:]]
+            raise PublishError(
+                f"push failed while moving tags: moved {', '.join(result.tags_moved) or 'none'};"
+                f" not moved {', '.join(not_moved)}: {exc}",
+                tagged=result.tags_moved, causes=[exc]) from exc
+        result.tags_moved.append(target.ref(tag))
+        if on_event is not None:
+            on_event("pushed", target.ref(tag), digest)
+
+
+def _run_all(tasks: list[Callable[[], Any]], max_workers: int) -> list[Any]:
+    """Run tasks on a bounded pool. On the first failure, cancel what has not started, let
+    what runs finish (an upload cut midway helps nobody), and raise that failure."""
+    if len(tasks) <= 1 or max_workers <= 1:
+        return [task() for task in tasks]
+    with ThreadPoolExecutor(max_workers=min(max_workers, len(tasks))) as pool:
+        futures: list[Future] = [pool.submit(task) for task in tasks]
+        wait(futures, return_when=FIRST_EXCEPTION)
+        if any(f.done() and f.exception() is not None for f in futures):
+            for future in futures:
+                future.cancel()
+            wait(futures)
+            errors = [f.exception() for f in futures if not f.cancelled() and f.exception()]
+            for extra in errors[1:]:
+                log.info("also failed: %s", extra)
+            raise errors[0]  # type: ignore[misc]
+        return [f.result() for f in futures]

@@ -66,13 +66,13 @@ def make_plan(text: str, rel: str, label: str, build_args: dict[str, str], platf
     try:
         df = parse(text, rel)
         stages, meta = ins.parse_stages(df, build_args, platform, build_platform)
+        if not stages:
+            raise _err(rel, 1, "the Dockerfile has no FROM instruction", label,
+                       "start the build stage with FROM scratch or FROM <image>")
         tstage = ins.target_stage(stages, target)
     except DockerfileSyntaxError as exc:
-        raise _err(rel, getattr(exc, "line", None), str(getattr(exc, "message", exc)), label,
+        raise _err(rel, exc.line, exc.message, label, exc.hint or
                    "see the Dockerfile reference for this instruction's syntax") from None
-    if not stages:
-        raise _err(rel, 1, "the Dockerfile has no FROM instruction", label,
-                   "start the build stage with FROM scratch or FROM <image>")
     plan = DockerfilePlan(rel, stages, tstage.index, [], {}, meta_args=meta)
     _visit(plan, tstage.index, contexts, set())
     return plan

@@ -93,10 +93,12 @@ class Action:
     build_file: str = ""
     line: int = 0
     tags: list[str] = field(default_factory=list)  # names for the output in the store (not keyed)
+    cacheable: bool = True  # False: always runs (its effect lies outside, e.g. a registry)
+    suffix: str = ""  # tells apart a second node of the same label and platform (" push")
 
     @property
     def node(self) -> NodeId:
-        return node_id(self.label, self.platform)
+        return node_id(self.label, self.platform) + self.suffix
 
 
 @dataclass

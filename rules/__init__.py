@@ -8,5 +8,6 @@ from ._private.group import GroupRule
 from ._private.image import ImageRule
 from ._private.manifest import ManifestRule
 from ._private.platform import PlatformRule
+from ._private.pull import PullRule
 
-__all__ = ["CommandRule", "GroupRule", "ImageRule", "ManifestRule", "PlatformRule"]
+__all__ = ["CommandRule", "GroupRule", "ImageRule", "ManifestRule", "PlatformRule", "PullRule"]

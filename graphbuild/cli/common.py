@@ -14,6 +14,7 @@ class Loaded:
     loader: object
     tgraph: object
     analysis: object | None = None
+    push_nodes: list | None = None
 
 
 def workspace(args):

@@ -29,6 +29,11 @@ def main(args) -> int:
     if args.jobs is not None and args.jobs < 1:
         raise UserError("-j must be at least 1", hint="pass -j N with N >= 1, or omit it to use every CPU")
     loaded = load(args, args.patterns, plat_texts=args.platform)
+    loaded.push_nodes = []
+    if args.push:
+        from ..publish import add_push_nodes
+
+        loaded.push_nodes = add_push_nodes(loaded.analysis)
     jobs = args.jobs or loaded.ws.jobs or os.cpu_count() or 1
     if args.dry_run:
         return _dry_run(loaded, args, jobs)
@@ -100,10 +105,10 @@ def _build(loaded, args, jobs: int) -> int:
         summary = sched.run()
         _record_refs(engine, loaded.analysis.actions, summary)
         ok = summary.ok
-        if ok and args.push:
-            from ..publish import push_all
+        if args.push:
+            from ..publish import move_tags
 
-            ok = push_all(loaded, engine, summary, events, jobs)
+            ok = move_tags(loaded, engine, summary, loaded.push_nodes, events) and ok
     finally:
         if reporter:
             reporter.stop()

@@ -1,0 +1,104 @@
+"""`run --push` as a transaction: push nodes (graph nodes, one per tagged output) upload every
+blob and manifest by digest and check each index; only when all of them succeeded are the tags
+moved, all at the end. If anything fails before that, no tag moves."""
+
+from __future__ import annotations
+
+import sys
+from collections import defaultdict
+
+from .errors import BuildError, UserError
+from .rule_api import Action, NodeId, Outcome, RunContext
+
+PUSH_SUFFIX = " push"
+
+
+def add_push_nodes(analysis) -> list[NodeId]:
+    """One Push node after every node whose output has tags; returns their ids."""
+    from .registry.reference import ReferenceError, parse_reference
+
+    added = []
+    for node, action in list(analysis.actions.items()):
+        if not action.tags:
+            continue
+        for tag in action.tags:
+            try:
+                parse_reference(tag)
+            except ReferenceError as exc:
+                raise UserError(f"tag {tag!r} cannot be pushed: {exc}", path=action.build_file,
+                                line=action.line, label=str(action.label),
+                                hint="a pushable tag is [host[:port]/]repo[:tag]") from None
+        push = Action(
+            label=action.label, platform=action.platform, rule="push", rule_version=1,
+            mnemonic="Push", progress=f"Pushing {node}", deps=[node],
+            key_data={"tags": sorted(action.tags)}, cacheable=False, suffix=PUSH_SUFFIX,
+            run=lambda rc, n=node, t=tuple(action.tags): _upload(rc, n, t),
+            build_file=action.build_file, line=action.line,
+        )
+        analysis.declare(push)
+        added.append(push.node)
+    return added
+
+
+def _targets(desc: dict, tags, forced=(), move: bool = True):
+    """PushTargets (one per repository) for a descriptor and its tags."""
+    from .registry.reference import parse_reference
+    from .registry.transfer import PushTarget
+
+    by_repo: dict[tuple[str, str], dict[str, str]] = defaultdict(dict)
+    for tag in tags:
+        ref = parse_reference(tag)
+        by_repo[(ref.registry, ref.repository)][ref.tag or "latest"] = desc["digest"]
+    pairs = frozenset((desc["digest"], child) for child in forced)
+    return [PushTarget(reg, repo, (desc,), tag_map if move else {}, pairs)
+            for (reg, repo), tag_map in sorted(by_repo.items())]
+
+
+def _upload(rc: RunContext, node: NodeId, tags) -> Outcome:
+    """Phase 1 and 2 for one output: everything uploaded by digest and checked; no tag moves."""
+    from .registry.transfer import PublishError, PushPlan, publish
+    from .remote import Remote
+
+    outcome = rc.deps[node]
+    desc = outcome.data["descriptor"]
+    plan = PushPlan(tuple(_targets(desc, tags, outcome.data.get("forced", ()), move=False)))
+    try:
+        result = publish(plan, rc.store, Remote.of(rc.ws).clients_for(plan.targets))
+    except PublishError as exc:
+        raise BuildError(str(exc)) from None
+    rc.log(f"uploaded {result.blobs_uploaded} blobs ({result.bytes_uploaded} bytes), mounted "
+           f"{result.blobs_mounted}, {result.blobs_present} already present")
+    return Outcome(desc["digest"], {"descriptor": desc, "tags": list(tags)})
+
+
+def move_tags(loaded, engine, summary, push_nodes: list[NodeId], events) -> bool:
+    """Phase 3, only when every node (push nodes included) succeeded: move all tags."""
+    from .registry.transfer import PublishError, PushPlan, publish
+    from .remote import Remote
+
+    if not summary.ok:
+        print("graphbuild: push: nothing was tagged (the build or an upload failed)",
+              file=sys.stderr)
+        return False
+    targets = []
+    for node in push_nodes:
+        out = summary.results[node].outcome
+        build_node = node[: -len(PUSH_SUFFIX)]
+        forced = summary.results[build_node].outcome.data.get("forced", ())
+        targets.extend(_targets(out.data["descriptor"], out.data["tags"], forced))
+    if not targets:
+        return True
+    label_of = {d["digest"]: loaded.analysis.actions[n].label for n in push_nodes
+                for d in [summary.results[n].outcome.data["descriptor"]]}
+
+    def on_event(kind: str, ref: str, digest: str) -> None:
+        events.emit({"event": "pushed", "label": str(label_of.get(digest, "")), "ref": ref,
+                     "digest": digest})
+
+    try:
+        publish(PushPlan(tuple(targets)), engine.store,
+                Remote.of(loaded.ws).clients_for(targets), on_event)
+    except PublishError as exc:
+        print(f"graphbuild: {exc}", file=sys.stderr)
+        return False
+    return True

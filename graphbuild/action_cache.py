@@ -3,6 +3,9 @@ duration (for scheduling). Backed by diskcache under ``cache_dir/actions``."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import sys
 from pathlib import Path
 
 from .rule_api import NodeId, Outcome
@@ -10,9 +13,21 @@ from .rule_api import NodeId, Outcome
 
 class ActionCache:
     def __init__(self, directory: Path) -> None:
+        import sqlite3
+
         import diskcache
 
-        self._db = diskcache.Cache(str(directory), size_limit=2**34, cull_limit=0)
+        try:
+            self._db = diskcache.Cache(str(directory), size_limit=2**34, cull_limit=0)
+        except sqlite3.DatabaseError as exc:
+            # A cache is only a cache: as Bazel does with a bad action cache, set it aside and
+            # start an empty one (everything rebuilds once) instead of failing every command.
+            bad = directory.with_name(directory.name + ".bad")
+            shutil.rmtree(bad, ignore_errors=True)
+            os.replace(directory, bad)
+            print(f"graphbuild: warning: the action cache {directory} is unreadable ({exc}); "
+                  f"moved it to {bad.name} and started an empty one", file=sys.stderr)
+            self._db = diskcache.Cache(str(directory), size_limit=2**34, cull_limit=0)
 
     def get(self, key: str) -> Outcome | None:
         rec = self._db.get("k:" + key)

@@ -14,7 +14,8 @@ from .labels import Label
 
 def _git(root: Path, *args: str) -> str:
     try:
-        proc = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True)
+        proc = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True,
+                              errors="replace", check=False)
     except FileNotFoundError:
         raise UserError("git is not installed", hint="affected needs git") from None
     if proc.returncode != 0:
@@ -28,10 +29,12 @@ def changed_files(root: Path, since: str) -> set[str]:
     _git(root, "rev-parse", "--verify", "--quiet", since + "^{commit}")
     top = Path(_git(root, "rev-parse", "--show-toplevel").strip()).resolve()
     prefix = root.resolve().relative_to(top).as_posix()
-    names = _git(root, "diff", "--name-only", "--no-renames", since, "--", ".").splitlines()
-    names += _git(root, "ls-files", "--others", "--exclude-standard", "--full-name", ".").splitlines()
+    # -z: paths verbatim (git quotes non-ASCII and special characters otherwise)
+    names = _git(root, "diff", "-z", "--name-only", "--no-renames", since, "--", ".").split("\0")
+    names += _git(root, "ls-files", "-z", "--others", "--exclude-standard", "--full-name",
+                  ".").split("\0")
     out = set()
-    for name in names:
+    for name in filter(None, names):
         if prefix in ("", "."):
             out.add(name)
         elif name.startswith(prefix + "/"):
@@ -77,14 +80,15 @@ def _new_definition(root: Path, build_file: str, name: str):
 
 def directly_affected(loaded, since: str) -> set[Label]:
     root = loaded.ws.root
-    changed = changed_files(root, since)
+    cache = loaded.ws.rel(loaded.ws.cache_dir) + "/"
+    changed = {p for p in changed_files(root, since) if not p.startswith(cache)}
     hits: set[Label] = set()
     for label, target in loaded.tgraph.targets.items():
         if target.build_file in changed and (
                 _old_definition(root, since, target.build_file, label.name)
                 != _new_definition(root, target.build_file, label.name)):
             hits.add(label)
-    for node, action in loaded.analysis.actions.items():
+    for action in loaded.analysis.actions.values():
         if action.label in hits:
             continue
         if changed.intersection(action.inputs) or any(

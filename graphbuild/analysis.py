@@ -54,7 +54,9 @@ class Analysis(AnalysisContext):
                                        attr, "name platform targets or strings like linux/arm64")
                 item = prov.platform
             if any(p.same_as(item) for p in plats):
-                raise target.error(f"platform {item} is listed twice in '{attr}'", attr)
+                raise target.error(f"platform {item} is listed twice in '{attr}'", attr,
+                                   "list each platform once (linux/arm64 and linux/arm64/v8 "
+                                   "are the same)")
             plats.append(item)
         if not written:
             plats = list(self.ws.platforms_default())

@@ -26,7 +26,7 @@ from .action_cache import ActionCache
 from .cas import CAS, replace_dir
 from .errors import ActionFailed, GraphbuildError
 from .events import Events, Profile
-from .hashing import StatCache, digest_json
+from .hashing import StatCache, digest_json, read_pickle
 from .rule_api import Action, NodeId, Outcome, RunContext
 from .workspace import Workspace
 
@@ -246,11 +246,7 @@ class Scheduler:
 
     # -- priorities -----------------------------------------------------------------------------
     def _load_timings(self) -> dict[str, float]:
-        try:
-            with open(self._timings_path, "rb") as fh:
-                return pickle.load(fh)
-        except (OSError, pickle.PickleError, EOFError):
-            return {}
+        return read_pickle(self._timings_path)
 
     def _save_timings(self) -> None:
         changed = False
@@ -367,6 +363,12 @@ class Scheduler:
             key, snap = self._key(node)
         except OSError as exc:
             return NodeResult(node, "failed", f"cannot read input: {exc}")
+        if not action.cacheable:
+            why = "always runs: its effect is outside the cache"
+            if self.opts.dry_run:
+                return NodeResult(node, "would-run", why)
+            self._keys[node] = (key, snap, why)
+            return None
         if not self.opts.no_cache:
             hit = self.engine.actions.get(key)
             if hit is not None:
@@ -405,6 +407,8 @@ class Scheduler:
             outcome = action.run(ctx)
             if self.engine.cancelled.is_set():
                 res = NodeResult(node, "failed", "interrupted")
+            elif not action.cacheable:
+                res = NodeResult(node, "built", why, outcome)
             else:
                 self.engine.actions.put(key, outcome, node, action.mnemonic, snap,
                                         time.monotonic() - start)
@@ -413,7 +417,8 @@ class Scheduler:
             res = NodeResult(node, "failed", str(exc), log=exc.log or ctx.log_tail())
         except GraphbuildError as exc:
             res = NodeResult(node, "failed", exc.render(), log=ctx.log_tail())
-        except Exception as exc:  # a bug in a rule or backend: fail this node, keep the build
+        # a bug in a rule or backend: fail this node, keep the build
+        except Exception as exc:  # noqa: BLE001
             res = NodeResult(node, "failed", f"internal error: {type(exc).__name__}: {exc}",
                              log=traceback.format_exc())
         finally:

@@ -6,8 +6,9 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, TextIO
+from typing import TextIO
 
 
 class Events:
@@ -59,5 +60,11 @@ class Profile:
                  "args": {"name": f"worker {lane}"}} for lane in self._lanes.values()]
         meta.append({"name": "process_name", "ph": "M", "pid": 1, "tid": 0,
                      "args": {"name": "graphbuild"}})
-        path.write_text(json.dumps({"traceEvents": meta + self.events,
-                                    "displayTimeUnit": "ms"}))
+        try:
+            path.write_text(json.dumps({"traceEvents": meta + self.events,
+                                        "displayTimeUnit": "ms"}))
+        except OSError as exc:
+            from .errors import UserError
+
+            raise UserError(f"--profile: cannot write {path}: {exc.strerror}",
+                            hint="name a file in an existing, writable directory") from None

@@ -8,7 +8,8 @@ from .workspace import Workspace
 
 
 def collect(ws: Workspace) -> tuple[int, int]:
-    """Remove unreferenced command-output blobs, stale output dirs and temp files."""
+    """Drop superseded action records, then the command-output blobs and store objects nothing
+    refers to any more, and temp files."""
     from .action_cache import ActionCache
     from .cas import CAS
 
@@ -17,6 +18,11 @@ def collect(ws: Workspace) -> tuple[int, int]:
     if not (cache_dir / "actions").exists():
         return 0, 0
     ac = ActionCache(cache_dir / "actions")
+    # Only each node's latest outcome is kept: older ones were superseded by a rebuild.
+    live = {rec["key"] for _, rec in ac.node_records()}
+    for key in [key for key, _ in ac.records() if key not in live]:
+        ac.forget(key)
+        removed += 1
     trees = {rec["data"]["tree"] for _, rec in ac.records() if "tree" in rec.get("data", {})}
     descriptors = [rec["data"]["descriptor"] for _, rec in ac.records()
                    if "descriptor" in rec.get("data", {})]

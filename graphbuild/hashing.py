@@ -32,6 +32,16 @@ def digest_file(path: str | Path) -> str:
     return "sha256:" + h.hexdigest()
 
 
+def read_pickle(path: Path) -> dict:
+    """A dict kept in a pickle file; a missing, truncated or foreign file is an empty cache."""
+    try:
+        with open(path, "rb") as fh:
+            data = pickle.load(fh)
+    except Exception:  # noqa: BLE001 - unpickling garbage raises almost anything
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
 class StatCache:
     """(path) -> (size, mtime_ns, ctime_ns, inode, digest), kept in one pickle file.
 
@@ -40,13 +50,8 @@ class StatCache:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.entries: dict[str, tuple] = {}
+        self.entries: dict[str, tuple] = read_pickle(path)
         self.dirty = False
-        try:
-            with open(path, "rb") as fh:
-                self.entries = pickle.load(fh)
-        except (OSError, pickle.PickleError, EOFError):
-            self.entries = {}
 
     def digest(self, root: Path, rel: str) -> str:
         """The digest of ``root/rel``; raises OSError when it is missing."""

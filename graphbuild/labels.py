@@ -70,7 +70,8 @@ def parse_label(text: str, current_package: str | None = None) -> Label:
         raise LabelError(f"malformed label '{text}': trailing '/'", "write //package:name")
     problem = check_name(name)
     if problem:
-        raise LabelError(f"malformed label '{text}': {problem}")
+        raise LabelError(f"malformed label '{text}': {problem}",
+                         "write //package:name, e.g. //services/api:server")
     return Label(pkg, name)
 
 

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 from pathlib import Path
 
 from . import __version__, rule_registry, yamlpos
 from .attrs import AttrError, convert
 from .errors import UserError, did_you_mean
+from .hashing import read_pickle
 from .labels import Label, Pattern, check_name
 from .rule_api import Target
 from .workspace import BUILD_FILE, Workspace
@@ -31,12 +33,11 @@ class Loader:
 
     # -- parse cache --------------------------------------------------------------------------
     def _read_cache(self) -> dict:
-        try:
-            with open(self._cache_path, "rb") as fh:
-                data = pickle.load(fh)
-            return data if data.get("version") == __version__ else {"version": __version__}
-        except (OSError, pickle.PickleError, EOFError, AttributeError, ImportError):
-            return {"version": __version__}
+        # Parsed targets depend on the installed rules too (their names, attributes, defaults):
+        # a plugin installed, removed or upgraded invalidates the cache.
+        version = (__version__, _rules_fingerprint())
+        data = read_pickle(self._cache_path)
+        return data if data.get("version") == version else {"version": version}
 
     def save_cache(self) -> None:
         """Write the parse cache back, atomically, if anything was parsed."""
@@ -86,19 +87,31 @@ class Loader:
             st = path.stat()
         except OSError:
             return None
-        stamp = (st.st_size, st.st_mtime_ns, st.st_ino)
+        # ctime too: tar, rsync -t and cp -p restore an old mtime on new content
+        stamp = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
         hit = self._cache.get(rel)
         if hit and hit[0] == stamp:
             targets = hit[1]
         else:
-            targets = self._parse(package, rel, path.read_text(encoding="utf-8"))
+            targets = self._parse(package, rel, yamlpos.read_text(path, rel))
             self._cache[rel] = (stamp, targets)
             self._cache_dirty = True
         self.packages[package] = targets
         return targets
 
     def _parse(self, package: str, rel: str, text: str) -> dict[str, Target]:
-        doc = yamlpos.load(text, rel)
+        try:
+            doc = yamlpos.load(text, rel)
+        except yamlpos.DuplicateKey as exc:
+            name = exc.keys[0]
+            what = "target name" if len(exc.keys) == 1 else "key"
+            raise UserError(exc.message.replace("duplicate key", f"duplicate {what}", 1),
+                            path=rel, line=exc.line, hint=exc.hint,
+                            label=None if check_name(name) else str(Label(package, name))) from None
+        except UserError as exc:
+            if exc.label is None and exc.line:
+                exc.label = _target_near(text, exc.line, package)
+            raise
         if doc is None:
             return {}
         if not isinstance(doc.value, dict):
@@ -147,7 +160,7 @@ class Loader:
             try:
                 attrs[key] = convert(declared[key], pos, label.package)
             except AttrError as exc:
-                raise UserError(f"attribute '{key}' {exc}", path=rel, line=exc.line or pos.line,
+                raise UserError(f"attribute '{key}': {exc}", path=rel, line=exc.line or pos.line,
                                 label=str(label), hint=exc.hint or declared[key].doc) from None
         for key, attr in declared.items():
             if key in attrs:
@@ -189,3 +202,23 @@ class Loader:
                                 hint="check the path, or create that BUILD.yaml")
             return list(pkg.values())
         return [self.resolve(Label(pattern.package, pattern.name))]
+
+
+def _rules_fingerprint() -> tuple:
+    """The installed rules: entry-point name, object and distribution version."""
+    return tuple(sorted(
+        (ep.name, ep.value, getattr(getattr(ep, "dist", None), "version", None) or "")
+        for ep in rule_registry._entry_points().values()))
+
+
+_TOP_KEY = re.compile(r"([A-Za-z0-9][A-Za-z0-9._+-]*)\s*:")
+
+
+def _target_near(text: str, line: int, package: str) -> str | None:
+    """The label of the target whose block holds ``line`` (for YAML syntax errors), if any."""
+    lines = text.splitlines()
+    for src in reversed(lines[:line]):
+        m = _TOP_KEY.match(src)
+        if m and check_name(m.group(1)) is None:
+            return str(Label(package, m.group(1)))
+    return None

@@ -125,19 +125,26 @@ class RichReporter(PlainReporter):
 
     def _render(self):
         from rich.table import Table
+        from rich.text import Text
 
+        # Cells are Text, not markup strings: when a line is printed with markup=False while the
+        # display is live, rich renders this table with those same options.
         table = Table.grid(padding=(0, 2))
+
+        def row(*cells) -> None:
+            table.add_row(*(c if isinstance(c, Text) else Text.from_markup(c) for c in cells))
+
         with self.lock:
             c = self.counts
-            table.add_row(f"[bold]{self.done}/{self.total}[/] done", f"running {len(self.running)}",
-                          f"[green]built {c['built']}", f"cached {c['cached']}",
-                          f"[red]failed {c['failed']}", f"skipped {c['skipped']}")
+            row(f"[bold]{self.done}/{self.total}[/] done", f"running {len(self.running)}",
+                f"[green]built {c['built']}", f"cached {c['cached']}",
+                f"[red]failed {c['failed']}", f"skipped {c['skipped']}")
             for plat, pc in sorted(self.per_platform.items()):
-                table.add_row(f"  {plat}", "", f"built {pc['built']}", f"cached {pc['cached']}",
-                              f"failed {pc['failed']}", f"skipped {pc['skipped']}")
+                row(f"  {plat}", "", f"built {pc['built']}", f"cached {pc['cached']}",
+                    f"failed {pc['failed']}", f"skipped {pc['skipped']}")
             now = time.monotonic()
             for node, t0 in sorted(self.running.items(), key=lambda kv: kv[1])[:12]:
-                table.add_row(f"  [cyan]{node}", f"{now - t0:.1f}s", "", "", "", "")
+                row(Text(f"  {node}", style="cyan"), f"{now - t0:.1f}s", "", "", "", "")
         return table
 
     def summary(self, summary) -> None:

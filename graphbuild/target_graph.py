@@ -5,11 +5,11 @@ Edges point from a target to what it depends on.
 
 from __future__ import annotations
 
+from . import rule_registry
 from .errors import UserError
 from .labels import Label, Pattern
 from .loader import Loader
 from .rule_api import Target
-from . import rule_registry
 
 
 class TargetGraph:

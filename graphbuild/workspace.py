@@ -80,7 +80,7 @@ def load(root_arg: str | None = None, cwd: Path | None = None) -> Workspace:
                             hint=f"-C must name the directory holding {WORKSPACE_FILE}")
     else:
         root = find_root(cwd or Path.cwd())
-    text = (root / WORKSPACE_FILE).read_text()
+    text = yamlpos.read_text(root / WORKSPACE_FILE, WORKSPACE_FILE)
     doc = yamlpos.load(text, WORKSPACE_FILE)
     ws = Workspace(root=root)
     if doc is None:
@@ -113,15 +113,16 @@ def _apply(ws: Workspace, key: str, val: yamlpos.Pos) -> None:
         ws.backend = plain
     elif key == "jobs":
         if not isinstance(plain, int) or isinstance(plain, bool) or plain < 1:
-            raise _err("jobs must be a positive integer", val)
+            raise _err("jobs must be a positive integer", val, "e.g. jobs: 8")
         ws.jobs = plain
     elif key == "cache_dir":
         if not isinstance(plain, str) or not plain:
-            raise _err("cache_dir must be a path", val)
+            raise _err("cache_dir must be a path", val, "e.g. cache_dir: .graphbuild")
         ws.cache_dir = (ws.root / plain).resolve()
     elif key == "remote_cache":
         if not isinstance(plain, str) or not plain.startswith("oci://"):
-            raise _err("remote_cache must be oci://host/repo", val)
+            raise _err("remote_cache must be oci://host/repo", val,
+                       "e.g. remote_cache: oci://127.0.0.1:5000/cache")
         ws.remote_cache = plain
     else:
         if not isinstance(plain, dict):
@@ -130,7 +131,8 @@ def _apply(ws: Workspace, key: str, val: yamlpos.Pos) -> None:
         if key == "builders":
             for p in val.value.values():
                 if not isinstance(p.value, str):
-                    raise _err("builder names must be strings", p)
+                    raise _err("builder names must be strings", p,
+                               "e.g. builders: {linux/arm64: arm-builder}")
             for name, p in val.value.items():
                 _platform(yamlpos.Pos(name, p.line), p)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from .errors import UserError
@@ -22,7 +23,16 @@ def _loader_class():
     return getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-def _construct(node, path: str, loader) -> Pos:
+class DuplicateKey(UserError):
+    """A key given twice in one mapping; ``keys`` is the path of keys down to it (the first is the
+    top-level key, e.g. the target name in a BUILD.yaml)."""
+
+    def __init__(self, message: str, keys: tuple[str, ...], **kw) -> None:
+        super().__init__(message, **kw)
+        self.keys = keys
+
+
+def _construct(node, path: str, loader, trail: tuple[str, ...] = ()) -> Pos:
     """Turn a composed node into plain Python values wrapped in Pos at every level."""
     import yaml
 
@@ -34,19 +44,19 @@ def _construct(node, path: str, loader) -> Pos:
             key = _scalar(knode, path, loader)
             if not isinstance(key, str):
                 raise UserError(f"keys must be strings, not {key!r}", path=path,
-                                line=knode.start_mark.line + 1)
+                                line=knode.start_mark.line + 1, hint="quote the key")
             if key in out:
-                raise UserError(
-                    f"duplicate key '{key}' (first at line {key_lines[key]})",
+                raise DuplicateKey(
+                    f"duplicate key '{key}' (first at line {key_lines[key]})", (*trail, key),
                     path=path, line=knode.start_mark.line + 1,
                     hint="YAML would silently keep only the last one: rename or merge them")
             key_lines[key] = knode.start_mark.line + 1
-            val = _construct(vnode, path, loader)
+            val = _construct(vnode, path, loader, (*trail, key))
             val.line = key_lines[key]  # an attribute's line is the line of its key
             out[key] = val
         return Pos(out, line)
     if isinstance(node, yaml.SequenceNode):
-        return Pos([_construct(n, path, loader) for n in node.value], line)
+        return Pos([_construct(n, path, loader, trail) for n in node.value], line)
     return Pos(_scalar(node, path, loader), line)
 
 
@@ -54,8 +64,20 @@ def _scalar(node, path: str, loader) -> Any:
     import yaml
 
     if not isinstance(node, yaml.ScalarNode):
-        raise UserError("a key must be a plain value", path=path, line=node.start_mark.line + 1)
+        raise UserError("a key must be a plain value", path=path, line=node.start_mark.line + 1,
+                        hint="keys are names; write the value after the ':'")
     return loader.construct_object(node, deep=True)
+
+
+def read_text(file, path: str) -> str:
+    """A YAML file's text; bytes that are not UTF-8 are a UserError at their line."""
+    data = Path(file).read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UserError(f"not UTF-8 text (byte 0x{data[exc.start]:02x})", path=path,
+                        line=data[:exc.start].count(b"\n") + 1,
+                        hint="save the file as UTF-8") from None
 
 
 def load(text: str, path: str) -> Pos | None:
@@ -68,10 +90,13 @@ def load(text: str, path: str) -> Pos | None:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
         problem = exc.problem or "syntax error"
+        if exc.context and exc.context_mark and exc.context_mark.line + 1 != line:
+            problem += f" ({exc.context} at line {exc.context_mark.line + 1})"
         raise UserError(f"invalid YAML: {problem}", path=path, line=line,
                         hint=_hint(text, line)) from None
     except yaml.YAMLError as exc:
-        raise UserError(f"invalid YAML: {exc}", path=path) from None
+        raise UserError(f"invalid YAML: {exc}", path=path,
+                        hint="check the file's encoding and syntax") from None
     if node is None:
         return None
     loader = _loader_class()("")

@@ -27,16 +27,17 @@ def main(args) -> int:
         raise UserError(f"--kind: unknown rule '{args.kind}'",
                         hint=did_you_mean(args.kind, rule_registry.names())
                         or f"rules: {', '.join(rule_registry.names())}")
+    # the patterns' closure is analysed too, so query reports the bad input that run would
     if args.rdeps:
         # dependents can live anywhere: load the whole workspace, then select
         everything = load(args, ["//..."], analyze=False)
-        roots = load(args, args.patterns, analyze=False).tgraph.roots
+        roots = load(args, args.patterns).tgraph.roots
         tg = everything.tgraph
         selected = tg.rdeps_closure(roots)
         if args.deps:
             selected |= tg.deps_closure(roots)
     else:
-        tg = load(args, args.patterns, analyze=False).tgraph
+        tg = load(args, args.patterns).tgraph
         selected = tg.deps_closure(tg.roots) if args.deps else set(tg.roots)
     patterns(args.patterns)
     targets = sorted((tg.targets[lab] for lab in selected), key=lambda t: t.label)

@@ -38,6 +38,10 @@ LOG_TAIL = 40
 class Interrupted(GraphbuildError):
     exit_code = 130
 
+    def __init__(self, message: str, summary: Summary | None = None) -> None:
+        super().__init__(message)
+        self.summary = summary
+
 
 @dataclass
 class Options:
@@ -272,7 +276,7 @@ class Scheduler:
 
     # -- main loop ------------------------------------------------------------------------------
     def run(self) -> Summary:
-        t0 = time.monotonic()
+        t0 = self._t0 = time.monotonic()
         waiting = {n: self.graph.in_degree(n) for n in self.graph.nodes}
         ready = [n for n, d in waiting.items() if d == 0]
         prio = self._priorities()
@@ -327,7 +331,9 @@ class Scheduler:
         self.engine.kill_all()
         for thread in running.values():
             thread.join()
-        raise Interrupted("interrupted: running actions were stopped; nothing partial was recorded")
+        self.summary.duration = time.monotonic() - self._t0
+        raise Interrupted("interrupted: running actions were stopped; nothing partial was "
+                          "recorded", self.summary)
 
     def _skip_unreached(self) -> None:
         for node in self.graph.nodes:

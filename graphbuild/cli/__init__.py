@@ -54,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started with it ignored
     module = importlib.import_module(f".{args.command}_cmd", __name__)
     try:
         return module.main(args)

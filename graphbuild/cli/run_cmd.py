@@ -28,6 +28,10 @@ def main(args) -> int:
 
     if args.jobs is not None and args.jobs < 1:
         raise UserError("-j must be at least 1", hint="pass -j N with N >= 1, or omit it to use every CPU")
+    for flag, path in (("--events", args.events), ("--profile", args.profile)):
+        if path and not Path(path).resolve().parent.is_dir():
+            raise UserError(f"{flag}: the directory of {path} does not exist",
+                            hint="create it first, or name a file in an existing directory")
     loaded = load(args, args.patterns, plat_texts=args.platform)
     loaded.push_nodes = []
     if args.push:
@@ -60,25 +64,38 @@ def _dry_run(loaded, args, jobs: int) -> int:
                               "reason": r.reason}))
         return 0
     for r in results.values():
-        if r.status == "would-run":
-            print(f"would run  {r.node}: {r.reason}")
-        elif r.status == "failed":
-            print(f"would fail {r.node}: {r.reason}")
+        verb = {"would-run": "would run", "failed": "would fail", "cached": "cached"}[r.status]
+        print(f"{verb:<10} {r.node}: {r.reason}")
     print(f"plan: {len(would)} to run, {sum(r.status == 'cached' for r in results.values())} "
           f"cached, {len(results)} nodes (dry run: nothing was executed)")
     return 0
 
 
-def _record_refs(engine, actions, summary) -> None:
+def _record_refs(engine, actions, summary) -> list:
     from ..refs import built_refs, record_refs
 
     items = built_refs(actions, summary)
     if items:
         record_refs(engine.store, items)
+    return items
+
+
+def _where(ws, items) -> str:
+    """Where the images are and how to look at them (shown after a build)."""
+    import os
+
+    store = os.path.relpath(ws.cache_dir / "oci")
+    tagged = [(label, tags[0]) for label, _, tags in items if tags]
+    label, tag = tagged[-1] if tagged else (items[-1][0], None)
+    lines = [f"images: {store} (an OCI image layout)",
+             f"  graphbuild inspect '{label}'"]
+    if tag:
+        lines.append(f"  skopeo inspect oci:{store}:{tag}")
+    return "\n".join(lines)
 
 
 def _build(loaded, args, jobs: int) -> int:
-    from ..build import Engine, Options, Scheduler
+    from ..build import Engine, Interrupted, Options, Scheduler
     from ..events import Events, JsonLines, Profile
     from ..progress import make_reporter
 
@@ -96,14 +113,20 @@ def _build(loaded, args, jobs: int) -> int:
     targets = [str(lab) for lab in loaded.tgraph.roots]
     events.emit({"event": "build_started", "targets": targets, "jobs": jobs})
     summary = None
+    ok = False
+    refs: list = []
     try:
         if reporter:
             reporter.start()
         sched = Scheduler(engine, loaded.analysis.graph, loaded.analysis.actions,
                           Options(jobs=jobs, keep_going=args.keep_going, no_cache=args.no_cache),
                           on_start=reporter.on_start if reporter else None)
-        summary = sched.run()
-        _record_refs(engine, loaded.analysis.actions, summary)
+        try:
+            summary = sched.run()
+        except Interrupted as exc:
+            summary = exc.summary
+            raise
+        refs = _record_refs(engine, loaded.analysis.actions, summary)
         ok = summary.ok
         if args.push:
             from ..publish import move_tags
@@ -114,8 +137,7 @@ def _build(loaded, args, jobs: int) -> int:
             reporter.stop()
         engine.close()
         if summary is not None:
-            events.emit({"event": "build_finished",
-                         "status": "success" if summary.ok and (not args.push or ok) else "failure",
+            events.emit({"event": "build_finished", "status": "success" if ok else "failure",
                          "counts": summary.counts(), "duration_s": round(summary.duration, 3)})
         if profile:
             profile.write(Path(args.profile))
@@ -123,4 +145,6 @@ def _build(loaded, args, jobs: int) -> int:
             events_file.close()
     if reporter:
         reporter.summary(summary)
+        if refs:
+            print(_where(loaded.ws, refs), file=sys.stderr)
     return 0 if ok else 1

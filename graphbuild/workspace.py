@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -124,6 +125,9 @@ def _apply(ws: Workspace, key: str, val: yamlpos.Pos) -> None:
             raise _err("remote_cache must be oci://host/repo", val,
                        "e.g. remote_cache: oci://127.0.0.1:5000/cache")
         ws.remote_cache = plain
+        # Checked, but not used yet: say so rather than let a user believe it is shared.
+        print(f"{WORKSPACE_FILE}:{val.line}: warning: remote_cache is not implemented yet; "
+              "the cache stays local", file=sys.stderr)
     else:
         if not isinstance(plain, dict):
             raise _err(f"{key} must be a mapping", val, KEYS[key])

@@ -11,12 +11,10 @@ import platform as _host
 from dataclasses import dataclass, field
 
 OSES = frozenset(
-    "aix android darwin dragonfly freebsd illumos ios js linux netbsd openbsd plan9 solaris "
-    "wasip1 windows".split()
+    ["aix", "android", "darwin", "dragonfly", "freebsd", "illumos", "ios", "js", "linux", "netbsd", "openbsd", "plan9", "solaris", "wasip1", "windows"]
 )
 ARCHES = frozenset(
-    "386 amd64 arm arm64 loong64 mips mipsle mips64 mips64le ppc64 ppc64le riscv64 s390x "
-    "wasm".split()
+    ["386", "amd64", "arm", "arm64", "loong64", "mips", "mipsle", "mips64", "mips64le", "ppc64", "ppc64le", "riscv64", "s390x", "wasm"]
 )
 VARIANTS: dict[str, tuple[str, ...]] = {
     "arm": ("v5", "v6", "v7", "v8"),
@@ -81,7 +79,7 @@ class Platform:
         return {"TARGETPLATFORM": str(self), "TARGETOS": self.os, "TARGETARCH": self.arch,
                 "TARGETVARIANT": self.variant}
 
-    def same_as(self, other: "Platform") -> bool:
+    def same_as(self, other: Platform) -> bool:
         """Equal os/arch/variant after defaulting (the index-versus-config check)."""
         return (self.os, self.arch, self.oci_variant) == (other.os, other.arch, other.oci_variant)
 

@@ -9,7 +9,7 @@ import threading
 from .errors import BuildError, UserError
 from .workspace import Workspace
 
-_REMOTES: dict[str, "Remote"] = {}
+_REMOTES: dict[str, Remote] = {}
 _GUARD = threading.Lock()
 
 
@@ -22,7 +22,7 @@ class Remote:
         self._credentials = None
 
     @classmethod
-    def of(cls, ws: Workspace) -> "Remote":
+    def of(cls, ws: Workspace) -> Remote:
         """The run's Remote for this workspace (tags resolve once per run)."""
         with _GUARD:
             key = str(ws.root)

@@ -7,9 +7,10 @@ A rule declares documented attributes and, in ``analyze``, declares actions and 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from .errors import UserError
 from .labels import Label
@@ -81,7 +82,7 @@ class Action:
     rule_version: int
     mnemonic: str
     progress: str
-    run: Callable[["RunContext"], Outcome]
+    run: Callable[[RunContext], Outcome]
     deps: list[NodeId] = field(default_factory=list)
     inputs: list[str] = field(default_factory=list)  # workspace-relative files, hashed
     input_globs: list[str] = field(default_factory=list)  # for `affected`: deleted files count too
@@ -89,7 +90,7 @@ class Action:
     tool_version: str = ""
     # Called on a cache hit: True when the recorded outputs are still usable (restoring them if
     # needed); False makes the action run again.
-    check_cached: Callable[["RunContext", Outcome], bool] | None = None
+    check_cached: Callable[[RunContext, Outcome], bool] | None = None
     build_file: str = ""
     line: int = 0
     tags: list[str] = field(default_factory=list)  # names for the output in the store (not keyed)
@@ -116,7 +117,7 @@ class Provider:
 class AnalysisContext:
     """What a rule may consult while declaring actions (implemented by the engine)."""
 
-    ws: "Workspace"
+    ws: Workspace
 
     def provider(self, label: Label) -> Provider:  # pragma: no cover - interface
         raise NotImplementedError
@@ -145,7 +146,7 @@ class AnalysisContext:
 class RunContext:
     """What a running action may use (implemented by the engine)."""
 
-    ws: "Workspace"
+    ws: Workspace
     action: Action
     deps: dict[NodeId, Outcome]
     cancelled: threading.Event

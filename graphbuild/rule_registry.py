@@ -5,7 +5,7 @@ Entry points are listed once and each rule class is imported only when a BUILD f
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache, lru_cache
 
 from .rule_api import Rule
 
@@ -23,7 +23,7 @@ def names() -> list[str]:
     return sorted(_entry_points())
 
 
-@lru_cache(maxsize=None)
+@cache
 def get(name: str) -> Rule | None:
     ep = _entry_points().get(name)
     if ep is None:

@@ -48,7 +48,7 @@ class WorkspaceFixture:
         root.mkdir(parents=True, exist_ok=True)
         (root / "WORKSPACE.yaml").touch()
 
-    def write(self, files: dict[str, str | bytes]) -> "WorkspaceFixture":
+    def write(self, files: dict[str, str | bytes]) -> WorkspaceFixture:
         """Write files (text is dedented) relative to the root."""
         for rel, content in files.items():
             path = self.root / rel
@@ -76,7 +76,7 @@ class WorkspaceFixture:
 
     def run_subprocess(self, *args: str, env: dict | None = None, timeout: float = 300) -> Result:
         """The installed CLI as a separate process, as users run it."""
-        proc = subprocess.run([sys.executable, "-m", "graphbuild", "-C", str(self.root), *args],
+        proc = subprocess.run([sys.executable, "-m", "graphbuild", "-C", str(self.root), *args], check=False,
                               capture_output=True, text=True, timeout=timeout,
                               env={**os.environ, **(env or {})}, cwd=self.root)
         return Result(proc.returncode, proc.stdout, proc.stderr)

@@ -16,7 +16,7 @@ DOCKERFILE = "FROM scratch\nARG TARGETARCH\nCOPY app.txt /app-$TARGETARCH.txt\n"
 
 
 def _skopeo(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([need_tool("skopeo"), *args], capture_output=True, text=True)
+    return subprocess.run([need_tool("skopeo"), *args], capture_output=True, text=True, check=False)
 
 
 def _app(ws, host: str, repo: str, extra: str = "") -> None:

@@ -26,7 +26,7 @@ COMMANDS = {
 class Parser(argparse.ArgumentParser):
     """argparse that exits 2 with one readable message (its default is also 2)."""
 
-    def error(self, message: str):  # noqa: D401 - argparse API
+    def error(self, message: str):
         self.print_usage(sys.stderr)
         self.exit(2, f"graphbuild: error: {message}\n  hint: graphbuild {self.prog.split()[-1]} --help\n")
 

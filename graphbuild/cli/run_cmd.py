@@ -100,7 +100,7 @@ def _build(loaded, args, jobs: int) -> int:
     from ..progress import make_reporter
 
     events = Events()
-    events_file = open(args.events, "w") if args.events else None
+    events_file = open(args.events, "w") if args.events else None  # noqa: SIM115 - closed below
     if events_file:
         events.add_sink(JsonLines(events_file))
     if args.output == "json":

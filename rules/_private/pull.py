@@ -5,8 +5,16 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from graphbuild.rule_api import (Action, AnalysisContext, Attr, Outcome, Provider, Rule,
-                                 RunContext, Target)
+from graphbuild.rule_api import (
+    Action,
+    AnalysisContext,
+    Attr,
+    Outcome,
+    Provider,
+    Rule,
+    RunContext,
+    Target,
+)
 
 from .image_run import check_cached
 

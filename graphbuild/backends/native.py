@@ -20,8 +20,12 @@ NAME = "native"
 HISTORY_COMMENT = "graphbuild.native.v0"
 
 
+# Bumped whenever the same inputs give other image bytes, so cached images are rebuilt.
+REVISION = 2
+
+
 def version() -> str:
-    return f"{NAME}/{__version__}"
+    return f"{NAME}/{__version__}.r{REVISION}"
 
 
 @dataclass
@@ -66,7 +70,7 @@ class NativeBuilder:
         self.ignore = _load_ignore(req)
 
     def build(self) -> BuildResult:
-        plan = self.req.plan
+        plan = self.req.plan = self._with_base_env(self.req.plan)
         for idx in plan.order:
             if self.cancelled.is_set():
                 raise ActionFailed("interrupted")
@@ -78,6 +82,27 @@ class NativeBuilder:
             config["config"].setdefault("Labels", {}).update(self.req.labels)
         desc = img.put_image(self.store, config, final.layers, platform=self.req.platform)
         return BuildResult(desc)
+
+    def _with_base_env(self, plan):
+        """The plan again with the Env of the images its stages start FROM, which BuildKit
+        expands their words with (``WORKDIR $APPDIR`` after a base image's ``ENV APPDIR``)."""
+        if not any(b.kind in ("context", "ref") for b in plan.bases.values()):
+            return plan
+        from .. import platforms
+        from .plan import make_plan
+
+        def base_env(word: str) -> dict[str, str]:
+            ctx = self.req.contexts.get(word) or self.req.contexts.get(f"ref:{word}")
+            if ctx is None or ctx.kind != "image":
+                return {}
+            _, config = img.load_image(self.store, ctx.descriptor)
+            env = config.get("config", {}).get("Env") or []
+            return dict(e.split("=", 1) for e in env if "=" in e)
+
+        text = self.req.dockerfile.read_text(encoding="utf-8")
+        return make_plan(text, plan.path, self.req.label, self.req.build_args, self.req.platform,
+                         platforms.host(), self.req.target, set(self.req.contexts),
+                         base_env=base_env)
 
     # -- stages --------------------------------------------------------------------------------
     def _stage(self, idx: int) -> StageState:
@@ -102,8 +127,20 @@ class NativeBuilder:
             return StageState(img.rebase_config(prev.config, self.req.platform), list(prev.layers))
         desc = self._image_descriptor(base)
         _, config = img.load_image(self.store, desc)
+        triggers = config.get("config", {}).get("OnBuild")
+        if triggers:  # BuildKit runs them here; building without them would be another image
+            raise UserError(f"base image {base.value} has ONBUILD triggers ({'; '.join(triggers)})"
+                            ", which the native backend does not run",
+                            path=self.req.plan.path, line=self.req.plan.stages[idx].line,
+                            label=self.req.label,
+                            hint="move those instructions into this Dockerfile, or build it "
+                                 "with buildah or buildx")
         manifest = self.store.read_json(desc["digest"])
-        return StageState(img.rebase_config(config, self.req.platform), list(manifest["layers"]))
+        state = StageState(img.rebase_config(config, self.req.platform), list(manifest["layers"]))
+        env = state.config["config"].get("Env") or []
+        if self.req.platform.os != "windows" and not any(e.startswith("PATH=") for e in env):
+            state.config["config"]["Env"] = [*env, f"PATH={img.DEFAULT_PATH}"]  # as BuildKit
+        return state
 
     def _image_descriptor(self, base) -> dict:
         if base.kind == "context":
@@ -232,17 +269,37 @@ def _fingerprint(entries) -> str:
     import hashlib
     import os
 
+    from ..oci import layers
+
     h = hashlib.sha256()
     for e in entries:
         src = e.source
         if isinstance(src, bytes):
             ident = hashlib.sha256(src).hexdigest()
+        elif isinstance(src, layers.FileSlice):  # a member of an ADDed archive, by content:
+            ident = _slice_digest(src)  # each node decompresses it into its own scratch dir
         elif src is not None:
             st = os.stat(src)
             ident = f"{os.path.realpath(src)}:{st.st_size}:{st.st_mtime_ns}:{st.st_ino}"
         else:
             ident = ""
         h.update(repr((e.path, e.kind, e.mode, e.uid, e.gid, e.linkname, ident)).encode())
+    return h.hexdigest()
+
+
+def _slice_digest(part) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(part.path, "rb") as fh:
+        fh.seek(part.offset)
+        left = part.size
+        while left > 0:
+            chunk = fh.read(min(left, 1 << 20))
+            if not chunk:
+                break
+            h.update(chunk)
+            left -= len(chunk)
     return h.hexdigest()
 
 
@@ -273,8 +330,14 @@ def _load_ignore(req: BuildRequest):
 
 # -- metadata instructions ---------------------------------------------------------------------
 def _set_env(cfg: dict, key: str, value: str) -> None:
-    env = [e for e in cfg.get("Env", []) if e.split("=", 1)[0] != key]
-    env.append(f"{key}={value}")
+    """BuildKit's addEnv: a name already set is replaced in place, a new one appended."""
+    env = list(cfg.get("Env") or [])
+    for i, item in enumerate(env):
+        if item.split("=", 1)[0] == key:
+            env[i] = f"{key}={value}"
+            break
+    else:
+        env.append(f"{key}={value}")
     cfg["Env"] = env
 
 
@@ -292,19 +355,19 @@ def _apply_meta(state: StageState, cmd, path: str) -> None:
     elif isinstance(cmd, ins.User):
         cfg["User"] = cmd.user
     elif isinstance(cmd, ins.Expose):
-        for port in cmd.ports:
-            cfg.setdefault("ExposedPorts", {})[port if "/" in port else f"{port}/tcp"] = {}
+        for port in cmd.specs():  # 8000-8002 is three ports, as nat.ParsePortSpecs makes it
+            cfg.setdefault("ExposedPorts", {})[port] = {}
     elif isinstance(cmd, ins.Volume):
         for vol in cmd.paths:
             cfg.setdefault("Volumes", {})[vol] = {}
     elif isinstance(cmd, ins.StopSignal):
         cfg["StopSignal"] = cmd.signal
     elif isinstance(cmd, ins.Entrypoint):
-        cfg["Entrypoint"] = _shell_wrap(cfg, cmd.args) if cmd.shell_form else list(cmd.args)
+        _set_list(cfg, "Entrypoint", _shell_wrap(cfg, cmd.args) if cmd.shell_form else cmd.args)
         if not state.cmd_set:
             cfg.pop("Cmd", None)
     elif isinstance(cmd, ins.Cmd):
-        cfg["Cmd"] = _shell_wrap(cfg, cmd.args) if cmd.shell_form else list(cmd.args)
+        _set_list(cfg, "Cmd", _shell_wrap(cfg, cmd.args) if cmd.shell_form else cmd.args)
         state.cmd_set = True
     elif isinstance(cmd, ins.Shell):
         cfg["Shell"] = list(cmd.args)
@@ -315,6 +378,14 @@ def _apply_meta(state: StageState, cmd, path: str) -> None:
     elif isinstance(cmd, ins.Maintainer):
         state.config["author"] = cmd.maintainer
     # ARG changes nothing in the config: its value only feeds expansion.
+
+
+def _set_list(cfg: dict, key: str, value) -> None:
+    """`ENTRYPOINT []` clears it: an empty list is omitted, as BuildKit's omitempty does."""
+    if value:
+        cfg[key] = list(value)
+    else:
+        cfg.pop(key, None)
 
 
 def _shell_wrap(cfg: dict, args) -> list[str]:

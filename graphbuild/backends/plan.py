@@ -30,6 +30,10 @@ class DockerfilePlan:
     meta_args: dict = field(default_factory=dict)
 
 
+class UnknownTarget(UserError):
+    """The image's `target:` names no stage of its Dockerfile."""
+
+
 def _err(path: str, line: int | None, msg: str, label: str, hint: str | None = None) -> UserError:
     return UserError(msg, path=path, line=line, label=label, hint=hint)
 
@@ -58,24 +62,50 @@ def _source(stages: list, word: str, before: int, contexts: set[str]) -> StageBa
 
 
 def make_plan(text: str, rel: str, label: str, build_args: dict[str, str], platform: Platform,
-              build_platform: Platform, target: str | None, contexts: set[str]) -> DockerfilePlan:
-    """Parse and resolve a Dockerfile for one platform; bad input is a UserError at its line."""
+              build_platform: Platform, target: str | None, contexts: set[str],
+              base_env=None) -> DockerfilePlan:
+    """Parse and resolve a Dockerfile for one platform; bad input is a UserError at its line.
+
+    ``base_env(name)`` gives the Env of an image a stage starts FROM, which BuildKit expands the
+    stage's words with; backends pass it once those images are built."""
     from ..dockerfile import instructions as ins
     from ..dockerfile.parser import DockerfileSyntaxError, parse
 
     try:
         df = parse(text, rel)
-        stages, meta = ins.parse_stages(df, build_args, platform, build_platform)
+        stages, meta = ins.parse_stages(df, build_args, platform, build_platform,
+                                        base_env=base_env)
         if not stages:
             raise _err(rel, 1, "the Dockerfile has no FROM instruction", label,
                        "start the build stage with FROM scratch or FROM <image>")
-        tstage = ins.target_stage(stages, target)
+        try:
+            tstage = ins.target_stage(stages, target)
+        except DockerfileSyntaxError as exc:
+            if exc.line is None and target:  # no stage has that name: the `target:` is at fault
+                raise UnknownTarget(exc.message, path=rel, label=label, hint=exc.hint) from None
+            raise
     except DockerfileSyntaxError as exc:
         raise _err(rel, exc.line, exc.message, label, exc.hint or
                    "see the Dockerfile reference for this instruction's syntax") from None
     plan = DockerfilePlan(rel, stages, tstage.index, [], {}, meta_args=meta)
     _visit(plan, tstage.index, contexts, set())
+    _check_ports(plan, label)
     return plan
+
+
+def _check_ports(plan: DockerfilePlan, label: str) -> None:
+    """A bad EXPOSE port is bad input, found before anything runs."""
+    from ..dockerfile import instructions as ins
+    from ..dockerfile.parser import DockerfileSyntaxError
+
+    for idx in plan.order:
+        for cmd in plan.stages[idx].commands:
+            if isinstance(cmd, ins.Expose):
+                try:
+                    cmd.specs()
+                except DockerfileSyntaxError as exc:
+                    raise _err(plan.path, cmd.line, exc.message, label, "EXPOSE takes "
+                               "port[/tcp|udp|sctp] or a range such as 8000-8010") from None
 
 
 def _visit(plan: DockerfilePlan, idx: int, contexts: set[str], seen: set[int]) -> None:

@@ -12,27 +12,50 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args) -> int:
-    from ..oci.inspect import format_manifest_inspect, format_verbose
+    from ..oci.inspect import format_manifest_inspect
 
     raw, media_type, fetch, name = _resolve(args)
     if args.verbose:
-        print(format_verbose(name, raw, media_type, fetch))
+        print(_verbose(name, raw, media_type, fetch), end="")
     else:
-        print(format_manifest_inspect(raw, media_type))
+        print(format_manifest_inspect(raw, media_type), end="")
     return 0
+
+
+def _verbose(name: str, raw: bytes, media_type: str, fetch) -> str:
+    """`docker manifest inspect --verbose`, each image with its config added (`Config`, after
+    the manifest). A label without a tag has no reference: its Ref is the label@digest."""
+    import base64
+    import json
+
+    from ..oci.inspect import RawJSON, format_verbose, go_indent, go_marshal
+
+    ref = name if not name.startswith("//") else "example.invalid/untagged"
+    doc = json.loads(format_verbose(ref, raw, media_type, fetch))
+    for image in doc if isinstance(doc, list) else [doc]:
+        manifest_raw = base64.b64decode(image["Raw"])
+        key = "OCIManifest" if "OCIManifest" in image else "SchemaV2Manifest"
+        image[key] = RawJSON(manifest_raw)  # the bytes as docker prints them, key order kept
+        image["Config"] = RawJSON(fetch(json.loads(manifest_raw)["config"]["digest"]))
+        if name.startswith("//"):
+            digest = image["Ref"].partition("@")[2]
+            image["Ref"] = f"{name}@{digest}" if digest else name
+    return go_indent(go_marshal(doc), "", "\t") + "\n"
 
 
 def _resolve(args):
     """(raw manifest bytes, media type, blob fetcher, reference) from the store or a registry."""
     from ..oci.store import Store
     from .common import workspace
-    from .lookup import descriptor, load_label
+    from .lookup import descriptor, load_label, tags_of
 
     if args.ref.startswith("//"):
         loaded, node = load_label(args, args.ref)
         store = Store(loaded.ws.cache_dir / "oci")
         desc = descriptor(store, node)
-        return store.read_bytes(desc["digest"]), desc["mediaType"], store.read_bytes, node
+        tags = tags_of(store, node)
+        return (store.read_bytes(desc["digest"]), desc["mediaType"], store.read_bytes,
+                tags[0] if tags else node)
     ws = workspace(args)
     store = Store(ws.cache_dir / "oci")
     desc = store.lookup(args.ref) if (ws.cache_dir / "oci" / "index.json").exists() else None

@@ -32,6 +32,8 @@ def entry_platform(store, entry: IndexEntry) -> dict:
     for key, oci_key in keys.items():
         if key in entry.override:
             plat[oci_key] = entry.override[key]
+            if not plat[oci_key]:  # `variant: ""` clears the config's
+                del plat[oci_key]
     new = from_oci(plat)
     if not entry.force and (new.os, new.arch) != (base.os, base.arch):
         raise ActionFailed(f"{entry.written}: platform override {new} contradicts the image "

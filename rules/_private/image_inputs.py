@@ -50,6 +50,7 @@ class NodeSpec:
     inputs: list[str] = field(default_factory=list)
     input_globs: list[str] = field(default_factory=list)
     key_data: dict = field(default_factory=dict)
+    builder: str = ""  # buildx builder instance ("" = the default)
 
 
 class Setup:
@@ -97,16 +98,21 @@ class Setup:
 
     # -- per platform --------------------------------------------------------------------------
     def node_spec(self, plat: platforms.Platform) -> NodeSpec:
-        from graphbuild.backends.plan import dockerignore_path, make_plan
+        from graphbuild.backends.plan import UnknownTarget, dockerignore_path, make_plan
 
         t = self.target
-        plan = make_plan(self.text, self.dockerfile_rel, str(t.label), t.attrs["build_args"], plat,
-                         platforms.host(), t.attrs["target"] or None, set(self.contexts))
+        try:
+            plan = make_plan(self.text, self.dockerfile_rel, str(t.label), t.attrs["build_args"],
+                             plat, platforms.host(), t.attrs["target"] or None, set(self.contexts))
+        except UnknownTarget as exc:
+            raise t.error(f"{exc.message} in {self.dockerfile_rel}", "target", exc.hint) from None
         backend = self._backend(plan)
         spec = NodeSpec(str(t.label), plat, backend, backends.get(backend).version(),
                         self.context_dir, self.dockerfile, self.dockerfile_rel, plan,
                         t.attrs["build_args"], t.attrs["target"], t.attrs["labels"], {}, {},
                         self.sde)
+        if backend == "buildx":  # the builder instance for this platform
+            spec.builder = backends.get(backend).node_builder(t, self.ctx, plat)
         spec.deps = self.ctx.nodes_for(t.attrs["deps"], plat)
         self._resolve_contexts(spec, plan, plat)
         self._inputs(spec, plan)
@@ -116,9 +122,9 @@ class Setup:
         spec.key_data = {
             "build_args": t.attrs["build_args"], "target": t.attrs["target"],
             "labels": t.attrs["labels"], "backend": backend, "source_date_epoch": self.sde,
-            "contexts": {k: str(v[1]) if v[0] == "node" else self._rel(v[1])
+            "contexts": {k: self._rel(v[1]) if v[0] == "dir" else str(v[1])
                          for k, v in spec.contexts.items()},
-            "refs": sorted(plan_ref for _, plan_ref in plan.refs),
+            "refs": spec.refs,
         }
         return spec
 
@@ -128,14 +134,17 @@ class Setup:
         if choice == "auto":
             if not needs:
                 return "native"
-            for name in ("buildx", "buildah"):
-                if name in backends.MODULES and backends.installed(name):
+            why = {}
+            for name in backends.EXTERNAL:
+                why[name] = backends.missing(name)
+                if why[name] is None:
                     return name
             line, what = needs[0]
-            raise UserError(f"{what} needs a backend that runs containers, and neither buildx nor "
-                            "buildah is installed", path=plan.path, line=line,
+            raise UserError(f"{what} needs a backend that runs containers (native cannot), and "
+                            f"neither buildx nor buildah is available: {why['buildx']}; "
+                            f"{why['buildah']}", path=plan.path, line=line,
                             label=str(self.target.label),
-                            hint="install buildah (daemonless) or Docker with buildx")
+                            hint="install buildah (daemonless) or Docker with the buildx plugin")
         if choice == "native" and needs:
             line, what = needs[0]
             raise UserError(f"the native backend cannot execute {what}", path=plan.path,
@@ -145,6 +154,12 @@ class Setup:
         if choice not in backends.MODULES:
             raise self.target.error(f"backend '{choice}' is not available in this build",
                                     "backend", f"available: {', '.join(backends.names())}")
+        why = backends.missing(choice)
+        if why is not None:
+            raise self.target.error(f"backend '{choice}' cannot run here: {why}",
+                                    "backend" if self.target.attrs["backend"] else None,
+                                    "install it, or choose another backend (native, buildx, "
+                                    "buildah or auto) on the image or in WORKSPACE.yaml")
         return choice
 
     def _resolve_contexts(self, spec: NodeSpec, plan, plat) -> None:
@@ -155,16 +170,33 @@ class Setup:
             elif kind == "dir":
                 spec.contexts[name] = ("dir", value)
             else:
-                raise UserError(f"context '{name}' names the image {value}, which needs registry "
-                                "access", path=plan.path, label=spec.label,
-                                hint="declare it as a `pull` target pinned by digest and name "
-                                     "that label in contexts")
+                spec.contexts[name] = ("ref", self._pin(value))
+        for idx, base in plan.bases.items():
+            if base.kind == "context" and not self._is_image(base.value):
+                raise UserError(f"FROM {base.value}: that context is a directory, not an image",
+                                path=plan.path, line=plan.stages[idx].line, label=spec.label,
+                                hint="FROM takes scratch, a stage, or a context naming an image "
+                                     "or pull target; COPY --from reads a directory")
         for line, ref in plan.refs:
-            raise UserError(f"base image '{ref}' is not a stage, a named context or scratch",
-                            path=plan.path, line=line, label=spec.label,
-                            hint="add it to `contexts` (an image or pull target label) or use "
-                                 "FROM scratch")
+            try:
+                spec.refs[ref] = self._pin(ref)
+            except UserError as exc:
+                raise UserError(exc.message, path=plan.path, line=line, label=spec.label,
+                                hint=exc.hint) from None
         spec.deps.extend(n for k, n in spec.contexts.values() if k == "node" and n not in spec.deps)
+
+    def _is_image(self, name: str) -> bool:
+        kind, value = self.contexts[name]
+        if kind == "label":
+            prov = self.ctx.provider(value)
+            return bool(prov.data.get("image")) or prov.rule == "pull"
+        return kind == "ref"
+
+    def _pin(self, ref: str) -> str:
+        """A base image reference pinned by digest (a tag is resolved once per run)."""
+        from graphbuild.remote import Remote
+
+        return Remote.of(self.ctx.ws).resolve(ref)
 
     def _label_node(self, label: Label, plat, name: str) -> NodeId:
         prov = self.ctx.provider(label)
@@ -189,8 +221,6 @@ class Setup:
                 if not isinstance(cmd, ins.Copy):
                     continue
                 _check_copy_flags(cmd, plan, spec)
-                if cmd.heredocs:
-                    continue
                 root, ign = self.context_dir, ignore
                 if cmd.from_:
                     ctx_entry = spec.contexts.get(cmd.from_)
@@ -199,17 +229,33 @@ class Setup:
                     root, ign = ctx_entry[1], None
                 try:
                     paths = copyspec.copy_inputs(root, cmd.sources, ign)
+                    _check_many_into_one(cmd, root, ign)
                 except copyspec.CopyError as exc:
-                    raise UserError(str(exc), path=plan.path, line=cmd.line, label=spec.label,
-                                    hint="COPY sources are relative to the build context and "
-                                         "must stay inside it") from None
-                files.update(self._rel(p) for p in paths)
+                    raise UserError(exc.message, path=plan.path, line=cmd.line, label=spec.label,
+                                    hint=exc.hint or "COPY sources are relative to the build "
+                                    "context and must stay inside it") from None
+                # a symlink to a directory is no file to hash: the files under it are listed
+                files.update(self._rel(p) for p in paths if not p.is_dir())
                 spec.input_globs.extend(self._rel(root) + "/" + s.lstrip("/")
                                         for s in cmd.sources)
         spec.inputs = sorted(files)
 
     def _rel(self, path: Path) -> str:
         return Path(os.path.relpath(path, self.root)).as_posix()
+
+
+def _check_many_into_one(cmd, root: Path, ignore) -> None:
+    """Docker's rule that several sources need a destination spelled as a directory, counted
+    as the build counts them (a wildcard by its matches), found before anything runs."""
+    from graphbuild.dockerignore import has_glob_meta
+    from graphbuild.oci import copyspec
+
+    if copyspec.resolve_dest(cmd.dest)[1]:
+        return
+    if len(cmd.sources) + len(cmd.heredocs) < 2 and not any(map(has_glob_meta, cmd.sources)):
+        return
+    copyspec.resolve_copy(root, cmd.sources, cmd.dest, ignore=ignore, is_add=False,
+                          inline=[(doc.path, b"") for doc in cmd.heredocs])
 
 
 def _check_copy_flags(cmd, plan, spec) -> None:

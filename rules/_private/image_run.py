@@ -9,9 +9,14 @@ from graphbuild.rule_api import Outcome, RunContext
 
 def _named_contexts(rc: RunContext, spec) -> dict[str, NamedContext]:
     out = {}
+    for ref, pinned in spec.refs.items():
+        out[f"ref:{ref}"] = NamedContext(ref, "image", descriptor=_pull(rc, spec, pinned))
     for name, (kind, value) in spec.contexts.items():
         if kind == "dir":
             out[name] = NamedContext(name, "dir", path=value)
+            continue
+        if kind == "ref":
+            out[name] = NamedContext(name, "image", descriptor=_pull(rc, spec, value))
             continue
         outcome = rc.deps[value]
         if "descriptor" in outcome.data:
@@ -22,6 +27,13 @@ def _named_contexts(rc: RunContext, spec) -> dict[str, NamedContext]:
     return out
 
 
+def _pull(rc: RunContext, spec, pinned: str) -> dict:
+    """Fetch a base image for this node's platform (nothing when the store has it)."""
+    from graphbuild.remote import Remote
+
+    return Remote.of(rc.ws).pull(pinned, spec.platform, rc.store)
+
+
 def run(rc: RunContext, spec) -> Outcome:
     req = BuildRequest(
         label=spec.label, node=rc.action.node, platform=spec.platform,
@@ -29,6 +41,7 @@ def run(rc: RunContext, spec) -> Outcome:
         dockerfile_rel=spec.dockerfile_rel, plan=spec.plan, build_args=spec.build_args,
         target=spec.target or None, labels=spec.labels, contexts=_named_contexts(rc, spec),
         source_date_epoch=spec.source_date_epoch,
+        **backends.request_options(rc.ws, spec),
     )
     result = backends.get(spec.backend).build(req, rc.store, rc.scratch_dir(), rc.cancelled)
     for note in result.notes:

@@ -177,5 +177,7 @@ def _run(rc: RunContext, target: Target, entries, overrides: dict) -> Outcome:
                                 {k: str(v) for k, v in annotations.items()}))
     desc = build_index(rc.store, items, media_type=target.attrs["media_type"],
                        annotations=target.attrs["annotations"])
-    return Outcome(desc["digest"], {"descriptor": desc})
+    children = rc.store.read_json(desc["digest"])["manifests"]
+    forced = [m["digest"] for m, item in zip(children, items) if item.force]
+    return Outcome(desc["digest"], {"descriptor": desc, "forced": forced})
 

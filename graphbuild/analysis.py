@@ -29,6 +29,7 @@ class Analysis(AnalysisContext):
         self.actions: dict[NodeId, Action] = {}
         self.graph = nx.DiGraph()
         self.target_of: dict[NodeId, Target] = {}
+        self.notes: list[str] = []
         self._current: Target | None = None
         for target in tgraph.build_order():
             self._current = target
@@ -38,6 +39,9 @@ class Analysis(AnalysisContext):
     # -- AnalysisContext -----------------------------------------------------------------------
     def provider(self, label: Label) -> Provider:
         return self.providers[label]
+
+    def note(self, target: Target, text: str) -> None:
+        self.notes.append(f"{target.build_file}:{target.line}: {target.label}: {text}")
 
     def target(self, label: Label) -> Target:
         return self.tgraph.targets[label]

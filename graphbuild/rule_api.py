@@ -142,6 +142,10 @@ class AnalysisContext:
     def target(self, label: Label) -> Target:
         raise NotImplementedError  # pragma: no cover - interface
 
+    def note(self, target: Target, text: str) -> None:
+        """Something the user should know about the plan (printed before the build)."""
+        raise NotImplementedError  # pragma: no cover - interface
+
 
 class RunContext:
     """What a running action may use (implemented by the engine)."""

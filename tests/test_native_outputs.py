@@ -535,3 +535,24 @@ def test_the_quick_demo_as_users_run_it(ws):
     assert sha(raw) == store(ws).lookup("myapp:v1")["digest"]
     res = ws.run_subprocess("inspect", "//pkg:img")
     assert res.code == 0 and json.loads(res.out) == manifest, res
+
+
+def test_platform_filter_leaves_a_manifest_out_and_says_so(ws):
+    ws.write({
+        "WORKSPACE.yaml": "default_platforms: [linux/amd64, linux/arm64]\n",
+        "p/BUILD.yaml": """
+            img:
+              rule: image
+            m:
+              rule: manifest
+              images: [":img"]
+              tags: ["m:v1"]
+        """,
+        "p/Dockerfile": "FROM scratch\nCOPY a /a\n",
+        "p/a": "a\n",
+    })
+    res = ws.run("run", "//p:all", "--platform", "linux/amd64", "--output", "json")
+    assert res.code == 0, res
+    assert "note: p/BUILD.yaml:3: //p:m: left out of this build" in res.err
+    labels = {e["label"] for e in res.events() if e["event"] == "action_finished"}
+    assert labels == {"//p:img"}

@@ -39,6 +39,8 @@ def main(args) -> int:
 
         loaded.push_nodes = add_push_nodes(loaded.analysis)
     jobs = args.jobs or loaded.ws.jobs or os.cpu_count() or 1
+    for note in loaded.analysis.notes:
+        print(f"note: {note}", file=sys.stderr)
     if args.dry_run:
         return _dry_run(loaded, args, jobs)
     return _build(loaded, args, jobs)

@@ -64,6 +64,8 @@ class ManifestRule(Rule):
         entries = _entries(target, ctx)
         provider = Provider(self.name, data={"manifest": True})
         if entries is None:  # --platform dropped some of its platforms: never publish a partial index
+            ctx.note(target, "left out of this build: --platform keeps only some of its "
+                     "platforms, and a partial index is never made")
             return provider
         _check_platforms(target, entries, ctx)
         nodes = [node for _, node, _ in entries]

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import importlib
-import shutil
 
-MODULES = {"native": "native"}
+MODULES = {"native": "native", "buildx": "buildx", "buildah": "buildah"}
 NEEDS_MORE = {"RUN": "runs commands inside the image", "ADD <url>": "downloads at build time"}
+EXTERNAL = ("buildx", "buildah")  # auto's order when the Dockerfile needs more than native
 
 
 def names() -> list[str]:
@@ -18,8 +18,25 @@ def get(name: str):
     return importlib.import_module(f".{MODULES[name]}", __name__)
 
 
-def installed(name: str) -> bool:
-    """Whether a backend's external tool is on this machine."""
+def missing(name: str) -> str | None:
+    """Why a backend's external tool cannot run on this machine, or None when it can."""
     if name == "native":
-        return True
-    return shutil.which({"buildah": "buildah", "buildx": "docker"}[name]) is not None
+        return None
+    return get(name).missing()
+
+
+def installed(name: str) -> bool:
+    """Whether a backend's external tool is on this machine (for buildx: ``docker buildx
+    version`` works, not merely a ``docker`` executable)."""
+    return missing(name) is None
+
+
+def request_options(ws, spec) -> dict:
+    """The BuildRequest fields that come from the workspace rather than the Dockerfile: the
+    buildx builder chosen at analysis, WORKSPACE.yaml's section for the backend, and the
+    directory it keeps state in (buildah's storage)."""
+    backend = spec.backend
+    if backend not in EXTERNAL:
+        return {}
+    return {"builder": getattr(spec, "builder", ""), "settings": dict(getattr(ws, backend) or {}),
+            "state_dir": ws.cache_dir / backend}

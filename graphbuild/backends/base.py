@@ -36,6 +36,10 @@ class BuildRequest:
     labels: dict[str, str]
     contexts: dict[str, NamedContext] = field(default_factory=dict)
     source_date_epoch: int = 0
+    # For backends that drive an external tool (buildx, buildah):
+    builder: str = ""  # buildx builder instance for this platform; "" = the default builder
+    settings: dict = field(default_factory=dict)  # WORKSPACE.yaml's section for this backend
+    state_dir: Path | None = None  # state kept across builds (buildah storage): <cache_dir>/<name>
 
 
 @dataclass

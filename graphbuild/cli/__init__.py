@@ -20,6 +20,7 @@ COMMANDS = {
     "inspect": "show a manifest list or image like `docker manifest inspect`",
     "export": "write an image or index to an oci or docker archive",
     "cache": "local cache: stats, clean, gc",
+    "builders": "buildx builders the platforms need: list, --create",
 }
 
 

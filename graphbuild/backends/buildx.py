@@ -1,0 +1,362 @@
+"""The buildx backend: one ``docker buildx build`` per (image, platform) node, exported as an OCI
+archive and imported into the store.
+
+    docker buildx build [--builder NAME] --platform linux/arm64 --file /ws/app/Dockerfile
+        [--target T] [--build-arg K=V]... [--label K=V]...
+        [--build-context NAME=/dir | NAME=oci-layout:///scratch/NAME-1234abcd5678@sha256:...]...
+        [--cache-from SPEC]... [--cache-to SPEC]... --progress plain
+        --output type=oci,dest=/scratch/image.tar,tar=true /ws/app
+
+- The builder for a platform: the ``builder`` attribute of the ``platform`` target the image
+  lists, else WORKSPACE.yaml ``builders: {linux/arm64: arm-builder}``, else the current builder.
+  A builder named for a platform is taken to be native to it (no emulation note).
+- The current builder may use the ``docker`` driver, which cannot export OCI; then graphbuild
+  uses (and first creates, like ``docker buildx create --driver docker-container``) a builder
+  named ``graphbuild``. It passes ``--builder graphbuild`` instead of ``--use``, so the user's
+  current builder is left alone.
+- WORKSPACE.yaml ``buildx: {cache_from: SPEC | [SPEC...], cache_to: ...}``; ``{os}``,
+  ``{arch}``, ``{variant}`` and ``{platform}`` (``linux-arm64``) in a SPEC are filled in per node,
+  so platforms do not overwrite each other's cache.
+- SOURCE_DATE_EPOCH (0 when unset) is passed in the environment, which buildx forwards to
+  BuildKit for the image's dates.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .. import __version__, platforms
+from ..errors import ActionFailed, UserError
+from . import external, oci_import
+from .base import BuildRequest, BuildResult
+
+NAME = "buildx"
+DEFAULT_BUILDER = "graphbuild"
+NO_OCI_DRIVERS = frozenset({"docker"})  # BuildKit in dockerd: exports to the daemon, not OCI
+SETTINGS = {"cache_from": "--cache-from specs (a string or a list)",
+            "cache_to": "--cache-to specs (a string or a list)"}
+ARCHIVE = "image.tar"
+DAEMON_ERRORS = ("Cannot connect to the Docker daemon", "Is the docker daemon running",
+                 "error during connect", "permission denied while trying to connect")
+NO_PLUGIN_HINT = ("install the buildx plugin (Debian/Ubuntu: apt-get install docker-buildx, or "
+                  "docker-buildx-plugin from Docker's repository), or use backend: buildah")
+NO_DOCKER_HINT = "install Docker with the buildx plugin, or use backend: buildah (daemonless)"
+DAEMON_HINT = ("start Docker (systemctl start docker), check DOCKER_HOST or `docker context "
+               "ls`, or use backend: buildah (daemonless)")
+
+_lock = threading.Lock()
+_create_lock = threading.Lock()
+_versions: dict[tuple, tuple[int, str]] = {}
+_builders: dict[tuple, Builder] = {}
+
+
+@dataclass
+class Builder:
+    name: str
+    exists: bool
+    driver: str = ""
+    status: str = ""
+    platforms: list[str] = field(default_factory=list)
+
+
+class DockerUnavailable(ActionFailed):
+    """Docker, its daemon or the buildx plugin is missing."""
+
+
+# -- the docker executable --------------------------------------------------------------------
+
+def _docker() -> str | None:
+    return shutil.which("docker")
+
+
+def _key(exe: str) -> tuple:
+    """What a cached answer depends on: the executable and where it points."""
+    try:
+        st = os.stat(exe)
+        stamp = (st.st_mtime_ns, st.st_size)
+    except OSError:
+        stamp = None
+    env = tuple(os.environ.get(k) for k in ("DOCKER_HOST", "DOCKER_CONTEXT", "DOCKER_CONFIG",
+                                            "BUILDX_BUILDER"))
+    return (exe, stamp, env)
+
+
+def _buildx_version(exe: str) -> tuple[int, str]:
+    key = _key(exe)
+    with _lock:
+        if key not in _versions:
+            _versions[key] = external.capture([exe, "buildx", "version"], timeout=30)
+        return _versions[key]
+
+
+def missing() -> str | None:
+    """Why this backend cannot run here (no docker, no buildx plugin), or None."""
+    exe = _docker()
+    if exe is None:
+        return "Docker is not installed (no `docker` on PATH)"
+    code, out = _buildx_version(exe)
+    if code != 0:
+        first = out.splitlines()[0] if out else f"exit status {code}"
+        return f"the Docker CLI has no buildx plugin (`docker buildx version`: {first})"
+    return None
+
+
+def version() -> str:
+    exe = _docker()
+    ver = "unavailable"
+    if exe is not None:
+        code, out = _buildx_version(exe)
+        m = re.search(r"\bv?(\d+\.\d+\S*)", out) if code == 0 else None
+        ver = m.group(0) if m else ver
+    return f"{NAME}/{__version__}/{ver}"
+
+
+def require() -> str:
+    """The docker executable, when buildx works; else DockerUnavailable with what to do."""
+    why = missing()
+    if why is not None:
+        hint = NO_DOCKER_HINT if _docker() is None else NO_PLUGIN_HINT
+        raise DockerUnavailable(f"{why}\n  hint: {hint}")
+    exe = _docker()
+    assert exe is not None
+    return exe
+
+
+def _daemon_error(out: str) -> str | None:
+    for line in out.splitlines():
+        if any(p in line for p in DAEMON_ERRORS):
+            return line.removeprefix("ERROR: ").strip()
+    return None
+
+
+# -- builder instances ------------------------------------------------------------------------
+
+def inspect(exe: str, name: str = "", *, fresh: bool = False) -> Builder:
+    """``docker buildx inspect [NAME]``: whether the builder exists and its driver."""
+    key = (_key(exe), name)
+    with _lock:
+        if not fresh and key in _builders:
+            return _builders[key]
+    code, out = external.capture([exe, "buildx", "inspect", *([name] if name else [])])
+    daemon = _daemon_error(out)
+    if daemon:
+        raise DockerUnavailable(f"the Docker daemon is not reachable ({daemon})\n  hint: "
+                                f"{DAEMON_HINT}")
+    if code != 0:
+        if "no builder" in out or "not found" in out:
+            found = Builder(name, False)
+        else:
+            raise ActionFailed(f"`docker buildx inspect {name}` failed: {out or code}".rstrip())
+    else:
+        found = _parse_inspect(name, out)
+    with _lock:
+        _builders[key] = found
+    return found
+
+
+def _parse_inspect(name: str, out: str) -> Builder:
+    fields: dict[str, str] = {}
+    for line in out.splitlines():
+        k, sep, v = line.partition(":")
+        if sep and k.strip() not in fields:
+            fields[k.strip()] = v.strip()
+    plats = [p.strip().rstrip("*") for p in fields.get("Platforms", "").split(",") if p.strip()]
+    return Builder(fields.get("Name", name), True, fields.get("Driver", ""),
+                   fields.get("Status", ""), plats)
+
+
+def create(exe: str, name: str, plats: list[str] | None = None) -> Builder:
+    """``docker buildx create --name NAME --driver docker-container [--platform ...]``."""
+    argv = [exe, "buildx", "create", "--name", name, "--driver", "docker-container"]
+    if plats:
+        argv += ["--platform", ",".join(plats)]
+    code, out = external.capture(argv, timeout=120)
+    daemon = _daemon_error(out)
+    if daemon:
+        raise DockerUnavailable(f"the Docker daemon is not reachable ({daemon})\n  hint: "
+                                f"{DAEMON_HINT}")
+    if code != 0:
+        raise ActionFailed(f"could not create the buildx builder '{name}': {out or code}")
+    return inspect(exe, name, fresh=True)
+
+
+def resolve_builder(exe: str, wanted: str) -> str:
+    """The ``--builder`` value for a node ("" = the current builder), creating the
+    ``graphbuild`` docker-container builder when the current one cannot export OCI."""
+    if wanted:
+        b = inspect(exe, wanted)
+        if not b.exists:
+            raise ActionFailed(
+                f"the buildx builder '{wanted}' does not exist\n  hint: create it with `docker "
+                f"buildx create --name {wanted} --driver docker-container [ENDPOINT]` (a native "
+                "node: ssh://host or a docker context), or run `graphbuild builders --create`")
+        if b.driver in NO_OCI_DRIVERS:
+            raise ActionFailed(f"the buildx builder '{wanted}' uses the {b.driver} driver, which "
+                               "cannot export an OCI image\n  hint: use a docker-container, "
+                               "kubernetes or remote builder")
+        return wanted
+    current = inspect(exe)
+    if current.driver not in NO_OCI_DRIVERS:
+        return ""
+    with _create_lock:
+        if not inspect(exe, DEFAULT_BUILDER).exists:
+            create(exe, DEFAULT_BUILDER)
+    return DEFAULT_BUILDER
+
+
+
+def builder_for(ws_builders: dict, plat: platforms.Platform, declared: str = "") -> str:
+    """The builder named for ``plat``: the platform target's ``builder`` attribute, else
+    WORKSPACE.yaml ``builders``; "" when neither names one."""
+    if declared:
+        return declared
+    for key, name in (ws_builders or {}).items():
+        if platforms.parse(key).same_as(plat):
+            return name
+    return ""
+
+
+def declared_builder(target, provider_of, plat: platforms.Platform) -> str:
+    """The ``builder`` attribute of the platform target ``target`` lists for ``plat``."""
+    from ..labels import Label
+
+    for item in target.attrs.get("platforms") or []:
+        if isinstance(item, Label):
+            prov = provider_of(item)
+            if prov.platform is not None and prov.platform.same_as(plat):
+                return (prov.data or {}).get("builder", "")
+    return ""
+
+
+def node_builder(target, ctx, plat: platforms.Platform) -> str:
+    """The builder an image node for ``plat`` uses, decided at analysis."""
+    return builder_for(ctx.ws.builders, plat, declared_builder(target, ctx.provider, plat))
+
+
+# -- one build --------------------------------------------------------------------------------
+
+def settings(raw: dict | None) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for key, value in (raw or {}).items():
+        if key not in SETTINGS:
+            raise UserError(f"unknown buildx setting '{key}'", path="WORKSPACE.yaml",
+                            hint="buildx settings: " + "; ".join(f"{k}: {v}"
+                                                                 for k, v in SETTINGS.items()))
+        values = [value] if isinstance(value, str) else value
+        if not isinstance(values, list) or not all(isinstance(v, str) and v for v in values):
+            raise UserError(f"buildx {key} must be a string or a list of strings",
+                            path="WORKSPACE.yaml",
+                            hint=f"e.g. {key}: type=registry,ref=registry.example/cache:{{arch}}")
+        out[key] = values
+    return out
+
+
+def _fill(spec: str, plat: platforms.Platform) -> str:
+    return (spec.replace("{platform}", str(plat).replace("/", "-")).replace("{os}", plat.os)
+            .replace("{arch}", plat.arch).replace("{variant}", plat.variant))
+
+
+def context_name(key: str, ctx) -> str:
+    """The name BuildKit looks a context up by: for a base image reference, its familiar form
+    without ``:latest`` (dockerui NamedContext), e.g. ``alpine:3.19``."""
+    if not key.startswith("ref:"):
+        return key
+    name = ctx.name
+    for prefix in ("docker.io/library/", "index.docker.io/library/", "docker.io/",
+                   "index.docker.io/"):
+        if name.startswith(prefix):
+            name = name[len(prefix):]
+            break
+    return name.removesuffix(":latest")
+
+
+def contexts(req: BuildRequest, store, scratch: Path) -> list[str]:
+    out = []
+    for key, ctx in sorted(req.contexts.items()):
+        name = context_name(key, ctx)
+        if ctx.kind == "dir":
+            out.append(f"{name}={ctx.path}")
+            continue
+        digest = ctx.descriptor["digest"]
+        layout = oci_import.export_layout(store, ctx.descriptor,
+                                          scratch / external.layout_name(name, digest))
+        out.append(f"{name}=oci-layout://{layout}@{digest}")
+    return out
+
+
+def command(req: BuildRequest, exe: str, builder: str, context_args: list[str],
+            opts: dict[str, list[str]], dest: Path) -> list[str]:
+    argv = [exe, "buildx", "build"]
+    if builder:
+        argv += ["--builder", builder]
+    argv += ["--platform", str(req.platform), "--file", str(req.dockerfile)]
+    if req.target:
+        argv += ["--target", req.target]
+    for key, value in sorted(req.build_args.items()):
+        argv += ["--build-arg", f"{key}={value}"]
+    for key, value in sorted(req.labels.items()):
+        argv += ["--label", f"{key}={value}"]
+    for arg in context_args:
+        argv += ["--build-context", arg]
+    for key, flag in (("cache_from", "--cache-from"), ("cache_to", "--cache-to")):
+        for spec in opts.get(key, []):
+            argv += [flag, _fill(spec, req.platform)]
+    return argv + ["--progress", "plain", "--output", f"type=oci,dest={dest},tar=true",
+                   str(req.context_dir)]
+
+
+def build(req: BuildRequest, store, scratch: Path, cancelled: threading.Event) -> BuildResult:
+    exe = require()
+    opts = settings(req.settings)
+    builder = resolve_builder(exe, req.builder)
+    dest = scratch / ARCHIVE
+    argv = command(req, exe, builder, contexts(req, store, scratch), opts, dest)
+    log = scratch / "buildx.log"
+    env = {**os.environ, "SOURCE_DATE_EPOCH": str(req.source_date_epoch)}
+    code = external.run_tool(argv, cwd=scratch, log_path=log, cancelled=cancelled, env=env)
+    if code != 0:
+        raise failure(req, log.read_text(errors="replace"), code, external.tail(log))
+    if not dest.is_file():
+        raise ActionFailed(f"{req.dockerfile_rel}: {req.label}: docker buildx build exited 0 "
+                           f"but wrote no OCI archive at {dest}", external.tail(log))
+    reuse = oci_import.known_layers(store, [c.descriptor for c in req.contexts.values()
+                                            if c.kind == "image"])
+    desc = oci_import.import_archive(store, dest, req.platform, tool=NAME, reuse=reuse)
+    dest.unlink()
+    note = external.emulation_note(req, native_builder=bool(req.builder))
+    return BuildResult(desc, [note] if note else [])
+
+
+_LOCATION_RE = re.compile(r"^(\S+):(\d+)$")
+
+
+def failure(req: BuildRequest, output: str, code: int, log_tail: str) -> ActionFailed:
+    """The error for a failed build, at the Dockerfile line BuildKit's report names::
+
+        Dockerfile:3
+        --------------------
+        ...
+        ERROR: failed to solve: process "/bin/sh -c false" did not complete successfully: ...
+    """
+    lines = output.splitlines()
+    daemon = _daemon_error(output)
+    if daemon:
+        return DockerUnavailable(f"{req.dockerfile_rel}: {req.label}: the Docker daemon is not "
+                                 f"reachable ({daemon})\n  hint: {DAEMON_HINT}", log_tail)
+    line = None
+    for i, text in enumerate(lines[:-1]):
+        m = _LOCATION_RE.match(text.strip())
+        if m and lines[i + 1].startswith("-----"):
+            line = int(m.group(2))
+    error = next((ln for ln in reversed(lines) if ln.startswith("ERROR:")), "")
+    detail = error.removeprefix("ERROR:").strip() or f"docker buildx build exited with status {code}"
+    where = f"{req.dockerfile_rel}:{line}" if line else req.dockerfile_rel
+    message = f"{where}: {req.label}: {detail} (buildx)"
+    if "exec format error" in output and external.emulated(req.platform):
+        message += f"\n  hint: {external.no_emulator_hint(req.platform)}"
+    return external.ToolFailed(message, log_tail)

@@ -1,0 +1,155 @@
+"""What the backends that drive an external tool (buildx, buildah) share: running the tool so an
+interrupt stops it, naming the Dockerfile line a failure came from, and saying when RUN steps
+execute under emulation."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+from .. import platforms
+from ..errors import ActionFailed
+
+LOG_TAIL = 40
+POLL_S = 0.05
+STOP_GRACE_S = 5.0
+
+
+class ToolFailed(ActionFailed):
+    """The external tool failed; the message names the Dockerfile line when the output allows."""
+
+
+def run_tool(argv: list[str], *, cwd: Path, log_path: Path, cancelled: threading.Event,
+             env: dict[str, str] | None = None) -> int:
+    """Run ``argv`` in its own process group, output (stdout and stderr) to ``log_path``.
+
+    The process group is stopped (TERM, then KILL) as soon as ``cancelled`` is set, and
+    ActionFailed("interrupted") raised; otherwise the exit code is returned.
+    """
+    if cancelled.is_set():
+        raise ActionFailed("interrupted")
+    with open(log_path, "ab") as log:
+        log.write(("$ " + " ".join(argv) + "\n").encode())
+        log.flush()
+        proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+        try:
+            while True:
+                try:
+                    return proc.wait(timeout=POLL_S)
+                except subprocess.TimeoutExpired:
+                    if cancelled.is_set():
+                        raise ActionFailed("interrupted") from None
+        finally:
+            if proc.poll() is None:
+                _stop(proc)
+
+
+def capture(argv: list[str], *, timeout: float = 60, env: dict | None = None) -> tuple[int, str]:
+    """Run a short query command (``docker buildx version``); (exit code, stdout+stderr)."""
+    try:
+        proc = subprocess.run(argv, check=False, capture_output=True, text=True, timeout=timeout,
+                              stdin=subprocess.DEVNULL, env=env)
+    except FileNotFoundError:
+        return 127, f"{argv[0]}: not found"
+    except subprocess.TimeoutExpired:
+        return 124, f"{' '.join(argv)}: no answer after {timeout:.0f}s"
+    return proc.returncode, (proc.stdout + proc.stderr).strip()
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            return
+        deadline = time.monotonic() + STOP_GRACE_S
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                return
+            time.sleep(POLL_S)
+    proc.wait()
+
+
+def tail(path: Path, lines: int = LOG_TAIL) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def tool_version(argv: list[str], pattern: str) -> str:
+    """The version a tool reports (``buildah --version``), or "unavailable"."""
+    code, out = capture(argv, timeout=30)
+    m = re.search(pattern, out) if code == 0 else None
+    return m.group(1) if m else "unavailable"
+
+
+# -- emulation --------------------------------------------------------------------------------
+
+def emulated(platform: platforms.Platform, host: platforms.Platform | None = None) -> bool:
+    """Whether a RUN for ``platform`` executes under emulation on ``host`` (this machine).
+
+    Only the host's own architecture (and 386 on amd64, which x86-64 CPUs run natively) counts
+    as native: arm/v7 on arm64 works on some CPUs and not others, so it is reported."""
+    host = host or platforms.host()
+    if platform.os != host.os:
+        return True
+    return platform.arch != host.arch and (host.arch, platform.arch) != ("amd64", "386")
+
+
+def emulation_note(req, *, native_builder: bool = False) -> str | None:
+    """The note shown with the node when its RUN steps execute under emulation."""
+    if not req.plan.runs or native_builder or not emulated(req.platform):
+        return None
+    return (f"emulated: RUN for {req.platform} on a {platforms.host()} host runs under QEMU "
+            "(often 5-10x slower); give this platform a native builder (docs/backends.md)")
+
+
+def no_emulator_hint(platform: platforms.Platform) -> str:
+    return (f"this {platforms.host()} machine cannot execute {platform} programs: register QEMU "
+            "(apt-get install qemu-user-static binfmt-support) or build on a native "
+            f"{platform} builder (docs/backends.md)")
+
+
+# -- naming the failed instruction ------------------------------------------------------------
+
+def _norm(text: str) -> str:
+    return " ".join(text.replace("\\\n", " ").split())
+
+
+def instruction_line(plan, stage_index: int | None, step: int | None, text: str) -> int | None:
+    """The Dockerfile line of the instruction a tool reports as ``[stage] STEP n: text``.
+
+    The position (stage, step; step 1 is FROM) is trusted when its instruction's text agrees;
+    otherwise the first instruction with that text anywhere in the file; otherwise the position.
+    """
+    want = _norm(text)
+    positional = None
+    if stage_index is not None and 0 <= stage_index < len(plan.stages) and step:
+        stage = plan.stages[stage_index]
+        if step == 1:
+            positional = stage.line
+        elif step - 2 < len(stage.commands):
+            cmd = stage.commands[step - 2]
+            positional = cmd.line
+            if _norm(cmd.original) == want:
+                return cmd.line
+    for stage in plan.stages:
+        for cmd in stage.commands:
+            if _norm(cmd.original) == want:
+                return cmd.line
+    return positional
+
+
+def layout_name(name: str, digest: str) -> str:
+    """A directory name for a named context's image: stable for the same name and content (the
+    tools write it into the image history), and a valid lowercase repository name."""
+    safe = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "context"
+    return f"{safe[:40]}-{digest.split(':', 1)[1][:12]}"

@@ -1,0 +1,106 @@
+"""`graphbuild builders`: the buildx builder instances the workspace's platforms need, whether
+each exists, and (with --create) creating the missing ones."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("patterns", nargs="*", metavar="PATTERN",
+                   help="targets whose image builds to consider (default: //...)")
+    p.add_argument("--create", action="store_true",
+                   help="create missing builders (docker-container driver on the local Docker)")
+
+
+@dataclass
+class Need:
+    platforms: set = field(default_factory=set)
+    why: set = field(default_factory=set)
+
+
+def needed(analysis) -> dict[str, Need]:
+    """builder name ("" = the default builder) -> the platforms and what names it: image nodes
+    built with buildx, WORKSPACE.yaml `builders`, and platform targets' `builder` attributes."""
+    from .. import platforms
+    from ..backends import buildx
+
+    ws = analysis.ws
+    out: dict[str, Need] = {}
+
+    def add(name: str, plat, why: str) -> None:
+        need = out.setdefault(name, Need())
+        need.platforms.add(str(plat))
+        need.why.add(why)
+
+    for key, name in (ws.builders or {}).items():
+        add(name, platforms.parse(key), "WORKSPACE.yaml builders")
+    for label, prov in analysis.providers.items():
+        if prov.rule == "platform" and (prov.data or {}).get("builder"):
+            add(prov.data["builder"], prov.platform, str(label))
+    for node, action in analysis.actions.items():
+        if action.rule != "image" or action.platform is None:
+            continue
+        if (action.key_data or {}).get("backend") != "buildx":
+            continue
+        target = analysis.target_of[node]
+        name = buildx.node_builder(target, analysis, action.platform)
+        add(name, action.platform, "images built with buildx" if name else
+            "images built with buildx on platforms no builder is named for")
+    return out
+
+
+def main(args) -> int:
+    from ..backends import buildx
+    from .common import load
+
+    loaded = load(args, args.patterns or ["//..."])
+    needs = needed(loaded.analysis)
+    if not needs:
+        print("no image here is built with buildx, and no platform names a builder")
+        return 0
+    exe = buildx.require()
+    rows = []
+    missing = 0
+    for name in sorted(needs, key=lambda n: (n == "", n)):
+        need = needs[name]
+        plats = sorted(need.platforms)
+        shown, status, create_as = name, "", name
+        if not name:
+            current = buildx.inspect(exe)
+            if current.driver not in buildx.NO_OCI_DRIVERS:
+                shown, status, create_as = current.name or "(current)", _exists(current), ""
+            else:
+                shown = create_as = buildx.DEFAULT_BUILDER
+                why = (f"the default, as the current builder '{current.name}' uses the "
+                       f"{current.driver} driver (no OCI export)")
+                need.why = {why}
+        if create_as:
+            b = buildx.inspect(exe, create_as)
+            status = _exists(b)
+            if not b.exists:
+                if args.create:
+                    # a named builder is for its own platforms; the default one builds any
+                    b = buildx.create(exe, create_as, plats if name else None)
+                    status = "created"
+                else:
+                    missing += 1
+        rows.append((shown, ", ".join(plats), "; ".join(sorted(need.why)), status))
+    _table([("BUILDER", "PLATFORMS", "NEEDED BY", "STATUS"), *rows])
+    if missing:
+        print(f"\n{missing} missing: `graphbuild builders --create` creates them as "
+              "docker-container builders on this Docker; for a native node of another "
+              "architecture use `docker buildx create --name NAME ENDPOINT` instead "
+              "(docs/backends.md)")
+    return 0
+
+
+def _exists(b) -> str:
+    return f"exists ({b.driver})" if b.exists else "missing"
+
+
+def _table(rows: list[tuple[str, ...]]) -> None:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())

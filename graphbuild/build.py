@@ -59,6 +59,7 @@ class NodeResult:
     outcome: Outcome | None = None
     duration: float = 0.0
     log: str = ""
+    notes: list[str] = field(default_factory=list)  # remarks from the action (e.g. emulation)
 
 
 @dataclass
@@ -429,6 +430,7 @@ class Scheduler:
                              log=traceback.format_exc())
         finally:
             res.duration = time.monotonic() - start
+            res.notes = list(ctx.notes)
             if ctx.notes:
                 res.reason = "; ".join([res.reason, *ctx.notes]) if res.reason else "; ".join(ctx.notes)
             ctx.cleanup()
@@ -467,4 +469,5 @@ class Scheduler:
             "digest": res.outcome.digest if res.outcome else None,
             "duration_s": round(res.duration, 3), "reason": res.reason,
             "mnemonic": action.mnemonic, "node": res.node, "log": res.log or None,
+            "notes": res.notes,
         })

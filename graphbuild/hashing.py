@@ -52,15 +52,23 @@ class StatCache:
         self.path = path
         self.entries: dict[str, tuple] = read_pickle(path)
         self.dirty = False
+        self._by_file: dict[tuple, str] = {}  # one read per file, however many links lead to it
 
     def digest(self, root: Path, rel: str) -> str:
-        """The digest of ``root/rel``; raises OSError when it is missing."""
-        st = os.stat(root / rel)
+        """The digest of ``root/rel`` (content, plus the exec bit and a symlink's target, which
+        change what COPY and commands produce); raises OSError when it is missing."""
+        path = root / rel
+        st = os.stat(path)
         stamp = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
         hit = self.entries.get(rel)
         if hit is not None and hit[:4] == stamp:
             return hit[4]
-        digest = digest_file(root / rel)
+        file_key = (st.st_dev, *stamp)
+        content = self._by_file.get(file_key) or digest_file(path)
+        self._by_file[file_key] = content
+        digest = content + ("+x" if st.st_mode & 0o111 else "")
+        if os.path.islink(path):
+            digest += "+link:" + os.readlink(path)
         self.entries[rel] = (*stamp, digest)
         self.dirty = True
         return digest

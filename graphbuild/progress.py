@@ -61,6 +61,8 @@ class PlainReporter:
             text += f" ({ev['duration_s']:.2f}s)"
             if self.explain:
                 text += f": {ev['reason']}"
+            elif ev.get("notes"):  # e.g. emulation in use: worth seeing without --explain
+                text += f": {'; '.join(ev['notes'])}"
         else:
             text += f": {ev['reason']}"
         self._print(text)

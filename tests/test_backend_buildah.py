@@ -144,11 +144,13 @@ def test_run_on_busybox_store_tags_skopeo_umoci_manifest(ws, make_ws, busybox, t
     no_buildx(tmp_path, monkeypatch)
     base_files(ws, busybox)
     ws.write(APP)
-    res = ws.run("run", "//app:all", "--output", "json")
+    events = tmp_path / "events.jsonl"
+    res = ws.run("run", "//app:all", "--output", "plain", "--events", str(events))
     assert res.code == 0, res
     s = store(ws)
     validate_store(s)
-    finished = {e["node"]: e for e in res.events() if e.get("event") == "action_finished"}
+    evs = [json.loads(line) for line in events.read_text().splitlines()]
+    finished = {e["node"]: e for e in evs if e.get("event") == "action_finished"}
 
     desc, manifest, config = image(s, "app:" + OWN.split("/")[1])
     assert desc["digest"] == s.lookup(f"//app:app[{OWN}]")["digest"]
@@ -181,6 +183,9 @@ def test_run_on_busybox_store_tags_skopeo_umoci_manifest(ws, make_ws, busybox, t
     note = finished[f"//app:app[{OTHER}]"]["reason"]
     assert f"emulated: RUN for {OTHER} on a {HOST} host" in note
     assert "emulated" not in finished[f"//app:app[{OWN}]"]["reason"]
+    # and the plain progress line shows it without --explain
+    line = next(ln for ln in res.err.splitlines() if f"//app:app[{OTHER}] (" in ln)
+    assert f"emulated: RUN for {OTHER}" in line
     _, _, other_config = image(s, "app:" + OTHER.split("/")[1])
     assert other_config["architecture"] == OTHER.split("/")[1]
 

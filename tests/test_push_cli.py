@@ -163,3 +163,27 @@ def test_push_through_faults_completes(ws, fault_proxy):
     probe = _skopeo("inspect", "--raw", "--tls-verify=false",
                     f"docker://{fault_proxy.upstream}/{repo}:v1")
     assert probe.returncode == 0, probe.stderr
+
+
+def test_from_platform_pulls_the_build_platform_image(ws, make_ws, registry):
+    """FROM --platform=$BUILDPLATFORM (the cross-compile pattern) takes the build platform's
+    image, whatever platform the node builds."""
+    repo = fx.unique_repo("tools")
+    _app(ws, registry.host, repo)
+    assert ws.run("run", "//app:m", "--push").code == 0
+    user = make_ws("cross")
+    user.write({
+        "WORKSPACE.yaml": "default_platforms: [linux/amd64, linux/arm64]\n",
+        "c/BUILD.yaml": "img:\n  rule: image\n  tags: ['cross:{arch}']\n",
+        "c/Dockerfile": (f"FROM --platform=$BUILDPLATFORM {registry.host}/{repo}:v1 AS tools\n"
+                         "FROM scratch\nARG BUILDARCH\n"
+                         "COPY --from=tools /app-${BUILDARCH}.txt /tool.txt\n"),
+    })
+    res = user.run("run", "//c:img")
+    assert res.code == 0, res
+    bad = make_ws("bad")
+    bad.write({"c/BUILD.yaml": "img:\n  rule: image\n",
+               "c/Dockerfile": f"FROM --platform=linux/aarch64 {registry.host}/{repo}:v1\n"})
+    res = bad.run("run", "//c:img")
+    assert res.code == 2, res
+    assert res.err.startswith("c/Dockerfile:1: //c:img: FROM --platform: unknown architecture")

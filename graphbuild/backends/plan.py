@@ -25,7 +25,8 @@ class DockerfilePlan:
     bases: dict[int, StageBase]
     runs: list[int] = field(default_factory=list)  # lines of RUN instructions in needed stages
     add_urls: list[tuple[int, str]] = field(default_factory=list)
-    refs: list[tuple[int, str]] = field(default_factory=list)  # (line, image ref) to fetch
+    # (line, image ref, FROM --platform or None) to fetch
+    refs: list[tuple[int, str, str | None]] = field(default_factory=list)
     contexts_used: set[str] = field(default_factory=set)
     meta_args: dict = field(default_factory=dict)
 
@@ -118,7 +119,7 @@ def _visit(plan: DockerfilePlan, idx: int, contexts: set[str], seen: set[int]) -
     stage = plan.stages[idx]
     base = _source(plan.stages, stage.base, idx, contexts)
     plan.bases[idx] = base
-    _note_source(plan, base, stage.line, contexts, seen)
+    _note_source(plan, base, stage.line, contexts, seen, stage.platform_flag)
     for cmd in stage.commands:
         if isinstance(cmd, ins.Run):
             plan.runs.append(cmd.line)
@@ -131,13 +132,14 @@ def _visit(plan: DockerfilePlan, idx: int, contexts: set[str], seen: set[int]) -
     plan.order.append(idx)
 
 
-def _note_source(plan, base: StageBase, line: int, contexts: set[str], seen: set[int]) -> None:
+def _note_source(plan, base: StageBase, line: int, contexts: set[str], seen: set[int],
+                 platform_flag: str | None = None) -> None:
     if base.kind == "stage":
         _visit(plan, base.value, contexts, seen)
     elif base.kind == "context":
         plan.contexts_used.add(base.value)
     elif base.kind == "ref":
-        plan.refs.append((line, base.value))
+        plan.refs.append((line, base.value, platform_flag or None))
 
 
 def _is_url(src: str) -> bool:

@@ -44,12 +44,13 @@ class NodeSpec:
     target: str
     labels: dict
     contexts: dict  # name -> ("node", NodeId) | ("dir", Path)
-    refs: dict  # image reference -> NodeId of its pull node
+    refs: dict  # image reference -> the same reference pinned by digest
     source_date_epoch: int
     deps: list[NodeId] = field(default_factory=list)
     inputs: list[str] = field(default_factory=list)
     input_globs: list[str] = field(default_factory=list)
     key_data: dict = field(default_factory=dict)
+    ref_platforms: dict = field(default_factory=dict)  # reference -> FROM --platform
     builder: str = ""  # buildx builder instance ("" = the default)
 
 
@@ -125,6 +126,7 @@ class Setup:
             "contexts": {k: self._rel(v[1]) if v[0] == "dir" else str(v[1])
                          for k, v in spec.contexts.items()},
             "refs": spec.refs,
+            "ref_platforms": {k: str(v) for k, v in spec.ref_platforms.items()},
         }
         return spec
 
@@ -177,9 +179,14 @@ class Setup:
                                 path=plan.path, line=plan.stages[idx].line, label=spec.label,
                                 hint="FROM takes scratch, a stage, or a context naming an image "
                                      "or pull target; COPY --from reads a directory")
-        for line, ref in plan.refs:
-            try:
+        for line, ref, flag in plan.refs:
+            try:  # bad input first, before any registry lookup
+                if flag:  # FROM --platform=$BUILDPLATFORM ref: that platform's image, not ours
+                    spec.ref_platforms[ref] = platforms.parse(flag)
                 spec.refs[ref] = self._pin(ref)
+            except platforms.PlatformError as exc:
+                raise UserError(f"FROM --platform: {exc}", path=plan.path, line=line,
+                                label=spec.label, hint=exc.hint) from None
             except UserError as exc:
                 raise UserError(exc.message, path=plan.path, line=line, label=spec.label,
                                 hint=exc.hint) from None

@@ -10,13 +10,14 @@ from graphbuild.rule_api import Outcome, RunContext
 def _named_contexts(rc: RunContext, spec) -> dict[str, NamedContext]:
     out = {}
     for ref, pinned in spec.refs.items():
-        out[f"ref:{ref}"] = NamedContext(ref, "image", descriptor=_pull(rc, spec, pinned))
+        plat = spec.ref_platforms.get(ref, spec.platform)
+        out[f"ref:{ref}"] = NamedContext(ref, "image", descriptor=_pull(rc, pinned, plat))
     for name, (kind, value) in spec.contexts.items():
         if kind == "dir":
             out[name] = NamedContext(name, "dir", path=value)
             continue
         if kind == "ref":
-            out[name] = NamedContext(name, "image", descriptor=_pull(rc, spec, value))
+            out[name] = NamedContext(name, "image", descriptor=_pull(rc, value, spec.platform))
             continue
         outcome = rc.deps[value]
         if "descriptor" in outcome.data:
@@ -27,11 +28,11 @@ def _named_contexts(rc: RunContext, spec) -> dict[str, NamedContext]:
     return out
 
 
-def _pull(rc: RunContext, spec, pinned: str) -> dict:
-    """Fetch a base image for this node's platform (nothing when the store has it)."""
+def _pull(rc: RunContext, pinned: str, platform) -> dict:
+    """Fetch one platform of a base image (nothing when the store has it)."""
     from graphbuild.remote import Remote
 
-    return Remote.of(rc.ws).pull(pinned, spec.platform, rc.store)
+    return Remote.of(rc.ws).pull(pinned, platform, rc.store)
 
 
 def run(rc: RunContext, spec) -> Outcome:

@@ -20,14 +20,14 @@ from .workspace import Workspace
 class Analysis(AnalysisContext):
     def __init__(self, ws: Workspace, tgraph: TargetGraph,
                  platform_filter: list[Platform] | None = None) -> None:
-        import networkx as nx
+        from .digraph import DiGraph
 
         self.ws = ws
         self.tgraph = tgraph
         self.platform_filter = platform_filter
         self.providers: dict[Label, Provider] = {}
         self.actions: dict[NodeId, Action] = {}
-        self.graph = nx.DiGraph()
+        self.graph = DiGraph()
         self.target_of: dict[NodeId, Target] = {}
         self.notes: list[str] = []
         self._current: Target | None = None

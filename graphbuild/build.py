@@ -267,10 +267,8 @@ class Scheduler:
 
     def _priorities(self) -> dict[NodeId, float]:
         """Longest remaining path (own duration plus the heaviest chain of dependents)."""
-        import networkx as nx
-
         prio: dict[NodeId, float] = {}
-        for node in reversed(list(nx.topological_sort(self.graph))):
+        for node in reversed(self.graph.topological_order()):
             tail = max((prio[s] for s in self.graph.successors(node)), default=0.0)
             prio[node] = self._timings.get(node, DEFAULT_DURATION) + tail
         return prio
@@ -442,9 +440,7 @@ class Scheduler:
     def _finish(self, res: NodeResult, ready: list, waiting: dict) -> None:
         self._record(res)
         if res.status in ("failed", "skipped"):
-            import networkx as nx
-
-            for desc in nx.descendants(self.graph, res.node):
+            for desc in self.graph.descendants(res.node):
                 if desc not in self.summary.results:
                     self._record(NodeResult(desc, "skipped", f"dependency {res.node} "
                                             f"{'failed' if res.status == 'failed' else 'was skipped'}"))

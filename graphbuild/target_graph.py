@@ -6,6 +6,7 @@ Edges point from a target to what it depends on.
 from __future__ import annotations
 
 from . import rule_registry
+from .digraph import DiGraph
 from .errors import UserError
 from .labels import Label, Pattern
 from .loader import Loader
@@ -14,10 +15,8 @@ from .rule_api import Target
 
 class TargetGraph:
     def __init__(self, loader: Loader, patterns: list[Pattern]) -> None:
-        import networkx as nx
-
         self.loader = loader
-        self.graph = nx.DiGraph()
+        self.graph = DiGraph()
         self.targets: dict[Label, Target] = {}
         self.roots: list[Label] = []
         for pattern in patterns:
@@ -43,13 +42,9 @@ class TargetGraph:
                     stack.append(dep)
 
     def _check_cycles(self) -> None:
-        import networkx as nx
-
-        try:
-            cycle = nx.find_cycle(self.graph)
-        except nx.NetworkXNoCycle:
+        labels = self.graph.find_cycle()
+        if labels is None:
             return
-        labels = [edge[0] for edge in cycle] + [cycle[0][0]]
         first = self.targets[labels[0]]
         lines = [f"  {lab}  ({self.targets[lab].build_file}:{self.targets[lab].line})"
                  for lab in labels]
@@ -60,23 +55,16 @@ class TargetGraph:
 
     def build_order(self) -> list[Target]:
         """Dependencies before dependents."""
-        import networkx as nx
-
-        order = list(reversed(list(nx.topological_sort(self.graph))))
-        return [self.targets[label] for label in order]
+        return [self.targets[label] for label in reversed(self.graph.topological_order())]
 
     def deps_closure(self, labels: list[Label]) -> set[Label]:
-        import networkx as nx
-
         out = set(labels)
         for lab in labels:
-            out |= nx.descendants(self.graph, lab)
+            out |= self.graph.descendants(lab)
         return out
 
     def rdeps_closure(self, labels: list[Label]) -> set[Label]:
-        import networkx as nx
-
         out = set(labels)
         for lab in labels:
-            out |= nx.ancestors(self.graph, lab)
+            out |= self.graph.ancestors(lab)
         return out

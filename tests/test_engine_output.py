@@ -289,6 +289,8 @@ def test_graph_dot_and_json(ws):
     app = next(n for n in data["nodes"] if n["id"] == "//app:app[linux/arm64]")
     assert app["label"] == "//app:app" and app["platform"] == "linux/arm64"
     assert app["rule"] == "command"
+    assert app["level"] == 1  # its topological generation: after //lib and //gen (level 0)
+    assert {n["level"] for n in data["nodes"] if n["id"].startswith(("//lib", "//gen"))} == {0}
 
     res = ws.run("graph", "//app:app", "--format", "dot")
     assert res.code == 0, res

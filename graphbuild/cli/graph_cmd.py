@@ -23,7 +23,11 @@ def main(args) -> int:
     loaded = load(args, args.patterns, plat_texts=args.platform)
     graph, actions = loaded.analysis.graph, loaded.analysis.actions
     if args.format == "json":
-        nodes = [{"id": n, "label": str(actions[n].label),
+        import networkx as nx
+
+        level = {n: i for i, gen in enumerate(nx.topological_generations(graph.to_networkx()))
+                 for n in gen}
+        nodes = [{"id": n, "label": str(actions[n].label), "level": level[n],
                   "platform": str(actions[n].platform) if actions[n].platform else None,
                   "rule": actions[n].rule, "mnemonic": actions[n].mnemonic,
                   "deps": sorted(graph.predecessors(n))} for n in sorted(graph.nodes)]

@@ -8,7 +8,10 @@ import shutil
 import sys
 from pathlib import Path
 
+from .hashing import read_pickle, write_pickle
 from .rule_api import NodeId, Outcome
+
+HOT_INDEX = "action-index.pickle"
 
 
 class ActionCache:
@@ -17,9 +20,11 @@ class ActionCache:
 
         import diskcache
 
+        self._hot_path = directory.with_name(HOT_INDEX)
         try:
             self._db = diskcache.Cache(str(directory), size_limit=2**34, cull_limit=0)
         except sqlite3.DatabaseError as exc:
+            self._hot_path.unlink(missing_ok=True)  # it only mirrors the database
             # A cache is only a cache: as Bazel does with a bad action cache, set it aside and
             # start an empty one (everything rebuilds once) instead of failing every command.
             bad = directory.with_name(directory.name + ".bad")
@@ -28,10 +33,25 @@ class ActionCache:
             print(f"graphbuild: warning: the action cache {directory} is unreadable ({exc}); "
                   f"moved it to {bad.name} and started an empty one", file=sys.stderr)
             self._db = diskcache.Cache(str(directory), size_limit=2**34, cull_limit=0)
+        # node -> (key, digest, data) of its latest outcome, in one file read once: a no-op
+        # build then answers every lookup without a database query.
+        self._hot: dict[NodeId, tuple] = read_pickle(self._hot_path)
+        self._hot_dirty = False
 
-    def get(self, key: str) -> Outcome | None:
+    def get(self, key: str, node: NodeId | None = None) -> Outcome | None:
+        hot = self._hot.get(node) if node is not None else None
+        if hot is not None and hot[0] == key:
+            return Outcome(hot[1], hot[2])
         rec = self._db.get("k:" + key)
-        return None if rec is None else Outcome(rec["digest"], rec["data"])
+        if rec is None:
+            return None
+        if node is not None:
+            self._remember(node, key, rec["digest"], rec["data"])
+        return Outcome(rec["digest"], rec["data"])
+
+    def _remember(self, node: NodeId, key: str, digest, data) -> None:
+        self._hot[node] = (key, digest, data)
+        self._hot_dirty = True
 
     def put(self, key: str, outcome: Outcome, node: NodeId, mnemonic: str, snapshot: dict,
             duration: float) -> None:
@@ -41,12 +61,16 @@ class ActionCache:
                                       "node": node, "mnemonic": mnemonic})
             self._db.set("n:" + node, {"key": key, "snapshot": snapshot, "duration": duration,
                                        "mnemonic": mnemonic})
+        self._remember(node, key, outcome.digest, outcome.data)
 
     def last(self, node: NodeId) -> dict | None:
         return self._db.get("n:" + node)
 
     def forget(self, key: str) -> None:
         self._db.delete("k:" + key)
+        for node in [n for n, hot in self._hot.items() if hot[0] == key]:
+            del self._hot[node]
+            self._hot_dirty = True
 
     def records(self):
         """Every (key, record) of action outcomes."""
@@ -64,10 +88,14 @@ class ActionCache:
                     yield k[2:], rec
 
     def clear(self) -> int:
+        self._hot, self._hot_dirty = {}, True
         return self._db.clear()
 
     def volume(self) -> int:
         return self._db.volume()
 
     def close(self) -> None:
+        if self._hot_dirty:
+            write_pickle(self._hot_path, self._hot)
+            self._hot_dirty = False
         self._db.close()

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import re
 import subprocess
-from functools import lru_cache
 from pathlib import Path
 
-from . import yamlpos
+from . import globs, yamlpos
 from .errors import UserError
 from .labels import Label
 
@@ -40,23 +38,6 @@ def changed_files(root: Path, since: str) -> set[str]:
         elif name.startswith(prefix + "/"):
             out.add(name[len(prefix) + 1:])
     return out
-
-
-@lru_cache(maxsize=1024)
-def _glob_regex(pattern: str) -> re.Pattern:
-    out, i = "", 0
-    while i < len(pattern):
-        if pattern.startswith("**/", i):
-            out, i = out + "(?:.*/)?", i + 3
-        elif pattern.startswith("**", i):
-            out, i = out + ".*", i + 2
-        elif pattern[i] == "*":
-            out, i = out + "[^/]*", i + 1
-        elif pattern[i] == "?":
-            out, i = out + "[^/]", i + 1
-        else:
-            out, i = out + re.escape(pattern[i]), i + 1
-    return re.compile(out + r"\Z")
 
 
 def _old_definition(root: Path, since: str, build_file: str, name: str):
@@ -92,6 +73,6 @@ def directly_affected(loaded, since: str) -> set[Label]:
         if action.label in hits:
             continue
         if changed.intersection(action.inputs) or any(
-                _glob_regex(g).match(path) for g in action.input_globs for path in changed):
+                globs.regex(g).match(path) for g in action.input_globs for path in changed):
             hits.add(action.label)
     return hits

@@ -5,10 +5,7 @@ Nodes are NodeIds carrying their Action; edges point from a dependency to its de
 
 from __future__ import annotations
 
-import glob as globlib
-import os
-
-from . import rule_registry
+from . import globs, rule_registry
 from .errors import UserError
 from .labels import Label
 from .platforms import Platform
@@ -84,16 +81,13 @@ class Analysis(AnalysisContext):
 
     def glob(self, package: str, patterns: list[str]) -> list[str]:
         """Workspace-relative files under ``package`` matched by ``patterns`` (with ``**``)."""
-        base = self.ws.root / package
-        out: set[str] = set()
         for pat in patterns:
             if pat.startswith("/") or ".." in pat.split("/"):
                 raise self._current.error(f"glob '{pat}' leaves the package", "srcs",
                                           "globs are relative to the package directory")
-            for match in globlib.glob(pat, root_dir=base, recursive=True):
-                if os.path.isfile(base / match):
-                    out.add(f"{package}/{match}" if package else match)
-        return sorted(out)
+        root = f"{self.ws.root}/{package}" if package else str(self.ws.root)
+        found = globs.match_files(root, patterns, self.tgraph.loader.trees)
+        return [f"{package}/{m}" if package else m for m in found]
 
     # -- helpers for rules and the engine ------------------------------------------------------
     def nodes_of(self, label: Label) -> list[NodeId]:

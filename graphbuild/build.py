@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import heapq
 import os
-import pickle
 import queue
 import shutil
 import signal
@@ -26,7 +25,7 @@ from .action_cache import ActionCache
 from .cas import CAS, replace_dir
 from .errors import ActionFailed, GraphbuildError
 from .events import Events, Profile
-from .hashing import StatCache, digest_json, read_pickle
+from .hashing import StatCache, digest_json, read_pickle, write_pickle
 from .rule_api import Action, NodeId, Outcome, RunContext
 from .workspace import Workspace
 
@@ -87,8 +86,13 @@ class Engine:
         self.events = events
         self.profile = profile
         self.cache_dir: Path = ws.cache_dir
+        self.root_str = str(ws.root)
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         self.stat_cache = StatCache(self.cache_dir / "stat-cache.pickle")
+        # node -> tree digest of its materialised output directory (one file, not one per node)
+        self._published_path = self.cache_dir / "published.pickle"
+        self.published: dict[NodeId, str] = read_pickle(self._published_path)
+        self._published_dirty = False
         self.actions = ActionCache(self.cache_dir / "actions")
         self.cancelled = threading.Event()
         self._procs: dict[int, subprocess.Popen] = {}
@@ -113,11 +117,16 @@ class Engine:
                 self._store = Store(self.cache_dir / "oci")
             return self._store
 
-    def out_dir(self, node: NodeId) -> Path:
+    def out_dir(self, node: NodeId) -> str:
         label, _, plat = node.partition("[")
         pkg, _, name = label[2:].partition(":")
         suffix = plat.rstrip("]").replace("/", "-") if plat else "host"
-        return self.cache_dir / "out" / pkg / f"{name}@{suffix}"
+        return f"{self.cache_dir}/out/{pkg}/{name}@{suffix}" if pkg else \
+            f"{self.cache_dir}/out/{name}@{suffix}"
+
+    def mark_published(self, node: NodeId, digest: str) -> None:
+        self.published[node] = digest
+        self._published_dirty = True
 
     def run_process(self, argv, *, cwd, env=None, stdin=None, log_path: Path) -> int:
         """Run in a new process group (so an interrupt stops all of it), output to log_path."""
@@ -153,6 +162,8 @@ class Engine:
 
     def close(self) -> None:
         self.stat_cache.save()
+        if self._published_dirty:
+            write_pickle(self._published_path, self.published)
         self.actions.close()
 
 
@@ -177,7 +188,7 @@ class ActionContext(RunContext):
         return self.engine.store
 
     def out_dir(self, node: NodeId) -> Path:
-        return self.engine.out_dir(node)
+        return Path(self.engine.out_dir(node))
 
     def scratch_dir(self) -> Path:
         if self._scratch is None:
@@ -210,21 +221,17 @@ class ActionContext(RunContext):
         return "\n".join(lines[-LOG_TAIL:])
 
     def publish_dir(self, src: Path, node: NodeId, digest: str) -> None:
-        dest = self.out_dir(node)
-        replace_dir(src, dest)
-        dest.with_name(dest.name + ".tree").write_text(digest)
+        replace_dir(src, self.out_dir(node))
+        self.engine.mark_published(node, digest)
 
     def ensure_dir(self, node: NodeId, digest: str) -> bool:
-        dest = self.out_dir(node)
-        marker = dest.with_name(dest.name + ".tree")
-        try:
-            if marker.read_text() == digest and dest.is_dir():
-                return True
-        except OSError:
-            pass
-        if not self.cas.restore_tree(digest, dest):
+        """Runs for every cached command node of a no-op build: a dict lookup and one stat."""
+        dest = self.engine.out_dir(node)
+        if self.engine.published.get(node) == digest and os.path.isdir(dest):
+            return True
+        if not self.cas.restore_tree(digest, Path(dest)):
             return False
-        marker.write_text(digest)
+        self.engine.mark_published(node, digest)
         return True
 
     def cleanup(self) -> None:
@@ -260,10 +267,7 @@ class Scheduler:
                 self._timings[node] = res.duration
                 changed = True
         if changed:
-            tmp = self._timings_path.with_suffix(f".tmp{os.getpid()}")
-            with open(tmp, "wb") as fh:
-                pickle.dump(self._timings, fh)
-            os.replace(tmp, self._timings_path)
+            write_pickle(self._timings_path, self._timings)
 
     def _priorities(self) -> dict[NodeId, float]:
         """Longest remaining path (own duration plus the heaviest chain of dependents)."""
@@ -345,7 +349,7 @@ class Scheduler:
     # -- per node -------------------------------------------------------------------------------
     def _key(self, node: NodeId) -> tuple[str, dict]:
         action = self.actions[node]
-        root = self.engine.ws.root
+        root = self.engine.root_str
         inputs = {p: self.engine.stat_cache.digest(root, p) for p in action.inputs}
         deps = {d: self.summary.results[d].outcome.digest for d in self.graph.predecessors(node)}
         snap = explain.snapshot(action, inputs, deps, {})
@@ -375,7 +379,7 @@ class Scheduler:
             self._keys[node] = (key, snap, why)
             return None
         if not self.opts.no_cache:
-            hit = self.engine.actions.get(key)
+            hit = self.engine.actions.get(key, node)
             if hit is not None:
                 ctx = ActionContext(self.engine, action, self._dep_outcomes(node))
                 try:

@@ -42,6 +42,15 @@ def read_pickle(path: Path) -> dict:
     return data if isinstance(data, dict) else {}
 
 
+def write_pickle(path: Path, data) -> None:
+    """Write a pickle atomically (temp file + rename): a reader never sees half of it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    with open(tmp, "wb") as fh:
+        pickle.dump(data, fh, protocol=pickle.HIGHEST_PROTOCOL)
+    os.replace(tmp, path)
+
+
 class StatCache:
     """(path) -> (size, mtime_ns, ctime_ns, inode, digest), kept in one pickle file.
 
@@ -53,15 +62,20 @@ class StatCache:
         self.entries: dict[str, tuple] = read_pickle(path)
         self.dirty = False
         self._by_file: dict[tuple, str] = {}  # one read per file, however many links lead to it
+        self._this_run: dict[str, str] = {}  # one stat per path per run, however many nodes
 
-    def digest(self, root: Path, rel: str) -> str:
+    def digest(self, root: Path | str, rel: str) -> str:
         """The digest of ``root/rel`` (content, plus the exec bit and a symlink's target, which
         change what COPY and commands produce); raises OSError when it is missing."""
-        path = root / rel
+        done = self._this_run.get(rel)
+        if done is not None:
+            return done
+        path = f"{root}/{rel}"
         st = os.stat(path)
         stamp = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
         hit = self.entries.get(rel)
         if hit is not None and hit[:4] == stamp:
+            self._this_run[rel] = hit[4]
             return hit[4]
         file_key = (st.st_dev, *stamp)
         content = self._by_file.get(file_key) or digest_file(path)
@@ -70,15 +84,11 @@ class StatCache:
         if os.path.islink(path):
             digest += "+link:" + os.readlink(path)
         self.entries[rel] = (*stamp, digest)
+        self._this_run[rel] = digest
         self.dirty = True
         return digest
 
     def save(self) -> None:
-        if not self.dirty:
-            return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(f".tmp{os.getpid()}")
-        with open(tmp, "wb") as fh:
-            pickle.dump(self.entries, fh, protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(tmp, self.path)
-        self.dirty = False
+        if self.dirty:
+            write_pickle(self.path, self.entries)
+            self.dirty = False

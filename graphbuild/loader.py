@@ -6,19 +6,18 @@ Parsed packages are cached by (path, size, mtime) so a no-op build does not re-p
 from __future__ import annotations
 
 import os
-import pickle
 import re
-from pathlib import Path
 
 from . import __version__, rule_registry, yamlpos
 from .attrs import AttrError, convert
 from .errors import UserError, did_you_mean
-from .hashing import read_pickle
+from .hashing import read_pickle, write_pickle
 from .labels import Label, Pattern, check_name
 from .rule_api import Target
 from .workspace import BUILD_FILE, Workspace
 
 PARSE_CACHE = "parse-cache.pickle"
+TREE_CACHE = "tree-cache.pickle"
 
 
 class Loader:
@@ -30,6 +29,9 @@ class Loader:
         self._cache_path = ws.cache_dir / PARSE_CACHE
         self._cache: dict = self._read_cache()
         self._cache_dirty = False
+        from .treecache import TreeCache
+
+        self.trees = TreeCache(ws.cache_dir / TREE_CACHE)
 
     # -- parse cache --------------------------------------------------------------------------
     def _read_cache(self) -> dict:
@@ -40,38 +42,45 @@ class Loader:
         return data if data.get("version") == version else {"version": version}
 
     def save_cache(self) -> None:
-        """Write the parse cache back, atomically, if anything was parsed."""
-        if not self._cache_dirty:
-            return
-        self._cache_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self._cache_path.with_suffix(f".tmp{os.getpid()}")
-        with open(tmp, "wb") as fh:
-            pickle.dump(self._cache, fh, protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(tmp, self._cache_path)
-        self._cache_dirty = False
+        """Write the parse and tree caches back, atomically, if anything changed."""
+        self.trees.save()
+        if self._cache_dirty:
+            write_pickle(self._cache_path, self._cache)
+            self._cache_dirty = False
 
     # -- discovery ------------------------------------------------------------------------------
     def find_packages(self, under: str = "") -> list[str]:
         """Every package at or below ``under`` (skipping hidden dirs and the cache dir)."""
-        top = self.ws.root / under if under else self.ws.root
-        if not top.is_dir():
+        root = str(self.ws.root)
+        top = f"{root}/{under}" if under else root
+        if not os.path.isdir(top):
             return []
-        skip = {self.ws.cache_dir.resolve()}
+        found = self.trees.get(("packages", top))
+        if found is None:
+            walked: list[str] = []
+            found = self._walk_packages(root, top, walked)
+            self.trees.put(("packages", top), walked, found)
+        return found
+
+    def _walk_packages(self, root: str, top: str, walked: list[str]) -> list[str]:
+        skip = str(self.ws.cache_dir.resolve())
         found: list[str] = []
         stack = [top]
-        while stack:
+        while stack:  # strings, not Paths: this walks the whole tree on every `//...`
             d = stack.pop()
             try:
-                entries = list(os.scandir(d))
+                with os.scandir(d) as it:
+                    entries = list(it)
             except OSError:
                 continue
+            walked.append(d)
             for e in entries:
                 if e.name == BUILD_FILE and e.is_file():
-                    found.append(self.ws.rel(Path(d)) if d != self.ws.root else "")
-                elif (e.is_dir(follow_symlinks=False) and not e.name.startswith(".")
-                      and e.name != "node_modules" and Path(e.path) not in skip):
-                    stack.append(Path(e.path))
-        return sorted(p if p != "." else "" for p in found)
+                    found.append(d[len(root) + 1:])
+                elif (not e.name.startswith(".") and e.name != "node_modules"
+                      and e.is_dir(follow_symlinks=False) and e.path != skip):
+                    stack.append(e.path)
+        return sorted(found)
 
     def build_file(self, package: str) -> str:
         return f"{package}/{BUILD_FILE}" if package else BUILD_FILE

@@ -1,13 +1,29 @@
 """graphbuild's built-in rules: the public surface. Implementations live in ``_private``.
 
 Each class is registered in the ``graphbuild.rules`` entry-point group, as a third-party rule is.
+Attributes are imported on first use (PEP 562), so a build that uses only `command` never loads
+the Dockerfile machinery.
 """
 
-from ._private.command import CommandRule
-from ._private.group import GroupRule
-from ._private.image import ImageRule
-from ._private.manifest import ManifestRule
-from ._private.platform import PlatformRule
-from ._private.pull import PullRule
+from __future__ import annotations
 
-__all__ = ["CommandRule", "GroupRule", "ImageRule", "ManifestRule", "PlatformRule", "PullRule"]
+import importlib
+
+_WHERE = {
+    "CommandRule": "command",
+    "GroupRule": "group",
+    "ImageRule": "image",
+    "ManifestRule": "manifest",
+    "PlatformRule": "platform",
+    "PullRule": "pull",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str):
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"._private.{_WHERE[name]}", __name__), name)
+    globals()[name] = value
+    return value

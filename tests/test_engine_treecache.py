@@ -1,0 +1,51 @@
+"""Package discovery and `srcs` globs are cached by directory mtimes; these tests make the
+directories look old (so the cache is trusted) and check that changes are still seen."""
+
+from __future__ import annotations
+
+import os
+import time
+
+
+def _age(root) -> None:
+    """Set every directory's mtime an hour back, as if nothing changed recently."""
+    past = time.time() - 3600
+    for dirpath, _dirs, _files in os.walk(root):
+        os.utime(dirpath, (past, past))
+
+
+def _built(ws, pattern="//..."):
+    res = ws.run("run", pattern, "--output", "json")
+    assert res.code == 0, res
+    return {e["node"]: e["status"] for e in res.events() if e["event"] == "action_finished"}
+
+
+def test_new_source_file_and_new_package_are_seen_through_the_cache(ws):
+    ws.write({
+        "a/BUILD.yaml": """
+            t:
+              rule: command
+              cmd: cat src/*.txt > $OUT/all
+              srcs: ["src/*.txt", "deep/**/*.txt"]
+        """,
+        "a/src/one.txt": "1\n",
+        "a/deep/x/two.txt": "2\n",
+    })
+    _age(ws.root)
+    assert _built(ws) == {"//a:t": "built"}
+    _age(ws.root)
+    assert _built(ws) == {"//a:t": "cached"}  # the cache is trusted now
+    assert _built(ws) == {"//a:t": "cached"}
+    ws.write({"a/src/three.txt": "3\n"})  # changes a/src's mtime
+    assert _built(ws) == {"//a:t": "built"}
+    _age(ws.root)
+    ws.write({"a/deep/x/y/four.txt": "4\n"})  # a new directory deep below
+    assert _built(ws) == {"//a:t": "built"}
+    _age(ws.root)
+    _built(ws)
+    ws.write({"b/BUILD.yaml": "u:\n  rule: command\n  cmd: 'true'\n"})  # a new package
+    assert _built(ws)["//b:u"] == "built"
+    _age(ws.root)
+    os.remove(ws.path("a/src/one.txt"))
+    res = ws.run("run", "//a:t", "--explain", "--output", "plain")
+    assert "input removed: a/src/one.txt" in res.err

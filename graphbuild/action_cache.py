@@ -63,6 +63,12 @@ class ActionCache:
                                        "mnemonic": mnemonic})
         self._remember(node, key, outcome.digest, outcome.data)
 
+    def put_many(self, records: list[tuple]) -> None:
+        """``put`` for many (key, outcome, node, mnemonic, snapshot, duration), one transaction."""
+        with self._db.transact():
+            for record in records:
+                self.put(*record)
+
     def last(self, node: NodeId) -> dict | None:
         return self._db.get("n:" + node)
 

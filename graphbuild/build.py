@@ -30,6 +30,8 @@ from .rule_api import Action, NodeId, Outcome, RunContext
 from .workspace import Workspace
 
 KEY_SCHEMA = 1
+RECORD_BATCH = 64  # finished outcomes are written together: at most this many,
+RECORD_EVERY_S = 0.5  # or this often (each transaction costs the main thread ~1 ms)
 DEFAULT_DURATION = 1.0
 LOG_TAIL = 40
 
@@ -203,7 +205,7 @@ class ActionContext(RunContext):
 
     def run_process(self, argv, *, cwd, env=None, stdin=None) -> tuple[int, str]:
         code = self.engine.run_process(argv, cwd=cwd, env=env, stdin=stdin, log_path=self.log_path)
-        return code, self.log_tail()
+        return code, self.log_tail() if code else ""
 
     def log(self, text: str) -> None:
         with open(self.log_path, "a", encoding="utf-8") as fh:
@@ -239,6 +241,37 @@ class ActionContext(RunContext):
             shutil.rmtree(self._scratch, ignore_errors=True)
 
 
+class _Pool:
+    """``jobs`` long-lived worker threads fed from one queue (a thread per node costs ~1 ms of
+    the main thread's time, which a graph of short actions feels)."""
+
+    def __init__(self, work, jobs: int) -> None:
+        self._work = work
+        self._jobs = jobs
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
+
+    def submit(self, node: NodeId) -> None:
+        if len(self._threads) < self._jobs:
+            t = threading.Thread(target=self._loop, name=f"gb-worker-{len(self._threads)}",
+                                 daemon=True)
+            self._threads.append(t)
+            t.start()
+        self._queue.put(node)
+
+    def _loop(self) -> None:
+        while (node := self._queue.get()) is not None:
+            self._work(node)
+
+    def stop(self) -> None:
+        """Let running work finish, then end every worker."""
+        for _ in self._threads:
+            self._queue.put(None)
+        for t in self._threads:
+            t.join()
+        self._threads = []
+
+
 class Scheduler:
     """Runs an action graph (edges dependency -> dependent) on ``opts.jobs`` workers."""
 
@@ -255,6 +288,8 @@ class Scheduler:
         self._results: queue.Queue = queue.Queue()
         self._keys: dict[NodeId, tuple[str, dict]] = {}
         self._stop_reason: str | None = None
+        self._pending: list[tuple] = []  # finished outcomes not yet in the action cache
+        self._flushed = time.monotonic()
 
     # -- priorities -----------------------------------------------------------------------------
     def _load_timings(self) -> dict[str, float]:
@@ -284,8 +319,9 @@ class Scheduler:
         ready = [n for n, d in waiting.items() if d == 0]
         prio = self._priorities()
         runnable: list[tuple[float, int, NodeId]] = []
-        running: dict[NodeId, threading.Thread] = {}
+        running: set[NodeId] = set()
         seq = 0
+        pool = _Pool(self._work, self.opts.jobs)
         try:
             while True:
                 while ready:
@@ -303,7 +339,8 @@ class Scheduler:
                         self._finish(res, ready, waiting)
                 while runnable and len(running) < self.opts.jobs and not self._stop_reason:
                     _, _, node = heapq.heappop(runnable)
-                    running[node] = self._start(node)
+                    running.add(node)
+                    self._start(node, pool)
                 if self._stop_reason:
                     for _, _, node in runnable:
                         self._finish(NodeResult(node, "skipped", self._stop_reason), ready, waiting)
@@ -311,29 +348,44 @@ class Scheduler:
                 if not running and not ready and not runnable:
                     break
                 if running:
-                    res = self._next_result()
-                    running.pop(res.node).join()
+                    res = self._next_result(running)
+                    running.discard(res.node)
                     self._finish(res, ready, waiting)
         except KeyboardInterrupt:
-            self._interrupt(running)
+            self._interrupt(pool)
+        finally:
+            self._flush_records()
+        pool.stop()
         self._skip_unreached()
         self.summary.duration = time.monotonic() - t0
         if not self.opts.dry_run:
             self._save_timings()
         return self.summary
 
-    def _next_result(self) -> NodeResult:
+    def _next_result(self, running: set) -> NodeResult:
+        try:
+            return self._results.get_nowait()
+        except queue.Empty:
+            if time.monotonic() - self._flushed > RECORD_EVERY_S:
+                self._flush_records()  # an idle moment: write finished records together
         while True:  # a timeout keeps the main thread responsive to signals
             try:
                 return self._results.get(timeout=0.2)
             except queue.Empty:
                 continue
 
-    def _interrupt(self, running: dict) -> None:
+    def _flush_records(self) -> None:
+        """Record finished outcomes (their outputs are stored already) from the main thread, in
+        one transaction: worker threads would contend for SQLite's lock."""
+        if self._pending:
+            self.engine.actions.put_many(self._pending)
+            self._pending = []
+        self._flushed = time.monotonic()
+
+    def _interrupt(self, pool: "_Pool") -> None:
         self.engine.cancelled.set()
         self.engine.kill_all()
-        for thread in running.values():
-            thread.join()
+        pool.stop()
         self.summary.duration = time.monotonic() - self._t0
         raise Interrupted("interrupted: running actions were stopped; nothing partial was "
                           "recorded", self.summary)
@@ -399,12 +451,10 @@ class Scheduler:
     def _dep_outcomes(self, node: NodeId) -> dict[NodeId, Outcome]:
         return {d: self.summary.results[d].outcome for d in self.graph.predecessors(node)}
 
-    def _start(self, node: NodeId) -> threading.Thread:
-        thread = threading.Thread(target=self._work, args=(node,), name=f"gb:{node}", daemon=True)
+    def _start(self, node: NodeId, pool: "_Pool") -> None:
         if self.on_start:
             self.on_start(node, self._keys[node][2])
-        thread.start()
-        return thread
+        pool.submit(node)
 
     def _work(self, node: NodeId) -> None:
         action = self.actions[node]
@@ -416,11 +466,7 @@ class Scheduler:
             outcome = action.run(ctx)
             if self.engine.cancelled.is_set():
                 res = NodeResult(node, "failed", "interrupted")
-            elif not action.cacheable:
-                res = NodeResult(node, "built", why, outcome)
             else:
-                self.engine.actions.put(key, outcome, node, action.mnemonic, snap,
-                                        time.monotonic() - start)
                 res = NodeResult(node, "built", why, outcome)
         except ActionFailed as exc:
             res = NodeResult(node, "failed", str(exc), log=exc.log or ctx.log_tail())
@@ -435,14 +481,20 @@ class Scheduler:
             res.notes = list(ctx.notes)
             if ctx.notes:
                 res.reason = "; ".join([res.reason, *ctx.notes]) if res.reason else "; ".join(ctx.notes)
-            ctx.cleanup()
             if self.engine.profile:
                 self.engine.profile.record(node, action.mnemonic, start, start + res.duration,
                                            {"status": res.status, "reason": res.reason})
             self._results.put(res)
+            ctx.cleanup()  # after reporting: the next node need not wait for an rmtree
 
     def _finish(self, res: NodeResult, ready: list, waiting: dict) -> None:
         self._record(res)
+        if res.status == "built" and self.actions[res.node].cacheable:
+            key, snap, _ = self._keys[res.node]
+            self._pending.append((key, res.outcome, res.node, self.actions[res.node].mnemonic,
+                                  snap, res.duration))
+            if len(self._pending) >= RECORD_BATCH:
+                self._flush_records()
         if res.status in ("failed", "skipped"):
             for desc in self.graph.descendants(res.node):
                 if desc not in self.summary.results:

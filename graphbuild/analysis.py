@@ -86,8 +86,21 @@ class Analysis(AnalysisContext):
                 raise self._current.error(f"glob '{pat}' leaves the package", "srcs",
                                           "globs are relative to the package directory")
         root = f"{self.ws.root}/{package}" if package else str(self.ws.root)
-        found = globs.match_files(root, patterns, self.tgraph.loader.trees)
+        found = self.remembered(("glob", root, tuple(patterns)),
+                                lambda walked: globs.match_files(root, patterns, walked))
         return [f"{package}/{m}" if package else m for m in found]
+
+    def remembered(self, key, compute):
+        """``compute(walked)``, or its earlier answer while every directory it listed (it
+        appends them to ``walked``) is unchanged: directory walks cost a no-op build most."""
+        trees = self.tgraph.loader.trees
+        hit = trees.get(key)
+        if hit is not None:
+            return hit
+        walked: list[str] = []
+        result = compute(walked)
+        trees.put(key, walked, result)
+        return result
 
     # -- helpers for rules and the engine ------------------------------------------------------
     def nodes_of(self, label: Label) -> list[NodeId]:

@@ -73,23 +73,10 @@ def _files_under(top: str, recursive: bool, walked: list[str]):
     return out
 
 
-def match_files(root: str, patterns: list[str], cache=None) -> list[str]:
+def match_files(root: str, patterns: list[str], walked: list[str] | None = None) -> list[str]:
     """Files under ``root`` (a directory path) that match any pattern; sorted, relative.
-
-    ``cache`` (a TreeCache) answers a repeated question without listing directories."""
-    key = ("glob", root, tuple(patterns))
-    if cache is not None:
-        hit = cache.get(key)
-        if hit is not None:
-            return hit
-    walked: list[str] = []
-    result = _match(root, patterns, walked)
-    if cache is not None:
-        cache.put(key, walked, result)
-    return result
-
-
-def _match(root: str, patterns: list[str], walked: list[str]) -> list[str]:
+    The directories listed are appended to ``walked`` (so the answer can be cached)."""
+    walked = [] if walked is None else walked
     found: set[str] = set()
     for pattern in patterns:
         prefix, rest = _split(pattern)

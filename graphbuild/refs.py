@@ -20,12 +20,11 @@ def record_refs(store, items: list[tuple[str, dict, list[str]]]) -> int:
         if mt.REF_NAME in ann:
             tags.add(ann[mt.REF_NAME])
         current[label] = (digest if digest == entry["digest"] else "", tags)
-    changed = 0
-    for label, desc, tags in items:
-        if current.get(label) != (desc["digest"], set(tags)):
-            store.set_refs(label, desc, tags)
-            changed += 1
-    return changed
+    changed = [(label, desc, tags) for label, desc, tags in items
+               if current.get(label) != (desc["digest"], set(tags))]
+    if changed:
+        store.set_refs_many(changed)
+    return len(changed)
 
 
 def built_refs(actions: dict, summary) -> list[tuple[str, dict, list[str]]]:

@@ -146,6 +146,12 @@ class AnalysisContext:
         """Something the user should know about the plan (printed before the build)."""
         raise NotImplementedError  # pragma: no cover - interface
 
+    def remembered(self, key, compute: Callable[[list[str]], Any]):
+        """``compute(walked)`` -- a directory walk that appends each directory it lists to
+        ``walked`` -- or its answer from an earlier run while those directories are unchanged.
+        The answer must be picklable and depend only on the key and those directories."""
+        raise NotImplementedError  # pragma: no cover - interface
+
 
 class RunContext:
     """What a running action may use (implemented by the engine)."""

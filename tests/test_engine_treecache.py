@@ -49,3 +49,27 @@ def test_new_source_file_and_new_package_are_seen_through_the_cache(ws):
     os.remove(ws.path("a/src/one.txt"))
     res = ws.run("run", "//a:t", "--explain", "--output", "plain")
     assert "input removed: a/src/one.txt" in res.err
+
+
+def test_copy_inputs_are_remembered_but_changes_are_seen(ws):
+    ws.write({
+        "img/BUILD.yaml": "img:\n  rule: image\n  platforms: [linux/amd64, linux/arm64]\n",
+        "img/Dockerfile": "FROM scratch\nCOPY app/ /app/\nCOPY one.txt /one.txt\n",
+        "img/app/a.txt": "a\n",
+        "img/one.txt": "1\n",
+        "img/.dockerignore": "**/*.tmp\n",
+    })
+    _age(ws.root)
+    assert set(_built(ws).values()) == {"built"}
+    _age(ws.root)
+    assert set(_built(ws).values()) == {"cached"}
+    ws.write({"img/app/sub/b.txt": "b\n"})  # a new directory under a COPY'd one
+    assert _built(ws)["//img:img[linux/amd64]"] == "built"
+    _age(ws.root)
+    ws.write({"img/app/sub/skip.tmp": "x\n"})  # .dockerignore'd: reaches no image
+    assert _built(ws)["//img:img[linux/amd64]"] == "cached"
+    _age(ws.root)
+    os.remove(ws.path("img/one.txt"))  # a named source vanishing is bad input, not a crash
+    res = ws.run("run", "//img:img")
+    assert res.code == 2, res
+    assert res.err.startswith("img/Dockerfile:3: //img:img:")

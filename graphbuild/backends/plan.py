@@ -62,6 +62,19 @@ def _source(stages: list, word: str, before: int, contexts: set[str]) -> StageBa
     return StageBase("ref", word)
 
 
+_PARSED: dict[tuple[str, str], object] = {}
+
+
+def _parsed(text: str, rel: str):
+    """A Dockerfile parsed once per process, however many platforms read it."""
+    from ..dockerfile.parser import parse
+
+    key = (rel, text)
+    if key not in _PARSED:
+        _PARSED[key] = parse(text, rel)
+    return _PARSED[key]
+
+
 def make_plan(text: str, rel: str, label: str, build_args: dict[str, str], platform: Platform,
               build_platform: Platform, target: str | None, contexts: set[str],
               base_env=None) -> DockerfilePlan:
@@ -70,10 +83,10 @@ def make_plan(text: str, rel: str, label: str, build_args: dict[str, str], platf
     ``base_env(name)`` gives the Env of an image a stage starts FROM, which BuildKit expands the
     stage's words with; backends pass it once those images are built."""
     from ..dockerfile import instructions as ins
-    from ..dockerfile.parser import DockerfileSyntaxError, parse
+    from ..dockerfile.parser import DockerfileSyntaxError
 
     try:
-        df = parse(text, rel)
+        df = _parsed(text, rel)
         stages, meta = ins.parse_stages(df, build_args, platform, build_platform,
                                         base_env=base_env)
         if not stages:

@@ -165,8 +165,10 @@ class _Tree:
     what .dockerignore excludes; a stage tree (``scoped=True``) resolves symlinks as a chroot
     would, as BuildKit does for ``COPY --from``."""
 
-    def __init__(self, root: Path, *, scoped: bool, ignore: DockerIgnore | None) -> None:
+    def __init__(self, root: Path, *, scoped: bool, ignore: DockerIgnore | None,
+                 walked: list[str] | None = None) -> None:
         self.root = Path(root)
+        self.walked = walked  # directories listed, for callers that cache the answer
         self.scoped = scoped
         self.ignore = ignore if ignore else None
         self.what = "the source stage" if scoped else "the build context"
@@ -177,6 +179,8 @@ class _Tree:
         return self.root / rel if rel else self.root
 
     def listdir(self, rel: str) -> list[str]:
+        if self.walked is not None:
+            self.walked.append(str(self.host(rel)))
         return sorted(os.listdir(self.host(rel)), key=_name_key)
 
     # symlinks
@@ -708,7 +712,8 @@ def copy_from_tree(
 
 
 def copy_inputs(
-    context_root: Path, sources: Sequence[str], ignore: DockerIgnore | None
+    context_root: Path, sources: Sequence[str], ignore: DockerIgnore | None,
+    walked: list[str] | None = None,
 ) -> list[Path]:
     """Every context file a ``COPY``/``ADD`` of ``sources`` reads, sorted: regular files and
     symlinks (including symlinks followed on the way to a source), never directories.
@@ -717,7 +722,7 @@ def copy_inputs(
     (``ADD <url>``, which other backends fetch) reach no context file and are skipped. Raises
     CopyError for the same bad sources as ``resolve_copy``.
     """
-    tree = _Tree(context_root, scoped=False, ignore=ignore)
+    tree = _Tree(context_root, scoped=False, ignore=ignore, walked=walked)
     paths: set[Path] = set()
     for src in sources:
         if _is_url(src):
@@ -730,4 +735,6 @@ def copy_inputs(
             for sub, st in tree.walk(item.rel):
                 if not stat.S_ISDIR(st.st_mode):
                     paths.add(tree.host(_join(item.rel, sub)))
+    if walked is not None:  # a named file vanishing or appearing changes its directory
+        walked.extend({str(p.parent) for p in paths} | {str(tree.root)})
     return sorted(paths, key=lambda p: _name_key(str(p)))

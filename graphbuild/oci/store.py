@@ -281,6 +281,19 @@ class Store:
             index["manifests"] = sorted(kept + fresh, key=_entry_key)
             self._write_index(index)
 
+    def set_refs_many(self, items: list[tuple[str, dict, list[str]]]) -> None:
+        """``set_refs`` for many (label, descriptor, tags) under one lock and one write: a build
+        names thousands of nodes, and rewriting index.json for each one is quadratic."""
+        with self._locked():
+            index = self._read_index()
+            entries = index.get("manifests", [])
+            for label, descriptor, tags in items:
+                tags = sorted({check_ref_name(t) for t in tags})
+                entries = [e for e in entries if not _superseded(e, label, tags)]
+                entries += _index_entries(label, descriptor, tags, {})
+            index["manifests"] = sorted(entries, key=_entry_key)
+            self._write_index(index)
+
     def lookup(self, name: str) -> dict | None:
         """The descriptor a tag (ref.name) or a label names, or None. A tag wins over a label."""
         by_label = None

@@ -15,7 +15,7 @@ import os
 import tempfile
 import threading
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
@@ -301,9 +301,16 @@ class _Graph:
     blobs: dict[str, int] = field(default_factory=dict)
 
 
+BlobFn = Callable[[str, str, str], None]
+
+
 def publish(plan: PushPlan, source: BlobSource, clients: Mapping[str, RegistryClient],
-            on_event: EventFn | None = None, *, max_workers: int = DEFAULT_WORKERS) -> PushResult:
+            on_event: EventFn | None = None, *, max_workers: int = DEFAULT_WORKERS,
+            on_blob: BlobFn | None = None) -> PushResult:
     """Push every target of ``plan``; move tags only once everything is uploaded and checked.
+
+    ``on_blob(registry, repository, digest)`` is called (on the calling thread) as soon as a
+    blob is known to be in a repository: found there, mounted or uploaded.
 
     Raises PublishError: before phase 3 its message says nothing was tagged; during phase 3 it
     lists the tags that were moved and those that were not.
@@ -312,12 +319,25 @@ def publish(plan: PushPlan, source: BlobSource, clients: Mapping[str, RegistryCl
     _check_plan(plan, clients)
     result = PushResult()
     try:
-        result.merge(_upload_blobs(plan, graphs, source, clients, max_workers))
-        result.merge(_upload_manifests(plan, graphs, clients, max_workers))
-        _verify_indexes(plan, graphs, source, clients, max_workers)
+        result.merge(_upload_blobs(plan, graphs, source, clients, max_workers, on_blob))
+        manifests, confirmed = _upload_manifests(plan, graphs, clients, max_workers)
+        result.merge(manifests)
+        _verify_indexes(plan, graphs, source, clients, max_workers, confirmed)
     except (RegistryError, OSError) as exc:
         raise PublishError(f"push failed, nothing was tagged: {exc}", causes=[exc]) from exc
-    _move_tags(plan, graphs, clients, on_event, result)
+    _move_tags(plan, graphs, clients, on_event, result, max_workers)
+    return result
+
+
+def move_tags(plan: PushPlan, source: BlobSource, clients: Mapping[str, RegistryClient],
+              on_event: EventFn | None = None, *,
+              max_workers: int = DEFAULT_WORKERS) -> PushResult:
+    """Phase 3 alone, for a caller that has had ``publish`` upload and check every target of
+    ``plan`` (without tags) and got no error: move the tags, uploading nothing."""
+    graphs = [_walk(target, source) for target in plan.targets]
+    _check_plan(plan, clients)
+    result = PushResult()
+    _move_tags(plan, graphs, clients, on_event, result, max_workers)
     return result
 
 
@@ -374,25 +394,92 @@ def _check_plan(plan: PushPlan, clients: Mapping[str, RegistryClient]) -> None:
         raise PublishError("push failed, nothing was tagged: " + "; ".join(problems))
 
 
+@dataclass
+class _BlobJob:
+    """One blob in one registry: the repositories needing it, and what their HEADs said."""
+
+    registry: str
+    digest: str
+    size: int
+    repos: list[str]
+    hints: list[str]  # mount sources outside ``repos`` (PushPlan.known_locations)
+    have: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+
+
 def _upload_blobs(plan: PushPlan, graphs: list[_Graph], source: BlobSource,
-                  clients: Mapping[str, RegistryClient], max_workers: int) -> PushResult:
-    # Blob -> the repositories needing it, per registry: one task each, so a blob crosses
-    # the network once per registry and reaches the other repositories by mounting.
-    needs: dict[tuple[str, str], tuple[int, list[str]]] = {}
+                  clients: Mapping[str, RegistryClient], max_workers: int,
+                  on_blob: BlobFn | None = None) -> PushResult:
+    """Every blob into every repository needing it, a blob crossing the network once per
+    registry. All HEADs go out in parallel; a blob no repository has is then mounted from a
+    known location or uploaded into one repository, and mounted from there into the others,
+    again in parallel. Follow-ups are submitted from this thread as their HEAD or first copy
+    finishes, so small blobs do not wait for big ones."""
+    jobs: dict[tuple[str, str], _BlobJob] = {}
     for target, graph in zip(plan.targets, graphs, strict=True):
         for digest, size in graph.blobs.items():
-            _, repos = needs.setdefault((target.registry, digest), (size, []))
-            if target.repository not in repos:
-                repos.append(target.repository)
-    for (_, digest), (size, _) in needs.items():
-        _check_local_size(source, digest, size)
-    tasks = [lambda r=registry, d=digest, s=size, rs=repos:
-             _ensure_blob(clients[r], d, s, rs, source, plan.mount_sources(r, d))
-             for (registry, digest), (size, repos) in needs.items()]
+            job = jobs.get((target.registry, digest))
+            if job is None:
+                job = jobs[(target.registry, digest)] = _BlobJob(
+                    target.registry, digest, size, [],
+                    plan.mount_sources(target.registry, digest))
+            if target.repository not in job.repos:
+                job.repos.append(target.repository)
+    for job in jobs.values():
+        _check_local_size(source, job.digest, job.size)
+        job.hints = [h for h in job.hints if h not in job.repos]
     result = PushResult()
-    for part in _run_all(tasks, max_workers):
-        result.merge(part)
+
+    def landed(job: _BlobJob, repo: str) -> None:
+        job.have.append(repo)
+        if on_blob is not None:
+            on_blob(job.registry, repo, job.digest)
+
+    def copy(job: _BlobJob, repo: str, origins: list[str]) -> None:
+        loop.submit(lambda: _mount_or_upload(clients[job.registry], job, repo, origins, source),
+                    lambda how: copied(job, repo, how))
+
+    def copied(job: _BlobJob, repo: str, how: str) -> None:
+        if how == "mounted":
+            result.blobs_mounted += 1
+        else:
+            result.blobs_uploaded += 1
+            result.bytes_uploaded += job.size
+        first = not job.have
+        landed(job, repo)
+        if first:  # the first copy in this registry: the others mount it
+            for other in job.missing[1:]:
+                copy(job, other, [repo])
+
+    def headed(job: _BlobJob, repo: str, found: bool) -> None:
+        if found:
+            result.blobs_present += 1
+            landed(job, repo)
+        else:
+            job.missing.append(repo)
+        if len(job.have) + len(job.missing) < len(job.repos) or not job.missing:
+            return
+        if job.have:
+            for other in job.missing:
+                copy(job, other, job.have[:1])
+        else:
+            copy(job, job.missing[0], job.hints)
+
+    with _TaskLoop(max_workers) as loop:
+        for job in jobs.values():
+            for repo in job.repos:
+                loop.submit(lambda j=job, r=repo: clients[j.registry].blob_exists(r, j.digest),
+                            lambda found, j=job, r=repo: headed(j, r, found))
     return result
+
+
+def _mount_or_upload(client: RegistryClient, job: _BlobJob, repo: str, origins: list[str],
+                     source: BlobSource) -> str:
+    """Mount from the first origin that works, else upload; says which it did."""
+    if any(client.mount_blob(repo, job.digest, origin) for origin in origins):
+        return "mounted"
+    client.upload_blob(repo, job.digest, job.size, lambda: source.open_blob(job.digest))
+    return "uploaded"
 
 
 def _check_local_size(source: BlobSource, digest: str, size: int) -> None:
@@ -406,39 +493,27 @@ def _check_local_size(source: BlobSource, digest: str, size: int) -> None:
                            f"{actual} bytes, its manifest says {size}")
 
 
-def _ensure_blob(client: RegistryClient, digest: str, size: int, repos: list[str],
-                 source: BlobSource, hints: list[str]) -> PushResult:
-    """Get one blob into every repository of one registry: HEAD, then mount, then upload."""
-    result = PushResult()
-    have = [repo for repo in repos if client.blob_exists(repo, digest)]
-    result.blobs_present += len(have)
-    for repo in repos:
-        if repo in have:
-            continue
-        if any(client.mount_blob(repo, digest, origin) for origin in have[:1] or hints):
-            result.blobs_mounted += 1
-        else:
-            client.upload_blob(repo, digest, size, lambda: source.open_blob(digest))
-            result.blobs_uploaded += 1
-            result.bytes_uploaded += size
-        have.append(repo)
-    return result
-
-
 def _upload_manifests(plan: PushPlan, graphs: list[_Graph],
-                      clients: Mapping[str, RegistryClient], max_workers: int) -> PushResult:
+                      clients: Mapping[str, RegistryClient],
+                      max_workers: int) -> tuple[PushResult, set[tuple[str, str, str]]]:
     """Level by level (image manifests, then indexes over them, ...): a registry accepts an
-    index only when its children are there."""
+    index only when its children are there. Also returns the (registry, repository, digest)
+    of every manifest this confirmed in the registry (found by digest, or PUT with its
+    ``Docker-Content-Digest`` checked)."""
     result = PushResult()
+    confirmed: set[tuple[str, str, str]] = set()
     depth = max((m.level for g in graphs for m in g.manifests.values()), default=-1)
     for level in range(depth + 1):
+        work = [(target, manifest) for target, graph in zip(plan.targets, graphs, strict=True)
+                for manifest in graph.manifests.values() if manifest.level == level]
         tasks = [lambda t=target, m=manifest: _ensure_manifest(clients[t.registry], t, m)
-                 for target, graph in zip(plan.targets, graphs, strict=True)
-                 for manifest in graph.manifests.values() if manifest.level == level]
-        for uploaded in _run_all(tasks, max_workers):
+                 for target, manifest in work]
+        for (target, manifest), uploaded in zip(work, _run_all(tasks, max_workers),
+                                                strict=True):
             result.manifests_uploaded += int(uploaded)
             result.manifests_present += int(not uploaded)
-    return result
+            confirmed.add((target.registry, target.repository, manifest.digest))
+    return result, confirmed
 
 
 def _ensure_manifest(client: RegistryClient, target: PushTarget, manifest: _Manifest) -> bool:
@@ -450,9 +525,10 @@ def _ensure_manifest(client: RegistryClient, target: PushTarget, manifest: _Mani
 
 
 def _verify_indexes(plan: PushPlan, graphs: list[_Graph], source: BlobSource,
-                    clients: Mapping[str, RegistryClient], max_workers: int) -> None:
+                    clients: Mapping[str, RegistryClient], max_workers: int,
+                    confirmed: set[tuple[str, str, str]] = frozenset()) -> None:
     tasks = [lambda t=target, m=manifest, g=graph:
-             _index_problems(clients[t.registry], t, m, g, source)
+             _index_problems(clients[t.registry], t, m, g, source, confirmed)
              for target, graph in zip(plan.targets, graphs, strict=True)
              for manifest in graph.manifests.values() if manifest.is_index]
     problems = [p for found in _run_all(tasks, max_workers) for p in found]
@@ -461,14 +537,18 @@ def _verify_indexes(plan: PushPlan, graphs: list[_Graph], source: BlobSource,
 
 
 def _index_problems(client: RegistryClient, target: PushTarget, index: _Manifest,
-                    graph: _Graph, source: BlobSource) -> list[str]:
+                    graph: _Graph, source: BlobSource,
+                    confirmed: set[tuple[str, str, str]] = frozenset()) -> list[str]:
+    """What is wrong with one index. A child this publish has just confirmed in the registry
+    (``confirmed``) is not asked for again."""
     where = f"index {target.registry}/{target.repository}@{index.digest}"
     problems, seen = [], {}
     for entry in index.children():
         child = entry["digest"]
-        found = client.head_manifest(target.repository, child)
-        if found is None or found.digest != child:
-            problems.append(f"{where}: its entry {child} is not in the registry")
+        if (target.registry, target.repository, child) not in confirmed:
+            found = client.head_manifest(target.repository, child)
+            if found is None or found.digest != child:
+                problems.append(f"{where}: its entry {child} is not in the registry")
         if not entry.get("platform") or graph.manifests[child].is_index:
             continue
         plat = platforms.from_oci(entry["platform"])
@@ -491,27 +571,96 @@ def _config_platform(manifest: _Manifest, source: BlobSource) -> platforms.Platf
 
 
 def _move_tags(plan: PushPlan, graphs: list[_Graph], clients: Mapping[str, RegistryClient],
-               on_event: EventFn | None, result: PushResult) -> None:
+               on_event: EventFn | None, result: PushResult,
+               max_workers: int = DEFAULT_WORKERS) -> None:
+    """Phase 3: every tag in parallel (HEAD, then PUT unless the tag already names the digest).
+    After a failure no further tag move starts; the error lists what moved and what did not,
+    in plan order."""
     pending = [(t, g, tag, digest) for t, g in zip(plan.targets, graphs, strict=True)
                for tag, digest in t.tags.items()]
-    for position, (target, graph, tag, digest) in enumerate(pending):
+    moved: set[int] = set()
+    unchanged: set[int] = set()
+
+    def move(target: PushTarget, graph: _Graph, tag: str, digest: str) -> bool:
         manifest = graph.manifests[digest]
         client = clients[target.registry]
-        try:
-            found = client.head_manifest(target.repository, tag)
-            if found is not None and found.digest == digest:
-                result.tags_unchanged.append(target.ref(tag))
-                continue
-            client.put_manifest(target.repository, tag, manifest.data, manifest.media_type)
-        except RegistryError as exc:
-            not_moved = [t.ref(name) for t, _, name, _ in pending[position:]]
-            raise PublishError(
-                f"push failed while moving tags: moved {', '.join(result.tags_moved) or 'none'};"
-                f" not moved {', '.join(not_moved)}: {exc}",
-                tagged=result.tags_moved, causes=[exc]) from exc
-        result.tags_moved.append(target.ref(tag))
-        if on_event is not None:
+        found = client.head_manifest(target.repository, tag)
+        if found is not None and found.digest == digest:
+            return False
+        client.put_manifest(target.repository, tag, manifest.data, manifest.media_type)
+        return True
+
+    def done(position: int, did_move: bool) -> None:
+        target, _, tag, digest = pending[position]
+        (moved if did_move else unchanged).add(position)
+        if did_move and on_event is not None:
             on_event("pushed", target.ref(tag), digest)
+
+    def refs(positions: Iterable[int]) -> list[str]:
+        return [pending[i][0].ref(pending[i][2]) for i in sorted(positions)]
+
+    try:
+        with _TaskLoop(max_workers) as loop:
+            for position, item in enumerate(pending):
+                loop.submit(lambda item=item: move(*item),
+                            lambda did_move, p=position: done(p, did_move))
+    except RegistryError as exc:
+        not_moved = set(range(len(pending))) - moved - unchanged
+        raise PublishError(
+            f"push failed while moving tags: moved {', '.join(refs(moved)) or 'none'};"
+            f" not moved {', '.join(refs(not_moved))}: {exc}",
+            tagged=refs(moved), causes=[exc]) from exc
+    finally:
+        result.tags_moved.extend(refs(moved))
+        result.tags_unchanged.extend(refs(unchanged))
+
+
+class _TaskLoop:
+    """A bounded pool whose finished tasks may start follow-ups: ``submit(task, then)`` runs
+    ``task`` on a worker and ``then(its result)`` on the thread that leaves the ``with`` block,
+    which may submit more (from that thread, never from a worker, so nothing waits for a slot
+    in a full pool). Leaving the block waits for all of it. On the first failure, what has not
+    started is cancelled, what runs finishes (an upload cut midway helps nobody), and that
+    failure is raised."""
+
+    def __init__(self, max_workers: int) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=max(1, max_workers))
+        self._then: dict[Future, Callable[[Any], None]] = {}
+        self._failed = False
+
+    def submit(self, task: Callable[[], Any], then: Callable[[Any], None]) -> None:
+        if not self._failed:
+            self._then[self._pool.submit(task)] = then
+
+    def __enter__(self) -> _TaskLoop:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        errors: list[BaseException] = [exc] if exc is not None else []
+        try:
+            while self._then and not errors:
+                finished, _ = wait(list(self._then), return_when=FIRST_COMPLETED)
+                for future in finished:
+                    then = self._then.pop(future)
+                    if future.exception() is not None:
+                        errors.append(future.exception())  # type: ignore[arg-type]
+                        break
+                    try:
+                        then(future.result())
+                    except BaseException as failure:  # noqa: BLE001 - raised below
+                        errors.append(failure)
+                        break
+        finally:
+            self._failed = True
+            for future in self._then:
+                future.cancel()
+            self._pool.shutdown(wait=True)
+        errors += [f.exception() for f in self._then
+                   if not f.cancelled() and f.exception() is not None]
+        for extra in errors[1:]:
+            log.info("also failed: %s", extra)
+        if errors and exc is None:
+            raise errors[0]
 
 
 def _run_all(tasks: list[Callable[[], Any]], max_workers: int) -> list[Any]:

@@ -74,8 +74,19 @@ class Setup:
             raise target.error(f"Dockerfile '{self.dockerfile_rel}' not found", "dockerfile",
                                "the path is relative to the package directory") from None
         self.contexts = self._contexts()
+        self.root_prefix = f"{self.root}/"
+        self._copy_memo: dict = {}
+        self.ignore = self._dockerignore()
         self.backend_choice = target.attrs["backend"] or ws.backend
         self.sde = int(os.environ.get(SOURCE_DATE_EPOCH, "0") or 0)
+
+    def _dockerignore(self):
+        from graphbuild.backends.plan import dockerignore_path
+        from graphbuild.dockerignore import DockerIgnore
+
+        path = dockerignore_path(self.context_dir, self.dockerfile)
+        self.ignore_path = path
+        return DockerIgnore.from_file(path) if path else None
 
     @classmethod
     def of(cls, target: Target, ctx: AnalysisContext) -> Setup:
@@ -99,7 +110,7 @@ class Setup:
 
     # -- per platform --------------------------------------------------------------------------
     def node_spec(self, plat: platforms.Platform) -> NodeSpec:
-        from graphbuild.backends.plan import UnknownTarget, dockerignore_path, make_plan
+        from graphbuild.backends.plan import UnknownTarget, make_plan
 
         t = self.target
         try:
@@ -117,7 +128,7 @@ class Setup:
         spec.deps = self.ctx.nodes_for(t.attrs["deps"], plat)
         self._resolve_contexts(spec, plan, plat)
         self._inputs(spec, plan)
-        ignore = dockerignore_path(self.context_dir, self.dockerfile)
+        ignore = self.ignore_path
         spec.inputs = sorted({self.dockerfile_rel, *([self._rel(ignore)] if ignore else []),
                               *spec.inputs})
         spec.key_data = {
@@ -215,13 +226,10 @@ class Setup:
 
     def _inputs(self, spec: NodeSpec, plan) -> None:
         """Files each COPY/ADD can reach (after .dockerignore); escaping the context is exit 2."""
-        from graphbuild.backends.plan import dockerignore_path
         from graphbuild.dockerfile import instructions as ins
-        from graphbuild.dockerignore import DockerIgnore
         from graphbuild.oci import copyspec
 
-        ignore_path = dockerignore_path(self.context_dir, self.dockerfile)
-        ignore = DockerIgnore.from_file(ignore_path) if ignore_path else None
+        ignore = self.ignore
         files: set[str] = set()
         for idx in plan.order:
             for cmd in plan.stages[idx].commands:
@@ -235,19 +243,35 @@ class Setup:
                         continue  # a stage, image or command output: keyed by its digest
                     root, ign = ctx_entry[1], None
                 try:
-                    paths = copyspec.copy_inputs(root, cmd.sources, ign)
+                    files.update(self._copy_inputs(root, cmd.sources, ign))
                     _check_many_into_one(cmd, root, ign)
                 except copyspec.CopyError as exc:
                     raise UserError(exc.message, path=plan.path, line=cmd.line, label=spec.label,
                                     hint=exc.hint or "COPY sources are relative to the build "
                                     "context and must stay inside it") from None
-                # a symlink to a directory is no file to hash: the files under it are listed
-                files.update(self._rel(p) for p in paths if not p.is_dir())
                 spec.input_globs.extend(self._rel(root) + "/" + s.lstrip("/")
                                         for s in cmd.sources)
         spec.inputs = sorted(files)
 
-    def _rel(self, path: Path) -> str:
+    def _copy_inputs(self, root: Path, sources: list[str], ignore) -> list[str]:
+        """Workspace-relative files a COPY reaches: the same for every platform that expands
+        its sources alike, and remembered across runs while the directories are unchanged."""
+        from graphbuild.oci import copyspec
+
+        key = ("copy", str(root), tuple(sources), ignore.patterns if ignore else ())
+        if key not in self._copy_memo:
+            def walk(walked: list[str]) -> list[str]:
+                paths = copyspec.copy_inputs(root, sources, ignore, walked)
+                # a symlink to a directory is no file to hash: the files under it are listed
+                return [self._rel(p) for p in paths if not p.is_dir()]
+
+            self._copy_memo[key] = self.ctx.remembered(key, walk)
+        return self._copy_memo[key]
+
+    def _rel(self, path: Path | str) -> str:
+        text = str(path)
+        if text.startswith(self.root_prefix):
+            return text[len(self.root_prefix):]
         return Path(os.path.relpath(path, self.root)).as_posix()
 
 

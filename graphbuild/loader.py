@@ -215,9 +215,7 @@ class Loader:
 
 def _rules_fingerprint() -> tuple:
     """The installed rules: entry-point name, object and distribution version."""
-    return tuple(sorted(
-        (ep.name, ep.value, getattr(getattr(ep, "dist", None), "version", None) or "")
-        for ep in rule_registry._entry_points().values()))
+    return rule_registry.fingerprint()
 
 
 _TOP_KEY = re.compile(r"([A-Za-z0-9][A-Za-z0-9._+-]*)\s*:")

@@ -12,6 +12,7 @@ from pathlib import Path
 from .hashing import read_pickle, write_pickle
 
 RACY_NS = 2_000_000_000
+MAX_ENTRIES = 50_000  # oldest-written entries go first beyond this
 
 
 class TreeCache:
@@ -42,8 +43,12 @@ class TreeCache:
         if any(now - m < RACY_NS for _, m in stamps):
             self.data.pop(key, None)
             return
+        self.data.pop(key, None)  # re-inserted last: the dict's order is the write order
         self.data[key] = (stamps, result)
         self.dirty = True
+        if len(self.data) > MAX_ENTRIES:
+            for old in list(self.data)[: len(self.data) - MAX_ENTRIES]:
+                del self.data[old]
 
     def save(self) -> None:
         if self.dirty:

@@ -80,6 +80,22 @@ class Setup:
         self.backend_choice = target.attrs["backend"] or ws.backend
         self.sde = int(os.environ.get(SOURCE_DATE_EPOCH, "0") or 0)
 
+    def _plan(self, plat: platforms.Platform):
+        """The Dockerfile read for one platform: a pure function of its text and these
+        arguments, remembered across runs (stage resolution costs a no-op build most)."""
+        import hashlib
+
+        from graphbuild.backends.plan import make_plan
+
+        t = self.target
+        host = platforms.host()
+        key = ("plan", self.dockerfile_rel, hashlib.sha256(self.text.encode()).hexdigest(),
+               tuple(sorted(t.attrs["build_args"].items())), str(plat), str(host),
+               t.attrs["target"], tuple(sorted(self.contexts)), str(t.label))
+        return self.ctx.remembered(key, lambda walked: make_plan(
+            self.text, self.dockerfile_rel, str(t.label), t.attrs["build_args"], plat, host,
+            t.attrs["target"] or None, set(self.contexts)))
+
     def _dockerignore(self):
         from graphbuild.backends.plan import dockerignore_path
         from graphbuild.dockerignore import DockerIgnore
@@ -110,12 +126,11 @@ class Setup:
 
     # -- per platform --------------------------------------------------------------------------
     def node_spec(self, plat: platforms.Platform) -> NodeSpec:
-        from graphbuild.backends.plan import UnknownTarget, make_plan
+        from graphbuild.backends.plan import UnknownTarget
 
         t = self.target
         try:
-            plan = make_plan(self.text, self.dockerfile_rel, str(t.label), t.attrs["build_args"],
-                             plat, platforms.host(), t.attrs["target"] or None, set(self.contexts))
+            plan = self._plan(plat)
         except UnknownTarget as exc:
             raise t.error(f"{exc.message} in {self.dockerfile_rel}", "target", exc.hint) from None
         backend = self._backend(plan)
@@ -312,8 +327,26 @@ def _needs_more(plan) -> list[tuple[int, str]]:
     return sorted(needs)
 
 
+_REAL: dict[str, str] = {}
+
+
+def _realpath(path: str) -> str:
+    """os.path.realpath with each directory resolved once per process (packages share their
+    parents: one lstat per new path component instead of one per component per target)."""
+    if path in _REAL:
+        return _REAL[path]
+    parent, name = os.path.split(path)
+    if not name:
+        return path
+    base = _realpath(parent)
+    joined = os.path.join(base, name)
+    resolved = os.path.realpath(joined) if os.path.islink(joined) else joined
+    _REAL[path] = resolved
+    return resolved
+
+
 def _inside(root: Path, path: Path, target: Target, attr: str) -> Path:
-    resolved = path.resolve()
+    resolved = Path(_realpath(os.path.normpath(path)))
     if resolved != root and root not in resolved.parents:
         raise target.error(f"'{attr}' leads outside the workspace ({path})", attr,
                            "contexts and Dockerfiles must live inside the workspace")

@@ -24,12 +24,14 @@ What it does (issue 3, "Performance / Cold build against buildah"):
   calls "Maximum resident set size").
 
 For information, it also times graphbuild's own `write_layers_parallel` (in-process) over the
-same four layers, at the engine's gzip level 6 or at each of --levels: what compressing a
-stage's independent COPY layers in parallel would give.
+same four layers, at the engine's gzip level (`graphbuild.oci.layers.COMPRESS_LEVEL`) or at each
+of --levels. With --gb-levels, each round also runs the whole graphbuild build once per listed
+gzip level (the level set in the graphbuild process: `graphbuild.oci.layers.COMPRESS_LEVEL = N`
+before the CLI runs), to compare levels end to end.
 
 Options: --files N, --size-mb M, --rounds R, --jobs J, --levels L1,L2 (gzip levels for the
-informational parallel-layer runs), --profile FILE (one extra graphbuild run under cProfile,
-stats written to FILE), --keep.
+informational parallel-layer runs), --gb-levels L1,L2 (extra end-to-end graphbuild runs at those
+levels), --profile FILE (one extra graphbuild run under cProfile, stats written to FILE), --keep.
 """
 
 from __future__ import annotations
@@ -107,6 +109,21 @@ def machine_line() -> str:
 def graphbuild_cmd() -> list[str]:
     exe = shutil.which("graphbuild")
     return [exe] if exe else [sys.executable, "-m", "graphbuild"]
+
+
+def graphbuild_at_level(level: int) -> list[str]:
+    """The graphbuild CLI with its layer gzip level set to ``level`` in-process."""
+    code = ("import sys, graphbuild.oci.layers as layers; "
+            f"layers.COMPRESS_LEVEL = {level}; sys.argv[0] = 'graphbuild'; "
+            "from graphbuild.cli import entry; entry()")
+    return [sys.executable, "-c", code]
+
+
+def engine_level() -> int:
+    from graphbuild.oci.layers import COMPRESS_LEVEL
+
+    return COMPRESS_LEVEL
+
 
 def graphbuild_where() -> str:
     """Which graphbuild package the runs import (PYTHONPATH can point at a snapshot)."""
@@ -199,7 +216,9 @@ def main() -> int:
     ap.add_argument("--jobs", type=int)
     ap.add_argument("--profile", help="one extra graphbuild run under cProfile, stats to FILE")
     ap.add_argument("--levels", help="gzip levels for the informational parallel-layer runs "
-                    "(comma-separated; default 6, the engine's)")
+                    "(comma-separated; default the engine's)")
+    ap.add_argument("--gb-levels", help="also run the whole graphbuild build at each of these "
+                    "gzip levels in every round (comma-separated)")
     ap.add_argument("--keep", action="store_true")
     args = ap.parse_args()
     files = args.files or (40 if args.quick else 400)
@@ -211,6 +230,7 @@ def main() -> int:
 
     print(machine_line())
     print(graphbuild_where())
+    print(f"graphbuild layer gzip level: {engine_level()} (graphbuild.oci.layers.COMPRESS_LEVEL)")
     version = subprocess.run(["buildah", "--version"], capture_output=True, text=True, check=False)
     print(f"buildah: {version.stdout.strip()}")
     top = Path(tempfile.mkdtemp(prefix="gb-bench-cold-"))
@@ -250,13 +270,25 @@ def main() -> int:
         print(f"  buildah:    {' '.join(bud)}\n              {' '.join(push)}")
         print(f"  single pass: {single}")
 
+        gb_levels = [int(x) for x in args.gb_levels.split(",")] if args.gb_levels else []
+        rest = gb[len(graphbuild_cmd()):]
+        by_level: dict[int, list[tuple[float, float, int, int]]] = {lv: [] for lv in gb_levels}
         gb_t, gb_rss, bah_t, bud_t, push_t, tar_t = [], [], [], [], [], []
         for r in range(rounds):
+            for level in gb_levels:
+                shutil.rmtree(ws / ".graphbuild", ignore_errors=True)
+                t, rss, _ = run([*graphbuild_at_level(level), *rest], ws)
+                per_platform, _ = layout_layers(ws / ".graphbuild" / "oci")
+                by_level[level].append((t, CPU_S["cpu"], rss, max(per_platform.values())))
+                print(f"round {r + 1}: graphbuild at gzip level {level}: {t:.2f} s "
+                      f"(CPU {CPU_S['cpu']:.2f} s, peak RSS {rss / 1024:.0f} MB), "
+                      f"{max(per_platform.values()):,} layer bytes per platform")
             shutil.rmtree(ws / ".graphbuild", ignore_errors=True)
             t, rss, _ = run(gb, ws)
             cg = CPU_S["cpu"]
             gb_t.append(t)
             gb_rss.append(rss)
+            gp, gu = layout_layers(ws / ".graphbuild" / "oci")
 
             subprocess.run(["buildah", *common, "rm", "--all"], capture_output=True, check=False)
             shutil.rmtree(bah_root, ignore_errors=True)
@@ -288,7 +320,6 @@ def main() -> int:
         print(f"wall-time ratio graphbuild/buildah = {ratio:.3f} (target <= 0.5): "
               f"{'MET' if met else 'NOT MET'}; graphbuild/single pass = {g / s:.2f}")
 
-        gp, gu = layout_layers(ws / ".graphbuild" / "oci")
         bp, bu = layout_layers(bah_oci)
         g_one, b_one = max(gp.values()), max(bp.values())
         print(f"layer bytes per platform: graphbuild {gp}, buildah {bp}")
@@ -305,9 +336,17 @@ def main() -> int:
         print(f"graphbuild peak RSS = {peak:.1f} MB (target <= 150 MB): "
               f"{'MET' if met else 'NOT MET'}")
 
+        for level, runs in by_level.items():
+            lt = statistics.median(x[0] for x in runs)
+            lc = statistics.median(x[1] for x in runs)
+            print(f"graphbuild at gzip level {level} (median of {rounds}): {lt:.2f} s "
+                  f"(CPU {lc:.2f} s), ratio to buildah {lt / b:.3f}; layer bytes per platform "
+                  f"{runs[-1][3]:,} = {runs[-1][3] / b_one:.3f} x buildah's; peak RSS "
+                  f"{max(x[2] for x in runs) / 1024:.1f} MB")
+
         # Informational: the engine's layer writer with the four layers in parallel.
         workers = args.jobs or os.cpu_count() or 1
-        levels = [int(x) for x in args.levels.split(",")] if args.levels else [6]
+        levels = [int(x) for x in args.levels.split(",")] if args.levels else [engine_level()]
         for level in levels:
             tp, cpu, nbytes = parallel_layers(ctx, top / "parallel", workers, level)
             print(f"informational: graphbuild.oci.layers.write_layers_parallel over the "

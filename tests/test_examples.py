@@ -13,17 +13,17 @@ from conftest import REPO, need_tool
 
 EXPECTED = {
     "manifest-workflow": {
-        "//:v1": "sha256:e1252d760285cbc8ca333cb92a864119389b0a7800b88de374e76305a27a5fa7",
-        "//:app": "sha256:477e49b6de35016665afa1de6eae91bb03dd457b3ec59f296780498a969cd8ed",
+        "//:v1": "sha256:b9d59c1951ff578cce864b3439d51b7b138ac0f24ff3d2f6b7219d2a87588e14",
+        "//:app": "sha256:01c82be2642b1fb26dc9e61d8a9c957bdd53ef9a3303870baafff2d4ce9ca8c5",
     },
     "monorepo": {
         "//services/api:api":
-            "sha256:3c0bc384e8a6109111ed9be8969744c000e40f4a7c7f01a2e4ba8121174f5fa7",
+            "sha256:d581d8ba5e08b7a5653992bfce2528111c36d96b03863743baf960ac2e4d4d56",
         "//services/worker:worker":
-            "sha256:dea4137be3f31529f11c1d26c6ed970860a9ba4893f288ed72acad98f3436a7b",
+            "sha256:7e7e34ab042f59bb2ba194c2511e6900c504ae9112a67ebb093f578bb34c7822",
         "//services/web:web":
-            "sha256:0c05613add57510d9777af9e36aa467549835814f22fabd7ac94d79b97f4a03c",
-        "//base:base": "sha256:c0a46d7cad365497ce8499be4e6f313b567ddf8eeefb302c80075a278fadcbab",
+            "sha256:8ef4d4b159d1633da016dd7b86e91990e0570e1a08cf5540560d0b360eb7109d",
+        "//base:base": "sha256:35357c4e1a3f57d6f5830ae7c4b6e03d2da31e741706c1b711cfd74366548f58",
     },
 }
 

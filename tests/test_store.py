@@ -353,3 +353,24 @@ def test_umoci_unpacks_a_platform_image(tagged: tuple[Store, dict, dict], tmp_pa
     assert (bundle / "rootfs" / "etc" / "arch").read_bytes() == b"amd64\n"
     runtime = json.loads((bundle / "config.json").read_text())
     assert runtime["process"]["args"] == ["/bin/sh"]
+
+
+def test_add_file_verified_skips_rehash_but_needs_the_digest(tmp_path):
+    """Our own layer writer hashed the bytes already: the file is moved in as is, named by the
+    digest it computed; without that digest the call is refused."""
+    import hashlib
+
+    import pytest
+
+    from graphbuild.oci.store import Store
+
+    store = Store(tmp_path / "oci")
+    data = b"layer bytes"
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    tmp = store.tmp_dir() / "w"
+    tmp.write_bytes(data)
+    assert store.add_file(tmp, digest, verified=True) == (digest, len(data))
+    assert store.read_bytes(digest) == data and not tmp.exists()
+    tmp.write_bytes(data)
+    with pytest.raises(ValueError):
+        store.add_file(tmp, verified=True)

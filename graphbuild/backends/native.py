@@ -3,10 +3,14 @@ FROM/COPY/ADD (local) and metadata instructions; RUN is rejected at analysis tim
 
 from __future__ import annotations
 
+import os
 import posixpath
 import shutil
 import tempfile
 import threading
+from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,11 +25,24 @@ HISTORY_COMMENT = "graphbuild.native.v0"
 
 
 # Bumped whenever the same inputs give other image bytes, so cached images are rebuilt.
-REVISION = 2
+# 3: layers gzipped at oci.layers.COMPRESS_LEVEL (was zlib level 6).
+REVISION = 3
 
 
 def version() -> str:
     return f"{NAME}/{__version__}.r{REVISION}"
+
+
+@dataclass
+class PendingLayer:
+    """A COPY/ADD layer resolved into its entries and being written (in the layer pool):
+    ``slot`` is its place in the stage's ``layers`` and ``diff_ids``, filled in by ``_flush``."""
+
+    slot: int
+    key: str
+    entries: list
+    future: Future
+    owned: bool  # this builder submitted it (others wait for the same future)
 
 
 @dataclass
@@ -35,29 +52,79 @@ class StageState:
     cmd_set: bool = False
     rootfs: Path | None = None  # unpacked on demand for COPY --from and user lookup
     index: dict | None = None  # path -> LayerEntry metadata, built on demand
+    pending: list[PendingLayer] = field(default_factory=list)  # layers not yet in `layers`
+
+
+LayerResult = tuple[dict, str]  # (layer descriptor, diff_id)
+
+
+def _cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+_POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def layer_pool() -> ThreadPoolExecutor:
+    """One pool per process, a thread per CPU, that writes every native layer: all image nodes
+    running at once share the cores (zlib and hashlib release the GIL) instead of multiplying
+    threads, and memory stays bounded (a layer streams in CHUNK_SIZE pieces per thread)."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(max_workers=_cpus(), thread_name_prefix="layer")
+        return _POOL
 
 
 class LayerMemo:
-    """Layers already written in this process, by content fingerprint: a layer whose content is
-    the same for several platforms is compressed once."""
+    """Layers written, or being written, in this process, by store, gzip level and content
+    fingerprint: a layer whose content is the same for several platforms is compressed once.
+    The first node to need a layer submits it to the layer pool; the others wait for that same
+    future instead of compressing it again."""
 
     def __init__(self) -> None:
-        self._done: dict[str, tuple[dict, str]] = {}
-        self._locks: dict[str, threading.Lock] = {}
+        self._futures: dict[str, Future] = {}
         self._guard = threading.Lock()
 
-    def lock(self, key: str) -> threading.Lock:
+    def claim(self, key: str, store, start) -> tuple[Future, bool]:
+        """(the future of layer ``key``, whether this call started it with ``start()``).
+
+        A failed or cancelled future, or a finished one whose blob is gone from ``store``, is
+        replaced by a new one."""
         with self._guard:
-            return self._locks.setdefault(key, threading.Lock())
+            future = self._futures.get(key)
+            if future is not None and _reusable(future, store):
+                return future, False
+            future = start()
+            self._futures[key] = future
+            return future, True
 
-    def get(self, key: str) -> tuple[dict, str] | None:
-        return self._done.get(key)
 
-    def put(self, key: str, layer: tuple[dict, str]) -> None:
-        self._done[key] = layer
+def _reusable(future: Future, store) -> bool:
+    if not future.done():
+        return True
+    if future.cancelled() or future.exception() is not None:
+        return False
+    return store.has_blob(future.result()[0]["digest"])
 
 
 MEMO = LayerMemo()
+
+
+def _write_layer(store, entries: list, mtime: int, level: int) -> LayerResult:
+    """Compress one layer into the store (runs in the layer pool)."""
+    from ..oci import layers
+
+    result, tmp = layers.write_layer_to_dir(entries, store.tmp_dir(), mtime=mtime,
+                                            compress_level=level)
+    # write_layer hashed exactly the bytes it wrote: no second read of the blob
+    store.add_file(tmp, result.digest, verified=True)
+    return ({"mediaType": mt.OCI_LAYER_GZIP, "digest": result.digest, "size": result.size},
+            result.diff_id)
 
 
 class NativeBuilder:
@@ -68,6 +135,7 @@ class NativeBuilder:
         self.cancelled = cancelled
         self.states: dict[int, StageState] = {}
         self.ignore = _load_ignore(req)
+        self._submitted: list[Future] = []  # layer futures this builder started
 
     def build(self) -> BuildResult:
         plan = self.req.plan = self._with_base_env(self.req.plan)
@@ -106,6 +174,10 @@ class NativeBuilder:
 
     # -- stages --------------------------------------------------------------------------------
     def _stage(self, idx: int) -> StageState:
+        """A stage's COPY/ADD instructions are resolved one after another (each sees the paths
+        the earlier ones made, through ``state.index``), each layer going to the layer pool as
+        soon as its entries are known; the layers are then collected in order. Stages stay
+        sequential: a later ``COPY --from`` or ``FROM <stage>`` reads this stage's blobs."""
         from ..dockerfile import instructions as ins
 
         stage = self.req.plan.stages[idx]
@@ -116,6 +188,7 @@ class NativeBuilder:
             else:
                 _apply_meta(state, cmd, self.req.plan.path)
             state.config["history"].append(self._history(cmd, isinstance(cmd, ins.Copy)))
+        self._flush(state)
         return state
 
     def _base(self, idx: int) -> StageState:
@@ -179,9 +252,10 @@ class NativeBuilder:
         except copyspec.CopyError as exc:
             raise UserError(exc.message, path=self.req.plan.path, line=cmd.line,
                             label=self.req.label, hint=exc.hint) from None
-        layer, diff_id = self._layer(entries)
-        state.layers.append(layer)
-        state.config["rootfs"]["diff_ids"].append(diff_id)
+        entries = list(entries)
+        state.pending.append(self._submit(len(state.layers), entries))
+        state.layers.append({})  # placeholders until _flush
+        state.config["rootfs"]["diff_ids"].append("")
         state.rootfs = None  # stale once the stage grows
         for entry in entries:
             state.index[entry.path] = entry
@@ -193,21 +267,54 @@ class NativeBuilder:
             state.index = index_layers(self.store, state.layers)
         return state.index
 
-    def _layer(self, entries) -> tuple[dict, str]:
-        """(layer descriptor, diff_id), reusing a layer of identical content from this run."""
+    def _submit(self, slot: int, entries: list) -> PendingLayer:
+        """Start writing a layer, or join the node already writing the same content."""
         from ..oci import layers
 
-        key = f"{self.req.source_date_epoch}:{_fingerprint(entries)}"
-        with MEMO.lock(key):
-            hit = MEMO.get(key)
-            if hit is not None and self.store.has_blob(hit[0]["digest"]):
-                return dict(hit[0]), hit[1]
-            result, tmp = layers.write_layer_to_dir(entries, self.store.tmp_dir(),
-                                                    mtime=self.req.source_date_epoch)
-            self.store.add_file(tmp, result.digest)
-            layer = {"mediaType": mt.OCI_LAYER_GZIP, "digest": result.digest, "size": result.size}
-            MEMO.put(key, (layer, result.diff_id))
-            return dict(layer), result.diff_id
+        level, mtime = layers.COMPRESS_LEVEL, self.req.source_date_epoch
+        key = f"{self.store.root}:{level}:{mtime}:{_fingerprint(entries)}"
+        return PendingLayer(slot, key, entries, *self._claim(key, entries, mtime, level))
+
+    def _claim(self, key: str, entries: list, mtime: int, level: int) -> tuple[Future, bool]:
+        def start() -> Future:
+            future = layer_pool().submit(_write_layer, self.store, entries, mtime, level)
+            self._submitted.append(future)
+            return future
+
+        return MEMO.claim(key, self.store, start)
+
+    def _flush(self, state: StageState) -> None:
+        """Wait for the stage's pending layers and put them in place, in order."""
+        diff_ids = state.config["rootfs"]["diff_ids"]
+        while state.pending:
+            pending = state.pending[0]
+            layer, diff_id = self._wait(pending)
+            state.layers[pending.slot] = dict(layer)
+            diff_ids[pending.slot] = diff_id
+            state.pending.pop(0)
+
+    def _wait(self, pending: PendingLayer) -> LayerResult:
+        """The layer's result. If another node's attempt failed or was cancelled, this node
+        writes the layer itself (as it would have without that node)."""
+        from ..oci import layers
+
+        future, owned = pending.future, pending.owned
+        while True:
+            try:
+                while True:
+                    try:
+                        return future.result(timeout=0.25)
+                    except FutureTimeout:
+                        if self.cancelled.is_set():
+                            raise ActionFailed("interrupted") from None
+            except CancelledError:
+                if owned:  # only cleanup() cancels this builder's own futures
+                    raise ActionFailed("interrupted") from None
+            except Exception:
+                if owned:
+                    raise
+            future, owned = self._claim(pending.key, pending.entries,
+                                        self.req.source_date_epoch, layers.COMPRESS_LEVEL)
 
     def _from_root(self, word: str):
         """(directory, owner lookup) a COPY --from reads: a stage, a named context, or an image.
@@ -246,6 +353,8 @@ class NativeBuilder:
 
     def _chown(self, state: StageState, spec: str) -> tuple[int, int]:
         user, _, group = spec.partition(":")
+        if any(n and not n.isdigit() and n != "root" for n in (user, group)):
+            self._flush(state)  # names are read from the stage's layers: write them first
         uid = _lookup_id(self, state, user, "etc/passwd")
         gid = _lookup_id(self, state, group, "etc/group") if group else uid
         return uid, gid
@@ -259,6 +368,11 @@ class NativeBuilder:
         return entry
 
     def cleanup(self) -> None:
+        # On failure or interruption: drop this builder's queued layers (a node waiting for one
+        # of them writes it itself) and let running ones finish before the scratch dir goes.
+        for future in self._submitted:
+            future.cancel()
+        wait_futures(self._submitted)
         for state in self.states.values():
             if state.rootfs is not None:
                 shutil.rmtree(state.rootfs, ignore_errors=True)

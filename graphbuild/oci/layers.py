@@ -28,6 +28,7 @@ from typing import BinaryIO, Literal
 
 __all__ = [
     "CHUNK_SIZE",
+    "COMPRESS_LEVEL",
     "FileSlice",
     "LayerEntry",
     "LayerError",
@@ -41,6 +42,10 @@ __all__ = [
 ]
 
 CHUNK_SIZE = 1 << 20  # file reads and compressor feeds; bounds memory per layer
+# The gzip (zlib) level of every layer graphbuild writes. Part of the layer bytes: changing it
+# changes every image digest (bump the native backend's REVISION). Why this level:
+# docs/benchmarks.md, "Images: cold build against buildah".
+COMPRESS_LEVEL = 4
 EntryKind = Literal["file", "dir", "symlink", "hardlink"]
 _KINDS = ("file", "dir", "symlink", "hardlink")
 _TYPEFLAGS = {"file": b"0", "hardlink": b"1", "symlink": b"2", "dir": b"5"}
@@ -361,7 +366,11 @@ def _write_content(sink: _LayerSink, entry: LayerEntry, size: int) -> None:
 
 
 def write_layer(
-    entries: Iterable[LayerEntry], out_file: BinaryIO, *, mtime: int = 0, compress_level: int = 6
+    entries: Iterable[LayerEntry],
+    out_file: BinaryIO,
+    *,
+    mtime: int = 0,
+    compress_level: int = COMPRESS_LEVEL,
 ) -> LayerResult:
     """Write the gzipped tar of ``entries`` to ``out_file``; same entries, same bytes.
 
@@ -384,7 +393,7 @@ def write_layer_to_dir(
     tmp_dir: str | Path,
     *,
     mtime: int = 0,
-    compress_level: int = 6,
+    compress_level: int = COMPRESS_LEVEL,
 ) -> tuple[LayerResult, Path]:
     """Write a layer to a new temp file in ``tmp_dir`` (for a store to rename into place)."""
     fd, name = tempfile.mkstemp(dir=tmp_dir, prefix=".layer-", suffix=".tmp")
@@ -404,7 +413,7 @@ def write_layers_parallel(
     max_workers: int | None = None,
     *,
     mtime: int = 0,
-    compress_level: int = 6,
+    compress_level: int = COMPRESS_LEVEL,
 ) -> list[tuple[LayerResult, Path]]:
     """Write several layers at once, results in ``jobs`` order.
 

@@ -180,14 +180,26 @@ class Store:
 
     # -- writing blobs -------------------------------------------------------------------------
 
-    def add_file(self, tmp_path: Path | str, expected_digest: str | None = None) -> tuple[str, int]:
+    def add_file(
+        self, tmp_path: Path | str, expected_digest: str | None = None, *, verified: bool = False
+    ) -> tuple[str, int]:
         """Move a finished file (from :meth:`tmp_dir`) into the store, checking its sha256.
 
         On a mismatch with ``expected_digest`` the file is deleted and BlobCorrupt raised.
+
+        ``verified=True`` is only for graphbuild's own writers that hashed exactly the bytes they
+        wrote to ``tmp_path``, in this process (``oci.layers.write_layer_to_dir``): the file is
+        not read again and ``expected_digest`` (required) is taken as its digest. Content that
+        comes from anywhere else (a registry, an archive, another process) is always re-hashed.
         """
         tmp_path = Path(tmp_path)
-        with open(tmp_path, "rb") as f:
-            digest, size = _hash_stream(f)
+        if verified:
+            if expected_digest is None:
+                raise ValueError("add_file(verified=True) needs the digest the writer computed")
+            digest, size = check_digest(expected_digest), tmp_path.stat().st_size
+        else:
+            with open(tmp_path, "rb") as f:
+                digest, size = _hash_stream(f)
         self._install(tmp_path, digest, expected_digest)
         return digest, size
 

@@ -19,10 +19,12 @@ What it does (issue 4, "Performance"):
   `skopeo copy --all --dest-tls-verify=false oci:<store>:<tag> docker://127.0.0.1:PORT_B/app-NN:v1`
   (the store's ref name is the manifest's tag; the destination repository is the same name on B);
 * for information, pushes the same indexes with graphbuild's own `publish()` given one plan over
-  all of them (in-process) into a third fresh registry: what sharing one plan across push nodes
-  would be worth;
-* prints both wall times and the ratio graphbuild/skopeo (target <= 0.33), and, from each
-  registry's access log, how often the shared base layer was uploaded (a completed `PUT
+  all of them (in-process) into a third fresh registry: the push without the CLI, the graph and
+  the per-node overhead (the push nodes of a run share a blob ledger, so they upload as one plan
+  would);
+* prints both wall times and the ratio graphbuild/skopeo (target <= 0.33), the CPU time of each
+  side and of its registry (both compete for the same cores), and, from each registry's access
+  log, how often the shared base layer was uploaded (a completed `PUT
   .../blobs/uploads/...?digest=<base>`), mounted (`POST ...?mount=<base>`, 201) and HEADed;
   the target is exactly one upload for graphbuild. Also the time of a no-op `graphbuild run //...`
   without --push (the build-side share of the push run) and of a second `--push` (nothing to do).
@@ -49,6 +51,7 @@ from collections import Counter
 from pathlib import Path
 
 PLATFORMS = ("linux/amd64", "linux/arm64")
+CPU = {"child": 0.0}  # CPU seconds of the commands `run` ran
 SEED = 4242
 _ACCESS_RE = re.compile(r'"([A-Z]+) (\S+) HTTP/[\d.]+" (\d{3}) ')
 
@@ -127,6 +130,13 @@ class Registry:
     def request_count(self) -> int:
         return len(self.requests())
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU time of the registry process so far."""
+        assert self.proc is not None
+        with open(f"/proc/{self.proc.pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
 
 def generate(root: Path, images: int, base_bytes: int, host: str) -> None:
     rng = random.Random(SEED)
@@ -175,6 +185,7 @@ def graphbuild_cmd() -> list[str]:
     exe = shutil.which("graphbuild")
     return [exe] if exe else [sys.executable, "-m", "graphbuild"]
 
+
 def graphbuild_where() -> str:
     """Which graphbuild package the runs import (PYTHONPATH can point at a snapshot)."""
     probe = subprocess.run([sys.executable, "-c", "import graphbuild; print(graphbuild.__file__)"],
@@ -183,12 +194,14 @@ def graphbuild_where() -> str:
 
 
 def run(argv: list[str], cwd: Path | None = None) -> tuple[float, int, str]:
+    """(wall seconds, peak RSS in KiB, stdout); the CPU time is added to CPU["child"]."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         t0 = time.perf_counter()
         proc = subprocess.Popen(argv, cwd=cwd, stdout=out, stderr=err)
         _, status, usage = os.wait4(proc.pid, 0)
         elapsed = time.perf_counter() - t0
         code = os.waitstatus_to_exitcode(status)
+        CPU["child"] += usage.ru_utime + usage.ru_stime
         out.seek(0)
         err.seek(0)
         stdout, stderr = out.read().decode(errors="replace"), err.read().decode(errors="replace")
@@ -281,19 +294,23 @@ def main() -> int:
             prof = str(Path(args.profile).resolve())
             push_cmd = [sys.executable, "-m", "cProfile", "-o", prof, "-m", "graphbuild",
                         *push_cmd[len(graphbuild_cmd()):]]
+        cpu0, reg0 = CPU["child"], reg_a.cpu_seconds()
         t_gb, rss, _ = run(push_cmd, ws)
-        print(f"graphbuild run --push: {t_gb:.2f} s (peak RSS {rss / 1024:.0f} MB)"
+        print(f"graphbuild run --push: {t_gb:.2f} s (peak RSS {rss / 1024:.0f} MB; CPU "
+              f"{CPU['child'] - cpu0:.2f} s, registry A CPU {reg_a.cpu_seconds() - reg0:.2f} s)"
               + (f", profile in {args.profile}" if args.profile else ""))
 
         # skopeo keeps a blob-info cache (where it has seen which blob; it mounts from there):
         # registry B listens on a fresh port, so only what this loop learns can help it.
+        cpu0, reg0 = CPU["child"], reg_b.cpu_seconds()
         t0 = time.perf_counter()
         for i in range(images):
             run(["skopeo", "copy", "--all", "--quiet", "--dest-tls-verify=false",
                  f"oci:{store}:{reg_a.host}/app-{i:02d}:v1",
                  f"docker://{reg_b.host}/app-{i:02d}:v1"])
         t_sk = time.perf_counter() - t0
-        print(f"skopeo copy --all loop: {t_sk:.2f} s ({t_sk / images:.2f} s per index)")
+        print(f"skopeo copy --all loop: {t_sk:.2f} s ({t_sk / images:.2f} s per index; CPU "
+              f"{CPU['child'] - cpu0:.2f} s, registry B CPU {reg_b.cpu_seconds() - reg0:.2f} s)")
 
         ratio = t_gb / t_sk
         met = ratio <= 0.33

@@ -33,6 +33,7 @@ KEY_SCHEMA = 1
 RECORD_BATCH = 64  # finished outcomes are written together: at most this many,
 RECORD_EVERY_S = 0.5  # or this often (each transaction costs the main thread ~1 ms)
 DEFAULT_DURATION = 1.0
+MIN_IO_JOBS = 8  # io-bound nodes (pushes) run beyond -j: up to max(this, 4 * jobs) at once
 LOG_TAIL = 40
 
 
@@ -242,8 +243,8 @@ class ActionContext(RunContext):
 
 
 class _Pool:
-    """``jobs`` long-lived worker threads fed from one queue (a thread per node costs ~1 ms of
-    the main thread's time, which a graph of short actions feels)."""
+    """Up to ``jobs`` long-lived worker threads fed from one queue (a thread per node costs
+    ~1 ms of the main thread's time, which a graph of short actions feels)."""
 
     def __init__(self, work, jobs: int) -> None:
         self._work = work
@@ -251,8 +252,10 @@ class _Pool:
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
 
-    def submit(self, node: NodeId) -> None:
-        if len(self._threads) < self._jobs:
+    def submit(self, node: NodeId, running: int) -> None:
+        """Queue ``node``; ``running`` counts the nodes in flight, this one included: a thread
+        is added while there are fewer, so none waits and none idles for nothing."""
+        if len(self._threads) < min(self._jobs, running):
             t = threading.Thread(target=self._loop, name=f"gb-worker-{len(self._threads)}",
                                  daemon=True)
             self._threads.append(t)
@@ -318,10 +321,13 @@ class Scheduler:
         waiting = {n: self.graph.in_degree(n) for n in self.graph.nodes}
         ready = [n for n, d in waiting.items() if d == 0]
         prio = self._priorities()
-        runnable: list[tuple[float, int, NodeId]] = []
+        # runnable nodes by Action.io_bound: CPU work takes -j slots, network waits their own
+        runnable: dict[bool, list[tuple[float, int, NodeId]]] = {False: [], True: []}
+        limits = {False: self.opts.jobs, True: max(MIN_IO_JOBS, 4 * self.opts.jobs)}
+        busy = {False: 0, True: 0}
         running: set[NodeId] = set()
         seq = 0
-        pool = _Pool(self._work, self.opts.jobs)
+        pool = _Pool(self._work, limits[False] + limits[True])
         try:
             while True:
                 while ready:
@@ -334,22 +340,28 @@ class Scheduler:
                     res = self._prepare(node)
                     if res is None:
                         seq += 1
-                        heapq.heappush(runnable, (-prio[node], seq, node))
+                        heapq.heappush(runnable[self.actions[node].io_bound],
+                                       (-prio[node], seq, node))
                     else:
                         self._finish(res, ready, waiting)
-                while runnable and len(running) < self.opts.jobs and not self._stop_reason:
-                    _, _, node = heapq.heappop(runnable)
-                    running.add(node)
-                    self._start(node, pool)
+                for io, heap in runnable.items():
+                    while heap and busy[io] < limits[io] and not self._stop_reason:
+                        _, _, node = heapq.heappop(heap)
+                        running.add(node)
+                        busy[io] += 1
+                        self._start(node, pool, len(running))
                 if self._stop_reason:
-                    for _, _, node in runnable:
-                        self._finish(NodeResult(node, "skipped", self._stop_reason), ready, waiting)
-                    runnable.clear()
-                if not running and not ready and not runnable:
+                    for heap in runnable.values():
+                        for _, _, node in heap:
+                            self._finish(NodeResult(node, "skipped", self._stop_reason), ready,
+                                         waiting)
+                        heap.clear()
+                if not running and not ready and not any(runnable.values()):
                     break
                 if running:
                     res = self._next_result(running)
                     running.discard(res.node)
+                    busy[self.actions[res.node].io_bound] -= 1
                     self._finish(res, ready, waiting)
         except KeyboardInterrupt:
             self._interrupt(pool)
@@ -451,10 +463,10 @@ class Scheduler:
     def _dep_outcomes(self, node: NodeId) -> dict[NodeId, Outcome]:
         return {d: self.summary.results[d].outcome for d in self.graph.predecessors(node)}
 
-    def _start(self, node: NodeId, pool: "_Pool") -> None:
+    def _start(self, node: NodeId, pool: _Pool, running: int) -> None:
         if self.on_start:
             self.on_start(node, self._keys[node][2])
-        pool.submit(node)
+        pool.submit(node, running)
 
     def _work(self, node: NodeId) -> None:
         action = self.actions[node]

@@ -1,6 +1,10 @@
 """`run --push` as a transaction: push nodes (graph nodes, one per tagged output) upload every
 blob and manifest by digest and check each index; only when all of them succeeded are the tags
-moved, all at the end. If anything fails before that, no tag moves."""
+moved, all at the end. If anything fails before that, no tag moves.
+
+The push nodes of a run share a blob ledger (``remote.BlobLedger``): a blob that several outputs
+share (a base layer) is uploaded by the first node that needs it and mounted by the others.
+Push nodes wait on the network, not a CPU: they are ``io_bound`` and run beyond ``-j``."""
 
 from __future__ import annotations
 
@@ -16,7 +20,9 @@ PUSH_SUFFIX = " push"
 def add_push_nodes(analysis) -> list[NodeId]:
     """One Push node after every node whose output has tags; returns their ids."""
     from .registry.reference import ReferenceError, parse_reference
+    from .remote import BlobLedger
 
+    ledger = BlobLedger()  # one per run (a Remote outlives a run when runs share a process)
     added = []
     for node, action in list(analysis.actions.items()):
         if not action.tags:
@@ -32,7 +38,7 @@ def add_push_nodes(analysis) -> list[NodeId]:
             label=action.label, platform=action.platform, rule="push", rule_version=1,
             mnemonic="Push", progress=f"Pushing {node}", deps=[node],
             key_data={"tags": sorted(action.tags)}, cacheable=False, suffix=PUSH_SUFFIX,
-            run=lambda rc, n=node, t=tuple(action.tags): _upload(rc, n, t),
+            io_bound=True, run=lambda rc, n=node, t=tuple(action.tags): _upload(rc, n, t, ledger),
             build_file=action.build_file, line=action.line,
         )
         analysis.declare(push)
@@ -54,38 +60,57 @@ def _targets(desc: dict, tags, forced=(), move: bool = True):
             for (reg, repo), tag_map in sorted(by_repo.items())]
 
 
-def _upload(rc: RunContext, node: NodeId, tags) -> Outcome:
-    """Phase 1 and 2 for one output: everything uploaded by digest and checked; no tag moves."""
-    from .registry.transfer import PublishError, PushPlan, publish
+def _upload(rc: RunContext, node: NodeId, tags, ledger) -> Outcome:
+    """Phase 1 and 2 for one output: everything uploaded by digest and checked; no tag moves.
+
+    The blobs no other push node of the run has claimed are this node's to push; for the others
+    it waits until they have landed and mounts them from there (or, if their node failed,
+    uploads them itself)."""
+    from .registry.transfer import PublishError, PushPlan, blobs_of, publish
     from .remote import Remote
 
     outcome = rc.deps[node]
     desc = outcome.data["descriptor"]
-    plan = PushPlan(tuple(_targets(desc, tags, outcome.data.get("forced", ()), move=False)))
+    targets = tuple(_targets(desc, tags, outcome.data.get("forced", ()), move=False))
     try:
-        result = publish(plan, rc.store, Remote.of(rc.ws).clients_for(plan.targets))
+        needed = blobs_of(PushPlan(targets), rc.store)
     except PublishError as exc:
         raise BuildError(str(exc)) from None
+    claim = ledger.claim(needed)
+    try:
+        plan = PushPlan(targets, known_locations=claim.wait(rc.cancelled))
+        result = publish(plan, rc.store, Remote.of(rc.ws).clients_for(targets),
+                         on_blob=claim.landed)
+    except PublishError as exc:
+        raise BuildError(str(exc)) from None
+    finally:
+        claim.release()
     rc.log(f"uploaded {result.blobs_uploaded} blobs ({result.bytes_uploaded} bytes), mounted "
-           f"{result.blobs_mounted}, {result.blobs_present} already present")
-    return Outcome(desc["digest"], {"descriptor": desc, "tags": list(tags)})
+           f"{result.blobs_mounted}, {result.blobs_present} already present; claimed "
+           f"{len(claim.owned)} of its {len(needed)} blobs first in this run")
+    # where this node PUT the output's own manifest: no tag there can name it yet
+    added = sorted([reg, repo] for reg, repo, digest in result.added if digest == desc["digest"])
+    return Outcome(desc["digest"], {"descriptor": desc, "tags": list(tags), "added": added})
 
 
 def move_tags(loaded, engine, summary, push_nodes: list[NodeId], events) -> bool:
-    """Phase 3, only when every node (push nodes included) succeeded: move all tags."""
-    from .registry.transfer import PublishError, PushPlan, publish
+    """Phase 3, only when every node (push nodes included) succeeded: move all tags (the push
+    nodes have uploaded and checked everything they name)."""
+    from .registry.transfer import PublishError, PushPlan
+    from .registry.transfer import move_tags as move
     from .remote import Remote
 
     if not summary.ok:
         print("graphbuild: push: nothing was tagged (the build or an upload failed)",
               file=sys.stderr)
         return False
-    targets = []
+    targets, added = [], set()
     for node in push_nodes:
         out = summary.results[node].outcome
         build_node = node[: -len(PUSH_SUFFIX)]
         forced = summary.results[build_node].outcome.data.get("forced", ())
         targets.extend(_targets(out.data["descriptor"], out.data["tags"], forced))
+        added.update((reg, repo, out.digest) for reg, repo in out.data["added"])
     if not targets:
         return True
     label_of = {d["digest"]: loaded.analysis.actions[n].label for n in push_nodes
@@ -96,8 +121,8 @@ def move_tags(loaded, engine, summary, push_nodes: list[NodeId], events) -> bool
                      "digest": digest})
 
     try:
-        publish(PushPlan(tuple(targets)), engine.store,
-                Remote.of(loaded.ws).clients_for(targets), on_event)
+        move(PushPlan(tuple(targets)), engine.store, Remote.of(loaded.ws).clients_for(targets),
+             on_event, added=added)
     except PublishError as exc:
         print(f"graphbuild: {exc}", file=sys.stderr)
         return False

@@ -93,6 +93,89 @@ class Remote:
         return pull_image(client, src, platform, _Sink(store)).descriptor
 
 
+class BlobLedger:
+    """One `run --push`'s record, shared by its push nodes, of who pushes each blob of each
+    registry and where it landed, so that a blob crosses the network once per registry and
+    reaches every other repository by a cross-repository mount.
+
+    A push node ``claim``s, in one step under the lock, every blob it needs: those nobody has
+    claimed become its own, the others it waits for (``Claim.wait``) and then mounts from where
+    they landed. Its claims are released as their blobs land (``Claim.landed``) and, whatever
+    happens, when it ends (``Claim.release``): a claim released without a location (its node
+    failed) wakes the waiters, who then upload the blob themselves, and the next claimer owns
+    it anew. A node claims before it waits and only waits for claims older than its own, held
+    by nodes already running, so the waits cannot form a cycle.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._entries: dict[tuple[str, str], _Entry] = {}  # (registry, digest) -> its entry
+
+    def claim(self, blobs) -> Claim:
+        """Claim ``(registry, digest)`` pairs: the unclaimed ones (or those whose claimer failed)
+        become this claim's, the others are waited for."""
+        mine: dict[tuple[str, str], _Entry] = {}
+        theirs: dict[tuple[str, str], _Entry] = {}
+        with self._lock:
+            for key in dict.fromkeys(blobs):
+                entry = self._entries.get(key)
+                if entry is None or entry.failed:
+                    entry = self._entries[key] = _Entry()
+                    mine[key] = entry
+                else:
+                    theirs[key] = entry
+        return Claim(mine, theirs)
+
+
+class _Entry:
+    """One blob of one registry: released (``done``) with the repository it landed in, or
+    with none when its claimer failed."""
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.repository: str | None = None
+
+    @property
+    def failed(self) -> bool:
+        return self.done.is_set() and self.repository is None
+
+
+class Claim:
+    """What one push node owns in the ledger, and what it waits for."""
+
+    def __init__(self, mine: dict, theirs: dict) -> None:
+        self._mine, self._theirs = mine, theirs
+
+    @property
+    def owned(self) -> set[tuple[str, str]]:
+        return set(self._mine)
+
+    def wait(self, cancelled: threading.Event | None = None) -> dict[str, tuple[str, ...]]:
+        """Wait until every blob claimed by another node has landed or its claimer failed;
+        returns where they are (digest -> ``registry/repository`` names), the form of
+        ``PushPlan.known_locations``. Failed claims are left out: their blobs get uploaded."""
+        found: dict[str, tuple[str, ...]] = {}
+        for (registry, digest), entry in self._theirs.items():
+            while not entry.done.wait(0.2):
+                if cancelled is not None and cancelled.is_set():
+                    raise BuildError("interrupted")
+            if entry.repository is not None:
+                found[digest] = (*found.get(digest, ()), f"{registry}/{entry.repository}")
+        return found
+
+    def landed(self, registry: str, repository: str, digest: str) -> None:
+        """The blob is in ``repository``: wake whoever waits for it (if it is this claim's)."""
+        entry = self._mine.get((registry, digest))
+        if entry is not None and not entry.done.is_set():
+            entry.repository = repository
+            entry.done.set()
+
+    def release(self) -> None:
+        """Release every claim not landed yet as failed: its waiters upload it themselves."""
+        for entry in self._mine.values():
+            entry.done.set()
+
+
 class _Sink:
     """The store, as the BlobSink the pull expects."""
 

@@ -96,6 +96,7 @@ class Action:
     tags: list[str] = field(default_factory=list)  # names for the output in the store (not keyed)
     cacheable: bool = True  # False: always runs (its effect lies outside, e.g. a registry)
     suffix: str = ""  # tells apart a second node of the same label and platform (" push")
+    io_bound: bool = False  # waits on the network, not a CPU: runs outside -j (see build.py)
 
     @property
     def node(self) -> NodeId:

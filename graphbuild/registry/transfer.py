@@ -2,9 +2,11 @@
 
 ``publish`` moves no tag until everything every tag needs is in the registry and every index
 has been checked: phase 1 uploads blobs (once per registry: HEAD first, then a cross-repository
-mount, then an upload), image manifests and indexes by digest; phase 2 verifies each index
-against the registry and the image configs; phase 3 moves the tags. The stores on both sides are
-protocols, so any content store that can list, read and add blobs by digest will do.
+mount, then an upload; every blob and repository in parallel), image manifests and indexes by
+digest; phase 2 verifies each index against the registry and the image configs; phase 3 moves
+the tags, in parallel. ``move_tags`` is phase 3 alone, for `run --push`, whose push nodes run
+phases 1 and 2 for one output each. The stores on both sides are protocols, so any content store
+that can list, read and add blobs by digest will do.
 """
 
 from __future__ import annotations
@@ -12,13 +14,14 @@ from __future__ import annotations
 import json
 import logging
 import os
+import queue
 import tempfile
 import threading
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import FIRST_COMPLETED, FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
 from graphbuild import platforms
 from graphbuild.errors import BuildError
@@ -27,6 +30,9 @@ from .client import RegistryClient
 from .digests import INDEX_TYPES, OCI_INDEX, OCI_MANIFEST, digest_of, is_digest
 from .errors import DigestMismatchError, RegistryError
 from .reference import Reference, parse_reference
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 log = logging.getLogger(__name__)
 
@@ -268,11 +274,15 @@ class PushResult:
     manifests_present: int = 0
     tags_moved: list[str] = field(default_factory=list)
     tags_unchanged: list[str] = field(default_factory=list)
+    # (registry, repository, digest) of every blob and manifest this push put into a repository
+    # that did not have it (mounted, uploaded, PUT)
+    added: set[tuple[str, str, str]] = field(default_factory=set)
 
     def merge(self, other: PushResult) -> None:
         for name in ("blobs_uploaded", "blobs_mounted", "blobs_present", "bytes_uploaded",
                      "manifests_uploaded", "manifests_present"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.added |= other.added
 
 
 @dataclass(frozen=True)
@@ -320,25 +330,35 @@ def publish(plan: PushPlan, source: BlobSource, clients: Mapping[str, RegistryCl
     result = PushResult()
     try:
         result.merge(_upload_blobs(plan, graphs, source, clients, max_workers, on_blob))
-        manifests, confirmed = _upload_manifests(plan, graphs, clients, max_workers)
+        manifests, confirmed = _upload_manifests(plan, graphs, clients, max_workers,
+                                                 result.added)
         result.merge(manifests)
         _verify_indexes(plan, graphs, source, clients, max_workers, confirmed)
     except (RegistryError, OSError) as exc:
         raise PublishError(f"push failed, nothing was tagged: {exc}", causes=[exc]) from exc
-    _move_tags(plan, graphs, clients, on_event, result, max_workers)
+    _move_tags(plan, graphs, clients, on_event, result, max_workers, result.added)
     return result
 
 
 def move_tags(plan: PushPlan, source: BlobSource, clients: Mapping[str, RegistryClient],
-              on_event: EventFn | None = None, *,
+              on_event: EventFn | None = None, *, added: Iterable[tuple[str, str, str]] = (),
               max_workers: int = DEFAULT_WORKERS) -> PushResult:
     """Phase 3 alone, for a caller that has had ``publish`` upload and check every target of
-    ``plan`` (without tags) and got no error: move the tags, uploading nothing."""
+    ``plan`` (without tags) and got no error: move the tags, uploading nothing. ``added`` is
+    what those pushes reported in ``PushResult.added``: a tag cannot already name a manifest
+    that its repository did not have, so it is moved without asking."""
     graphs = [_walk(target, source) for target in plan.targets]
     _check_plan(plan, clients)
     result = PushResult()
-    _move_tags(plan, graphs, clients, on_event, result, max_workers)
+    _move_tags(plan, graphs, clients, on_event, result, max_workers, set(added))
     return result
+
+
+def blobs_of(plan: PushPlan, source: BlobSource) -> list[tuple[str, str]]:
+    """The (registry, digest) of every blob (configs, layers) the plan pushes, from the
+    manifests in ``source``: no network."""
+    return list(dict.fromkeys((target.registry, digest) for target in plan.targets
+                              for digest in _walk(target, source).blobs))
 
 
 def _walk(target: PushTarget, source: BlobSource) -> _Graph:
@@ -440,6 +460,7 @@ def _upload_blobs(plan: PushPlan, graphs: list[_Graph], source: BlobSource,
                     lambda how: copied(job, repo, how))
 
     def copied(job: _BlobJob, repo: str, how: str) -> None:
+        result.added.add((job.registry, repo, job.digest))
         if how == "mounted":
             result.blobs_mounted += 1
         else:
@@ -459,6 +480,7 @@ def _upload_blobs(plan: PushPlan, graphs: list[_Graph], source: BlobSource,
             job.missing.append(repo)
         if len(job.have) + len(job.missing) < len(job.repos) or not job.missing:
             return
+        job.missing.sort(key=job.repos.index)  # the first copy goes where the plan says first
         if job.have:
             for other in job.missing:
                 copy(job, other, job.have[:1])
@@ -494,32 +516,45 @@ def _check_local_size(source: BlobSource, digest: str, size: int) -> None:
 
 
 def _upload_manifests(plan: PushPlan, graphs: list[_Graph],
-                      clients: Mapping[str, RegistryClient],
-                      max_workers: int) -> tuple[PushResult, set[tuple[str, str, str]]]:
+                      clients: Mapping[str, RegistryClient], max_workers: int,
+                      added: set[tuple[str, str, str]] = frozenset(),
+                      ) -> tuple[PushResult, set[tuple[str, str, str]]]:
     """Level by level (image manifests, then indexes over them, ...): a registry accepts an
-    index only when its children are there. Also returns the (registry, repository, digest)
-    of every manifest this confirmed in the registry (found by digest, or PUT with its
-    ``Docker-Content-Digest`` checked)."""
+    index only when its children are there. A manifest is HEADed first unless a child of it
+    was just ``added`` to the repository (then the repository cannot have it: it is PUT right
+    away, and were that guess ever wrong, PUTting the same bytes again changes nothing). Also
+    returns the (registry, repository, digest) of every manifest this confirmed in the
+    registry (found by digest, or PUT with its ``Docker-Content-Digest`` checked)."""
     result = PushResult()
     confirmed: set[tuple[str, str, str]] = set()
     depth = max((m.level for g in graphs for m in g.manifests.values()), default=-1)
     for level in range(depth + 1):
         work = [(target, manifest) for target, graph in zip(plan.targets, graphs, strict=True)
                 for manifest in graph.manifests.values() if manifest.level == level]
-        tasks = [lambda t=target, m=manifest: _ensure_manifest(clients[t.registry], t, m)
-                 for target, manifest in work]
+        fresh = set(added) | result.added
+        new = [any((target.registry, target.repository, child["digest"]) in fresh
+                   for child in manifest.children()) for target, manifest in work]
+        tasks = [lambda t=target, m=manifest, n=n: _ensure_manifest(clients[t.registry], t, m, n)
+                 for (target, manifest), n in zip(work, new, strict=True)]
         for (target, manifest), uploaded in zip(work, _run_all(tasks, max_workers),
                                                 strict=True):
             result.manifests_uploaded += int(uploaded)
             result.manifests_present += int(not uploaded)
-            confirmed.add((target.registry, target.repository, manifest.digest))
+            where = (target.registry, target.repository, manifest.digest)
+            confirmed.add(where)
+            if uploaded:
+                result.added.add(where)
     return result, confirmed
 
 
-def _ensure_manifest(client: RegistryClient, target: PushTarget, manifest: _Manifest) -> bool:
-    found = client.head_manifest(target.repository, manifest.digest)
-    if found is not None and found.digest == manifest.digest:
-        return False
+def _ensure_manifest(client: RegistryClient, target: PushTarget, manifest: _Manifest,
+                     new: bool = False) -> bool:
+    """Get a manifest into the repository by digest; True if it was PUT. ``new``: known to be
+    missing, no HEAD."""
+    if not new:
+        found = client.head_manifest(target.repository, manifest.digest)
+        if found is not None and found.digest == manifest.digest:
+            return False
     client.put_manifest(target.repository, manifest.digest, manifest.data, manifest.media_type)
     return True
 
@@ -572,8 +607,13 @@ def _config_platform(manifest: _Manifest, source: BlobSource) -> platforms.Platf
 
 def _move_tags(plan: PushPlan, graphs: list[_Graph], clients: Mapping[str, RegistryClient],
                on_event: EventFn | None, result: PushResult,
-               max_workers: int = DEFAULT_WORKERS) -> None:
-    """Phase 3: every tag in parallel (HEAD, then PUT unless the tag already names the digest).
+               max_workers: int = DEFAULT_WORKERS,
+               added: set[tuple[str, str, str]] = frozenset()) -> None:
+    """Phase 3: the tags in parallel (HEAD, then PUT unless the tag already names the digest;
+    no HEAD when the manifest was just ``added`` to the repository, where no tag can name it
+    yet), level by level: the tags of image manifests before those of indexes over them. (A
+    registry storing on a file system rewrites a manifest's link in the repository on every
+    PUT of it, by tag or digest, and an index PUT meanwhile may find that child missing.)
     After a failure no further tag move starts; the error lists what moved and what did not,
     in plan order."""
     pending = [(t, g, tag, digest) for t, g in zip(plan.targets, graphs, strict=True)
@@ -584,26 +624,34 @@ def _move_tags(plan: PushPlan, graphs: list[_Graph], clients: Mapping[str, Regis
     def move(target: PushTarget, graph: _Graph, tag: str, digest: str) -> bool:
         manifest = graph.manifests[digest]
         client = clients[target.registry]
-        found = client.head_manifest(target.repository, tag)
-        if found is not None and found.digest == digest:
-            return False
+        if (target.registry, target.repository, digest) not in added:
+            found = client.head_manifest(target.repository, tag)
+            if found is not None and found.digest == digest:
+                return False
         client.put_manifest(target.repository, tag, manifest.data, manifest.media_type)
         return True
 
     def done(position: int, did_move: bool) -> None:
-        target, _, tag, digest = pending[position]
         (moved if did_move else unchanged).add(position)
-        if did_move and on_event is not None:
-            on_event("pushed", target.ref(tag), digest)
 
     def refs(positions: Iterable[int]) -> list[str]:
         return [pending[i][0].ref(pending[i][2]) for i in sorted(positions)]
 
+    levels = sorted({g.manifests[digest].level for _, g, _, digest in pending})
     try:
-        with _TaskLoop(max_workers) as loop:
-            for position, item in enumerate(pending):
-                loop.submit(lambda item=item: move(*item),
-                            lambda did_move, p=position: done(p, did_move))
+        for level in levels:
+            batch = [p for p, (_, g, _, digest) in enumerate(pending)
+                     if g.manifests[digest].level == level]
+            try:
+                with _TaskLoop(max_workers) as loop:
+                    for position in batch:
+                        loop.submit(lambda item=pending[position]: move(*item),
+                                    lambda did_move, p=position: done(p, did_move))
+            finally:  # a `pushed` event for each tag moved, in plan order
+                for position in batch:
+                    target, _, tag, digest = pending[position]
+                    if position in moved and on_event is not None:
+                        on_event("pushed", target.ref(tag), digest)
     except RegistryError as exc:
         not_moved = set(range(len(pending))) - moved - unchanged
         raise PublishError(
@@ -626,30 +674,28 @@ class _TaskLoop:
     def __init__(self, max_workers: int) -> None:
         self._pool = ThreadPoolExecutor(max_workers=max(1, max_workers))
         self._then: dict[Future, Callable[[Any], None]] = {}
+        self._finished: queue.SimpleQueue[Future] = queue.SimpleQueue()
         self._failed = False
 
     def submit(self, task: Callable[[], Any], then: Callable[[Any], None]) -> None:
         if not self._failed:
-            self._then[self._pool.submit(task)] = then
+            future = self._pool.submit(task)
+            self._then[future] = then
+            future.add_done_callback(self._finished.put)
 
-    def __enter__(self) -> _TaskLoop:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
         errors: list[BaseException] = [exc] if exc is not None else []
         try:
             while self._then and not errors:
-                finished, _ = wait(list(self._then), return_when=FIRST_COMPLETED)
-                for future in finished:
-                    then = self._then.pop(future)
-                    if future.exception() is not None:
-                        errors.append(future.exception())  # type: ignore[arg-type]
-                        break
-                    try:
-                        then(future.result())
-                    except BaseException as failure:  # noqa: BLE001 - raised below
-                        errors.append(failure)
-                        break
+                future = self._finished.get()
+                then = self._then.pop(future)
+                try:
+                    then(future.result())
+                except BaseException as failure:  # noqa: BLE001 - raised below
+                    errors.append(failure)
         finally:
             self._failed = True
             for future in self._then:

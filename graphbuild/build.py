@@ -394,7 +394,7 @@ class Scheduler:
             self._pending = []
         self._flushed = time.monotonic()
 
-    def _interrupt(self, pool: "_Pool") -> None:
+    def _interrupt(self, pool: _Pool) -> None:
         self.engine.cancelled.set()
         self.engine.kill_all()
         pool.stop()
@@ -470,7 +470,7 @@ class Scheduler:
 
     def _work(self, node: NodeId) -> None:
         action = self.actions[node]
-        key, snap, why = self._keys[node]
+        why = self._keys[node][2]
         ctx = ActionContext(self.engine, action, self._dep_outcomes(node))
         start = time.monotonic()
         res = NodeResult(node, "failed")

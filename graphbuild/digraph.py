@@ -33,7 +33,7 @@ class DiGraph:
         return self._succ.keys()
 
     @property
-    def edges(self) -> "_Edges":
+    def edges(self) -> _Edges:
         return _Edges(self._succ)
 
     def __contains__(self, n: Hashable) -> bool:

@@ -18,7 +18,7 @@ _WHERE = {
     "PullRule": "pull",
 }
 
-__all__ = sorted(_WHERE)
+__all__ = ["CommandRule", "GroupRule", "ImageRule", "ManifestRule", "PlatformRule", "PullRule"]
 
 
 def __getattr__(name: str):

@@ -21,3 +21,23 @@ def test_command_fanout_build_and_cache(ws):
     assert {e["status"] for e in second.events() if e["event"] == "action_finished"} == {"cached"}
     out = ws.path(".graphbuild/out/app/bin@linux-arm-v7/bin/arch").read_text()
     assert out == "linux/arm/v7\n"
+
+
+def test_build_says_where_the_images_are_and_how_to_look(ws):
+    """After a build, the last lines name the OCI layout and commands that work from the
+    directory the user ran graphbuild in (Quick start runs it with -C from the repository)."""
+    import subprocess
+    import sys
+
+    ws.write({"app/BUILD.yaml": "img:\n  rule: image\n  tags: ['app:v1']\n",
+              "app/Dockerfile": "FROM scratch\nCOPY a /a\n", "app/a": "a\n"})
+    proc = subprocess.run([sys.executable, "-m", "graphbuild", "-C", "ws", "run", "//...",
+                           "--output", "plain"], cwd=ws.root.parent, capture_output=True,
+                          text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    tail = proc.stderr.splitlines()[-3:]
+    assert tail == ["images: ws/.graphbuild/oci (an OCI image layout)",
+                    "  graphbuild -C ws inspect '//app:img[linux/amd64]'"
+                    if "amd64" in tail[1] else tail[1],
+                    "  skopeo inspect oci:ws/.graphbuild/oci:app:v1"]
+    assert tail[1].startswith("  graphbuild -C ws inspect '//app:img")

@@ -89,8 +89,10 @@ def _where(ws, items) -> str:
     store = os.path.relpath(ws.cache_dir / "oci")
     tagged = [(label, tags[0]) for label, _, tags in items if tags]
     label, tag = tagged[-1] if tagged else (items[-1][0], None)
+    root = os.path.relpath(ws.root)
+    where = "" if root == "." else f"-C {root} "
     lines = [f"images: {store} (an OCI image layout)",
-             f"  graphbuild inspect '{label}'"]
+             f"  graphbuild {where}inspect '{label}'"]
     if tag:
         lines.append(f"  skopeo inspect oci:{store}:{tag}")
     return "\n".join(lines)

@@ -36,8 +36,6 @@ def test_build_says_where_the_images_are_and_how_to_look(ws):
                           text=True, check=False)
     assert proc.returncode == 0, proc.stderr
     tail = proc.stderr.splitlines()[-3:]
-    assert tail == ["images: ws/.graphbuild/oci (an OCI image layout)",
-                    "  graphbuild -C ws inspect '//app:img[linux/amd64]'"
-                    if "amd64" in tail[1] else tail[1],
-                    "  skopeo inspect oci:ws/.graphbuild/oci:app:v1"]
-    assert tail[1].startswith("  graphbuild -C ws inspect '//app:img")
+    assert tail[0] == "images: ws/.graphbuild/oci (an OCI image layout)"
+    assert tail[1].startswith("  graphbuild -C ws inspect '//app:img[")  # the host's platform
+    assert tail[2] == "  skopeo inspect oci:ws/.graphbuild/oci:app:v1"

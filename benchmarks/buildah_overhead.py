@@ -35,7 +35,6 @@ Options: --files N, --size-mb M, --rounds R, --keep.
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import shutil
 import statistics
@@ -44,6 +43,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _common import machine_line
 
 PLATFORMS = ("linux/amd64", "linux/arm64")
 SEED = 20240602
@@ -55,21 +56,6 @@ COPY rootfs/ /
 COPY src/ /src/
 RUN mkdir /out && cd /src && sha256sum * > /out/sums && cat * > /out/all && gzip -1 /out/all
 """
-
-
-def machine_line() -> str:
-    model = "?"
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
-    return (f"machine: {os.cpu_count()} CPUs ({model}), Python {sys.version.split()[0]}, "
-            f"load average {load}")
 
 
 def generate(ctx: Path, files: int, total: int, busybox: str) -> None:

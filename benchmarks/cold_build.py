@@ -49,6 +49,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _common import CPU, graphbuild_cmd, graphbuild_where, machine_line, run
+
 PLATFORMS = ("linux/amd64", "linux/arm64")
 DIRS = ("text-a", "text-b", "bin-a", "bin-b")
 SEED = 20240601
@@ -91,26 +93,6 @@ def dockerfile() -> str:
     return "FROM scratch\n" + "".join(f"COPY {d}/ /data/{d}/\n" for d in DIRS)
 
 
-def machine_line() -> str:
-    model = "?"
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
-    return (f"machine: {os.cpu_count()} CPUs ({model}), Python {sys.version.split()[0]}, "
-            f"load average {load}")
-
-
-def graphbuild_cmd() -> list[str]:
-    exe = shutil.which("graphbuild")
-    return [exe] if exe else [sys.executable, "-m", "graphbuild"]
-
-
 def graphbuild_at_level(level: int) -> list[str]:
     """The graphbuild CLI with its layer gzip level set to ``level`` in-process."""
     code = ("import sys, graphbuild.oci.layers as layers; "
@@ -125,34 +107,6 @@ def engine_level() -> int:
     return COMPRESS_LEVEL
 
 
-def graphbuild_where() -> str:
-    """Which graphbuild package the runs import (PYTHONPATH can point at a snapshot)."""
-    probe = subprocess.run([sys.executable, "-c", "import graphbuild; print(graphbuild.__file__)"],
-                           cwd=tempfile.gettempdir(), capture_output=True, text=True, check=False)
-    return f"graphbuild: {' '.join(graphbuild_cmd())} (package {probe.stdout.strip() or '?'})"
-
-
-CPU_S: dict[str, float] = {}  # CPU seconds (user + sys) of the last run, by "cpu"
-
-
-def run(argv: list[str] | str, cwd: Path | None = None, shell: bool = False
-        ) -> tuple[float, int, str]:
-    """Wall time, peak RSS in KiB (os.wait4's ru_maxrss of the child) and stdout; the child's
-    CPU seconds (with the children it waited for) go to CPU_S["cpu"]."""
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        t0 = time.perf_counter()
-        proc = subprocess.Popen(argv, cwd=cwd, stdout=out, stderr=err, shell=shell)
-        _, status, usage = os.wait4(proc.pid, 0)
-        elapsed = time.perf_counter() - t0
-        code = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        err.seek(0)
-        stdout, stderr = out.read().decode(errors="replace"), err.read().decode(errors="replace")
-    if code != 0:
-        shown = argv if isinstance(argv, str) else " ".join(argv)
-        sys.exit(f"{shown} failed (exit {code}):\n{stdout[-2000:]}\n{stderr[-2000:]}")
-    CPU_S["cpu"] = usage.ru_utime + usage.ru_stime
-    return elapsed, usage.ru_maxrss, stdout
 
 
 def layout_layers(layout: Path) -> tuple[dict[str, int], dict[str, int]]:
@@ -279,13 +233,13 @@ def main() -> int:
                 shutil.rmtree(ws / ".graphbuild", ignore_errors=True)
                 t, rss, _ = run([*graphbuild_at_level(level), *rest], ws)
                 per_platform, _ = layout_layers(ws / ".graphbuild" / "oci")
-                by_level[level].append((t, CPU_S["cpu"], rss, max(per_platform.values())))
+                by_level[level].append((t, CPU["last"], rss, max(per_platform.values())))
                 print(f"round {r + 1}: graphbuild at gzip level {level}: {t:.2f} s "
-                      f"(CPU {CPU_S['cpu']:.2f} s, peak RSS {rss / 1024:.0f} MB), "
+                      f"(CPU {CPU['last']:.2f} s, peak RSS {rss / 1024:.0f} MB), "
                       f"{max(per_platform.values()):,} layer bytes per platform")
             shutil.rmtree(ws / ".graphbuild", ignore_errors=True)
             t, rss, _ = run(gb, ws)
-            cg = CPU_S["cpu"]
+            cg = CPU["last"]
             gb_t.append(t)
             gb_rss.append(rss)
             gp, gu = layout_layers(ws / ".graphbuild" / "oci")
@@ -294,15 +248,15 @@ def main() -> int:
             shutil.rmtree(bah_root, ignore_errors=True)
             shutil.rmtree(bah_oci, ignore_errors=True)
             tb, _, _ = run(bud)
-            cb = CPU_S["cpu"]
+            cb = CPU["last"]
             tp, _, _ = run(push)
-            cb += CPU_S["cpu"]
+            cb += CPU["last"]
             bud_t.append(tb)
             push_t.append(tp)
             bah_t.append(tb + tp)
 
             ts, _, _ = run(single, shell=True)
-            cs = CPU_S["cpu"]
+            cs = CPU["last"]
             tar_t.append(ts)
             print(f"round {r + 1} (load {os.getloadavg()[0]:.2f}): graphbuild {t:.2f} s "
                   f"(CPU {cg:.2f} s, peak RSS {rss / 1024:.0f} MB); buildah {tb + tp:.2f} s "

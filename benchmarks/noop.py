@@ -26,15 +26,15 @@ Options: --packages N, --runs R, --jobs J, --keep (keep the workspace and print 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _common import events, graphbuild_cmd, machine_line, run
 
 SOURCES = 20
 PLATFORMS = ("linux/amd64", "linux/arm64")
@@ -60,48 +60,6 @@ def generate(root: Path, packages: int) -> None:
         for plat in PLATFORMS:
             ninja.append(f"build ninja-out/{pkg}/{plat.replace('/', '-')}/x: cat {ins}")
     (root / "build.ninja").write_text("\n".join(ninja) + "\n")
-
-
-def machine_line() -> str:
-    """nproc, load average and CPU model: figures from a busy machine are not comparable."""
-    model = "?"
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
-    return (f"machine: {os.cpu_count()} CPUs ({model}), Python {sys.version.split()[0]}, "
-            f"load average {load}")
-
-
-def graphbuild_cmd() -> list[str]:
-    exe = shutil.which("graphbuild")
-    return [exe] if exe else [sys.executable, "-m", "graphbuild"]
-
-
-def run(argv: list[str], cwd: Path) -> tuple[float, int, str]:
-    """Wall time, the child's peak RSS in KiB (os.wait4's ru_maxrss) and its stdout."""
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        t0 = time.perf_counter()
-        proc = subprocess.Popen(argv, cwd=cwd, stdout=out, stderr=err)
-        _, status, usage = os.wait4(proc.pid, 0)
-        elapsed = time.perf_counter() - t0
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        err.seek(0)
-        stdout, stderr = out.read().decode(), err.read().decode()
-    if proc.returncode != 0:
-        sys.exit(f"{' '.join(argv)} failed (exit {proc.returncode}):\n"
-                 f"{stdout[-2000:]}\n{stderr[-2000:]}")
-    return elapsed, usage.ru_maxrss, stdout
-
-
-def events(stdout: str) -> list[dict]:
-    return [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
 
 
 def built_nodes(stdout: str) -> list[str]:

@@ -34,11 +34,12 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _common import graphbuild_cmd, graphbuild_where, machine_line, run
 
 SOURCES = 20
 PLATFORMS = ("linux/amd64", "linux/arm64")
@@ -73,48 +74,6 @@ def generate(root: Path, packages: int) -> None:
             ninja.append(f"build {out}: tar {ins} | {pkg}/Dockerfile")
         ninja.append(f"build ninja-out/{pkg}/manifest: manifest {' '.join(outs)}")
     (root / "build.ninja").write_text("\n".join(ninja) + "\n")
-
-
-def machine_line() -> str:
-    model = "?"
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
-    return (f"machine: {os.cpu_count()} CPUs ({model}), Python {sys.version.split()[0]}, "
-            f"load average {load}")
-
-
-def graphbuild_cmd() -> list[str]:
-    exe = shutil.which("graphbuild")
-    return [exe] if exe else [sys.executable, "-m", "graphbuild"]
-
-def graphbuild_where() -> str:
-    """Which graphbuild package the runs import (PYTHONPATH can point at a snapshot)."""
-    probe = subprocess.run([sys.executable, "-c", "import graphbuild; print(graphbuild.__file__)"],
-                           cwd=tempfile.gettempdir(), capture_output=True, text=True, check=False)
-    return f"graphbuild: {' '.join(graphbuild_cmd())} (package {probe.stdout.strip() or '?'})"
-
-
-def run(argv: list[str], cwd: Path) -> tuple[float, int, str]:
-    """Wall time, the child's peak RSS in KiB (os.wait4's ru_maxrss) and its stdout."""
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        t0 = time.perf_counter()
-        proc = subprocess.Popen(argv, cwd=cwd, stdout=out, stderr=err)
-        _, status, usage = os.wait4(proc.pid, 0)
-        elapsed = time.perf_counter() - t0
-        code = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        err.seek(0)
-        stdout, stderr = out.read().decode(), err.read().decode()
-    if code != 0:
-        sys.exit(f"{' '.join(argv)} failed (exit {code}):\n{stdout[-2000:]}\n{stderr[-2000:]}")
-    return elapsed, usage.ru_maxrss, stdout
 
 
 def finished(stdout: str) -> list[dict]:

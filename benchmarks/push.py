@@ -50,8 +50,9 @@ import urllib.request
 from collections import Counter
 from pathlib import Path
 
+from _common import CPU, graphbuild_cmd, graphbuild_where, machine_line, run
+
 PLATFORMS = ("linux/amd64", "linux/arm64")
-CPU = {"child": 0.0}  # CPU seconds of the commands `run` ran
 SEED = 4242
 _ACCESS_RE = re.compile(r'"([A-Z]+) (\S+) HTTP/[\d.]+" (\d{3}) ')
 
@@ -164,50 +165,6 @@ def generate(root: Path, images: int, base_bytes: int, host: str) -> None:
             "  rule: manifest\n"
             "  images: [\":img\"]\n"
             f"  tags: [\"{host}/app-{i:02d}:v1\"]\n")
-
-
-def machine_line() -> str:
-    model = "?"
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
-    return (f"machine: {os.cpu_count()} CPUs ({model}), Python {sys.version.split()[0]}, "
-            f"load average {load}")
-
-
-def graphbuild_cmd() -> list[str]:
-    exe = shutil.which("graphbuild")
-    return [exe] if exe else [sys.executable, "-m", "graphbuild"]
-
-
-def graphbuild_where() -> str:
-    """Which graphbuild package the runs import (PYTHONPATH can point at a snapshot)."""
-    probe = subprocess.run([sys.executable, "-c", "import graphbuild; print(graphbuild.__file__)"],
-                           cwd=tempfile.gettempdir(), capture_output=True, text=True, check=False)
-    return f"graphbuild: {' '.join(graphbuild_cmd())} (package {probe.stdout.strip() or '?'})"
-
-
-def run(argv: list[str], cwd: Path | None = None) -> tuple[float, int, str]:
-    """(wall seconds, peak RSS in KiB, stdout); the CPU time is added to CPU["child"]."""
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        t0 = time.perf_counter()
-        proc = subprocess.Popen(argv, cwd=cwd, stdout=out, stderr=err)
-        _, status, usage = os.wait4(proc.pid, 0)
-        elapsed = time.perf_counter() - t0
-        code = os.waitstatus_to_exitcode(status)
-        CPU["child"] += usage.ru_utime + usage.ru_stime
-        out.seek(0)
-        err.seek(0)
-        stdout, stderr = out.read().decode(errors="replace"), err.read().decode(errors="replace")
-    if code != 0:
-        sys.exit(f"{' '.join(argv)} failed (exit {code}):\n{stdout[-3000:]}\n{stderr[-3000:]}")
-    return elapsed, usage.ru_maxrss, stdout
 
 
 def base_layer_digest(store: Path) -> str:

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import shutil
 import statistics
@@ -39,6 +38,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _common import graphbuild_cmd, machine_line
 
 WINDOW = 40       # dependencies are drawn among the WINDOW nodes before a node
 MAX_DEPS = 3
@@ -111,27 +112,6 @@ def timed(argv: list[str], cwd: Path) -> tuple[float, str]:
         sys.exit(f"{' '.join(argv)} failed in {cwd} (exit {proc.returncode}):\n"
                  f"{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
     return elapsed, proc.stdout
-
-
-def machine_line() -> str:
-    """nproc, load average and CPU model: figures from a busy machine are not comparable."""
-    model = "?"
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
-    return (f"machine: {os.cpu_count()} CPUs ({model}), Python {sys.version.split()[0]}, "
-            f"load average {load}")
-
-
-def graphbuild_cmd() -> list[str]:
-    exe = shutil.which("graphbuild")
-    return [exe] if exe else [sys.executable, "-m", "graphbuild"]
 
 
 def build_stats(stdout: str) -> tuple[float, dict]:

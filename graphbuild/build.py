@@ -136,9 +136,12 @@ class Engine:
         if self.cancelled.is_set():
             raise ActionFailed("interrupted")
         with open(log_path, "ab") as log:
-            proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
-                                    start_new_session=True)
+            try:
+                proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                        stdin=subprocess.PIPE if stdin is not None
+                                        else subprocess.DEVNULL, start_new_session=True)
+            except OSError as exc:  # e.g. `sh` not on the PATH the action's env sets
+                raise ActionFailed(f"cannot start {argv[0]} in {cwd}: {exc.strerror}") from None
             with self._procs_lock:
                 self._procs[proc.pid] = proc
             try:

@@ -12,6 +12,7 @@ import stat
 import tempfile
 from pathlib import Path
 
+from .errors import ActionFailed
 from .hashing import canonical, digest_bytes, digest_file
 
 
@@ -48,11 +49,19 @@ class CAS:
             for name in sorted(dirnames + filenames):
                 full = Path(dirpath) / name
                 rel = (rel_dir / name).as_posix()
+                try:
+                    rel.encode()
+                except UnicodeEncodeError:
+                    raise ActionFailed(f"output name {rel!r} is not UTF-8; tree listings hold "
+                                       "UTF-8 names only") from None
                 st = full.lstat()
                 if stat.S_ISLNK(st.st_mode):
                     entries.append([rel, "link", os.readlink(full)])
                 elif stat.S_ISDIR(st.st_mode):
                     entries.append([rel, "dir", stat.S_IMODE(st.st_mode) & 0o755 | 0o700])
+                elif not stat.S_ISREG(st.st_mode):  # reading a FIFO would block forever
+                    raise ActionFailed(f"output {rel} is not a regular file, directory or "
+                                       "symlink (a FIFO, socket or device cannot be stored)")
                 else:
                     mode = 0o755 if st.st_mode & 0o111 else 0o644
                     entries.append([rel, "file", mode, self._put_file(full)])

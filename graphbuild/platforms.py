@@ -120,7 +120,8 @@ def check(os_: str, arch: str, variant: str = "") -> Platform:
 def parse(text: str) -> Platform:
     """Parse ``os/arch[/variant]``; ``linux/arm64/v8`` equals ``linux/arm64``."""
     if not isinstance(text, str) or not text:
-        raise PlatformError(f"a platform must be a string like 'linux/amd64', not {text!r}")
+        raise PlatformError(f"a platform must be a string like 'linux/amd64', not {text!r}",
+                            "write os/arch[/variant], e.g. 'linux/arm/v7'")
     parts = text.split("/")
     if len(parts) == 1:
         word = parts[0]

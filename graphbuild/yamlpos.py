@@ -66,7 +66,14 @@ def _scalar(node, path: str, loader) -> Any:
     if not isinstance(node, yaml.ScalarNode):
         raise UserError("a key must be a plain value", path=path, line=node.start_mark.line + 1,
                         hint="keys are names; write the value after the ':'")
-    return loader.construct_object(node, deep=True)
+    try:
+        return loader.construct_object(node, deep=True)
+    except (yaml.YAMLError, ValueError, TypeError) as exc:  # an unknown tag, a merge key, !!int x
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise UserError(f"invalid YAML value {node.value!r}: {problem}", path=path,
+                        line=node.start_mark.line + 1,
+                        hint="write plain values: YAML tags (!!...) and merge keys (<<) are not "
+                        "supported") from None
 
 
 def read_text(file, path: str) -> str:

@@ -65,3 +65,26 @@ def load(args, pattern_texts: list[str], *, analyze: bool = True, plat_texts=Non
     finally:
         loader.save_cache()
     return loaded
+
+
+def output_file(flag: str, text: str, *, replaced: bool = False):
+    """Check a file the command will write (``-o``, ``--events``, ``--profile``) before any work.
+
+    ``replaced``: the file is written beside and renamed into place, so it must not be a device,
+    pipe or socket (renaming over ``/dev/stdout`` would replace the device node)."""
+    from pathlib import Path
+
+    if not text:
+        raise UserError(f"{flag}: needs a file name", hint=f"e.g. {flag} out.tar")
+    path = Path(text)
+    if path.is_dir():
+        raise UserError(f"{flag}: {text} is a directory",
+                        hint=f"name a file in it, e.g. {path / 'image.tar'}")
+    if not path.resolve().parent.is_dir():
+        raise UserError(f"{flag}: the directory of {text} does not exist",
+                        hint="create it first, or name a file in an existing directory")
+    if replaced and path.exists() and not path.is_file():
+        raise UserError(f"{flag}: {text} is not a regular file",
+                        hint="name a regular file; the archive is written beside it and renamed "
+                        "into place")
+    return path

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -17,8 +18,10 @@ def main(args) -> int:
     from ..errors import UserError
     from ..oci.export import ExportError, export_docker_archive, export_oci_archive
     from ..oci.store import Store
+    from .common import output_file
     from .lookup import descriptor, load_label, tags_of
 
+    out = output_file("-o", args.output, replaced=True)
     loaded, node = load_label(args, args.label)
     store = Store(loaded.ws.cache_dir / "oci")
     desc = descriptor(store, node)
@@ -30,5 +33,10 @@ def main(args) -> int:
             export_docker_archive(store, desc, args.output, tags, args.platform)
     except ExportError as exc:
         raise UserError(str(exc), hint="pass --platform os/arch to pick one image") from None
+    except OSError as exc:
+        if exc.filename is None or Path(exc.filename).parent != out.parent:
+            raise  # not the archive being written: a store problem, reported as it is
+        raise UserError(f"-o: cannot write {args.output}: {exc.strerror}",
+                        hint="name a file in an existing, writable directory") from None
     print(f"wrote {args.output} ({args.format}) for {node} {desc['digest']}")
     return 0

@@ -18,6 +18,10 @@ def node_for_label(loaded, text: str) -> str:
         raise UserError(str(exc), hint=exc.hint) from None
     prov = loaded.analysis.providers[label]
     target = loaded.tgraph.targets[label]
+    if prov.data.get("tree"):  # a command's outputs are a directory tree, not an image
+        raise target.error(f"{label} is a {prov.rule} and has no image output", None,
+                           "inspect and export take image and manifest targets; a command's "
+                           "outputs are fed to images through contexts")
     if plat_text is not None:
         try:
             plat = platforms.parse(plat_text)

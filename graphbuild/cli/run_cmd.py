@@ -24,14 +24,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def main(args) -> int:
     from ..errors import UserError
-    from .common import load
+    from .common import load, output_file
 
     if args.jobs is not None and args.jobs < 1:
         raise UserError("-j must be at least 1", hint="pass -j N with N >= 1, or omit it to use every CPU")
     for flag, path in (("--events", args.events), ("--profile", args.profile)):
-        if path and not Path(path).resolve().parent.is_dir():
-            raise UserError(f"{flag}: the directory of {path} does not exist",
-                            hint="create it first, or name a file in an existing directory")
+        if path is not None:
+            output_file(flag, path)
     loaded = load(args, args.patterns, plat_texts=args.platform)
     loaded.push_nodes = []
     if args.push:
@@ -100,11 +99,16 @@ def _where(ws, items) -> str:
 
 def _build(loaded, args, jobs: int) -> int:
     from ..build import Engine, Interrupted, Options, Scheduler
+    from ..errors import UserError
     from ..events import Events, JsonLines, Profile
     from ..progress import make_reporter
 
     events = Events()
-    events_file = open(args.events, "w") if args.events else None  # noqa: SIM115 - closed below
+    try:
+        events_file = open(args.events, "w") if args.events else None  # noqa: SIM115 - closed below
+    except OSError as exc:
+        raise UserError(f"--events: cannot write {args.events}: {exc.strerror}",
+                        hint="name a file in an existing, writable directory") from None
     if events_file:
         events.add_sink(JsonLines(events_file))
     if args.output == "json":

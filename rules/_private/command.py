@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import ClassVar
 
@@ -23,6 +24,7 @@ from graphbuild.rule_api import (
 
 # Host variables a command sees besides its own `env`; nothing else leaks in (hermeticity).
 PASSTHROUGH_ENV = ("PATH", "HOME", "TMPDIR", "LANG", "USER", "LOGNAME")
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 class CommandRule(Rule):
@@ -41,6 +43,15 @@ class CommandRule(Rule):
     }
 
     def check(self, target: Target) -> None:
+        if "\0" in target.attrs["cmd"]:
+            raise target.error("cmd contains a NUL character", "cmd", "remove it: sh cannot run it")
+        for name, value in target.attrs["env"].items():
+            if not ENV_NAME.fullmatch(name):
+                raise target.error(f"invalid environment variable name {name!r} in env", "env",
+                                   "names are letters, digits and _, not starting with a digit")
+            if "\0" in value:
+                raise target.error(f"env {name} contains a NUL character", "env",
+                                   "environment values cannot hold NUL")
         for out in target.attrs["outs"]:
             if out.startswith("/") or ".." in Path(out).parts:
                 raise target.error(f"output '{out}' must be a relative path inside $OUT", "outs",
@@ -123,6 +134,8 @@ def _run(rc: RunContext, target: Target, plat: Platform | None, mounts: dict) ->
                                env=_env(target, plat, out, deps))
     if code != 0:
         raise ActionFailed(f"command exited with status {code}", log)
+    if not out.is_dir():
+        raise ActionFailed("$OUT is no longer a directory: the command removed or replaced it", log)
     missing = [o for o in target.attrs["outs"] if not (out / o).exists()]
     if missing:
         raise ActionFailed(f"declared outputs missing under $OUT: {', '.join(missing)}", log)

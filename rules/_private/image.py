@@ -12,8 +12,7 @@ from graphbuild import platforms
 from graphbuild.rule_api import Action, AnalysisContext, Attr, Provider, Rule, Target
 
 from . import image_inputs, image_run
-
-TEMPLATE_KEYS = ("{os}", "{arch}", "{variant}")
+from .image_inputs import TEMPLATE_KEYS, check_tag
 
 
 class ImageRule(Rule):
@@ -54,7 +53,7 @@ class ImageRule(Rule):
                 key_data=spec.key_data, tool_version=spec.tool_version,
                 run=lambda rc, s=spec: image_run.run(rc, s),
                 check_cached=image_run.check_cached,
-                tags=[_expand(t, plat) for t in templated] + (plain if len(plats) == 1 else []),
+                tags=[_expand(t, plat, target) for t in templated] + (plain if len(plats) == 1 else []),
             )
             provider.nodes[str(plat)] = ctx.declare(action)
         if len(plats) > 1:  # //x:img names the multi-platform image, as a buildx build does
@@ -67,9 +66,10 @@ def _split_tags(tags: list[str]) -> tuple[list[str], list[str]]:
     return templated, [t for t in tags if t not in templated]
 
 
-def _expand(tag: str, plat: platforms.Platform) -> str:
-    out = tag.replace("{os}", plat.os).replace("{arch}", plat.arch)
-    return out.replace("{variant}", plat.variant)
+def _expand(tag: str, plat: platforms.Platform, target: Target) -> str:
+    out = image_inputs.expand_tag(tag, plat)
+    check_tag(target, tag, out)
+    return out
 
 
 def _index_action(target: Target, provider: Provider, tags: list[str]) -> Action:

@@ -11,6 +11,7 @@ from graphbuild import backends, platforms
 from graphbuild.errors import UserError, did_you_mean
 from graphbuild.labels import Label
 from graphbuild.rule_api import AnalysisContext, NodeId, Target
+from graphbuild.yamlpos import read_text
 
 DOCKER_IMAGE = "docker-image://"
 SOURCE_DATE_EPOCH = "SOURCE_DATE_EPOCH"
@@ -23,9 +24,34 @@ def check_attrs(target: Target) -> None:
         raise target.error(f"unknown backend '{backend}'", "backend",
                            did_you_mean(backend, backends.names())
                            or f"backends: {', '.join(backends.names())}")
+    sample = platforms.Platform("linux", "arm", "v7")  # every template key non-empty
     for tag in target.attrs["tags"]:
-        if not tag or any(c.isspace() for c in tag):
-            raise target.error(f"invalid tag {tag!r}", "tags", "a tag is name:tag, e.g. myapp:v1")
+        check_tag(target, tag, expand_tag(tag, sample))
+
+
+TEMPLATE_KEYS = ("{os}", "{arch}", "{variant}")
+
+
+def expand_tag(tag: str, plat: platforms.Platform) -> str:
+    out = tag.replace("{os}", plat.os).replace("{arch}", plat.arch)
+    return out.replace("{variant}", plat.variant)
+
+
+def check_tag(target: Target, written: str, tag: str | None = None) -> None:
+    """A tag (as ``written``, or as expanded for a platform) must name an image in the store's
+    index.json, so a bad one is exit 2 before anything runs rather than a failure at the end."""
+    from graphbuild.oci.store import check_ref_name
+
+    try:
+        check_ref_name(written if tag is None else tag)
+    except ValueError:
+        shown = repr(written) if tag in (None, written) else f"{written!r} (here {tag!r})"
+        hint = "a tag is [host/]name:tag of letters, digits and . _ - separators, e.g. myapp:v1"
+        if any(k in written for k in TEMPLATE_KEYS) and target.rule == "manifest":
+            hint = "{os} {arch} {variant} name per-platform images: use them in an image's tags"
+        elif "{variant}" in written:
+            hint = "{variant} is empty on platforms without one (linux/amd64): keep it off the end"
+        raise target.error(f"invalid tag {shown}", "tags", hint) from None
 
 
 @dataclass
@@ -65,11 +91,15 @@ class Setup:
         pkg_dir = ws.root / target.package
         self.context_dir = _inside(ws.root, pkg_dir / target.attrs["context"], target, "context")
         if not self.context_dir.is_dir():
-            raise target.error(f"context '{target.attrs['context']}' is not a directory", "context")
+            raise target.error(f"context '{target.attrs['context']}' is not a directory", "context",
+                               "context is a directory relative to the package (default '.')")
         self.dockerfile = _inside(ws.root, pkg_dir / target.attrs["dockerfile"], target, "dockerfile")
         self.dockerfile_rel = ws.rel(self.dockerfile)
         try:
-            self.text = self.dockerfile.read_text(encoding="utf-8")
+            self.text = read_text(self.dockerfile, self.dockerfile_rel)
+        except UserError as exc:  # not UTF-8: name the target too
+            exc.label = str(target.label)
+            raise
         except OSError:
             raise target.error(f"Dockerfile '{self.dockerfile_rel}' not found", "dockerfile",
                                "the path is relative to the package directory") from None
@@ -120,7 +150,8 @@ class Setup:
                                "contexts")
                 if not path.is_dir():
                     raise self.target.error(f"context '{name}': '{value}' is not a directory",
-                                            "contexts")
+                                            "contexts", "a named context is a label (//pkg:name or "
+                                            ":name), docker-image://ref or a directory")
                 out[name] = ("dir", path)
         return out
 

@@ -20,6 +20,7 @@ from graphbuild.rule_api import (
 )
 from graphbuild.yamlpos import Pos, plain
 
+from .image_inputs import check_tag
 from .image_run import check_cached
 
 OVERRIDE_KEYS = {"os", "arch", "variant", "os_version", "os_features", "annotations", "force"}
@@ -47,10 +48,13 @@ class ManifestRule(Rule):
         a = target.attrs
         if a["media_type"] not in MEDIA_TYPES:
             raise target.error(f"media_type must be oci or docker, not {a['media_type']!r}",
-                               "media_type")
+                               "media_type", did_you_mean(str(a["media_type"]), MEDIA_TYPES)
+                               or "oci for an OCI image index, docker for a manifest list v2")
         if a["media_type"] == "docker" and a["annotations"]:
             raise target.error("a Docker manifest list cannot carry annotations", "annotations",
                                "use media_type: oci, or drop 'annotations'")
+        for tag in a["tags"]:
+            check_tag(target, tag)
         written = [w for _, _, w in a["images"]]
         for key, pos in a["platform_annotations"].items():
             if key not in written:
@@ -87,12 +91,18 @@ class ManifestRule(Rule):
 def _check_override(target: Target, key: str, pos: Pos) -> None:
     if not isinstance(pos.value, dict):
         raise target.error(f"platform_annotations['{key}'] must be a mapping",
-                           "platform_annotations", line=pos.line)
+                           "platform_annotations", f"e.g. \"{key}\": {{arch: arm64, variant: v8}}",
+                           line=pos.line)
     for field, val in pos.value.items():
         if field not in OVERRIDE_KEYS:
             raise target.error(f"unknown field '{field}' in platform_annotations['{key}']",
                                "platform_annotations", did_you_mean(field, OVERRIDE_KEYS)
                                or f"fields: {', '.join(sorted(OVERRIDE_KEYS))}", line=val.line)
+        problem = _override_type_problem(field, plain(val))
+        if problem:
+            raise target.error(f"platform_annotations['{key}'].{field} must be {problem}",
+                               "platform_annotations", f"e.g. {OVERRIDE_EXAMPLES[field]}",
+                               line=val.line)
     ov = plain(pos)
     os_, arch, variant = ov.get("os", "linux"), ov.get("arch", "amd64"), ov.get("variant", "")
     if "arch" in ov or "variant" in ov or "os" in ov:
@@ -100,6 +110,27 @@ def _check_override(target: Target, key: str, pos: Pos) -> None:
             platforms.check(str(os_), str(arch), str(variant))
         except platforms.PlatformError as exc:
             raise target.error(str(exc), "platform_annotations", exc.hint, line=pos.line) from None
+
+
+OVERRIDE_EXAMPLES = {
+    "os": "os: linux", "arch": "arch: arm64", "variant": "variant: v7",
+    "os_version": "os_version: 10.0.17763.1879", "os_features": "os_features: [win32k]",
+    "annotations": "annotations: {org.example.note: text}", "force": "force: true",
+}
+
+
+def _override_type_problem(field: str, value) -> str | None:
+    """What a platform_annotations field must be, if ``value`` is not that; else None."""
+    if field == "force":
+        return None if isinstance(value, bool) else "true or false"
+    if field == "os_features":
+        ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
+        return None if ok else "a list of strings"
+    if field == "annotations":
+        ok = isinstance(value, dict) and all(
+            isinstance(v, (str, int, float, bool)) for v in value.values())
+        return None if ok else "a mapping of names to text"
+    return None if isinstance(value, str) else "a string"
 
 
 def _entries(target: Target, ctx: AnalysisContext) -> list[tuple[str, NodeId, object]] | None:

@@ -62,7 +62,11 @@ class Analysis(AnalysisContext):
         if not written:
             plats = list(self.ws.platforms_default())
         if self.platform_filter is not None:
-            plats = [p for p in plats if any(p.same_as(f) for f in self.platform_filter)]
+            kept = [p for p in plats if any(p.same_as(f) for f in self.platform_filter)]
+            if plats and not kept and attr == "platforms":
+                self.note(target, "builds none of the --platform platforms (it builds "
+                          f"{', '.join(map(str, plats))}): nothing to do for it")
+            plats = kept
         return plats
 
     def declare(self, action: Action) -> NodeId:

@@ -233,3 +233,26 @@ def test_command_output_name_not_utf8(ws):
       cmd: touch "$OUT/$(printf '\\377')"
     """})
     action_failed(ws.run("run", "//:c"), "not UTF-8")
+
+
+def test_platform_filter_that_leaves_a_target_nothing_says_so(ws):
+    ws.write({"p/BUILD.yaml": "img:\n  rule: image\n  platforms: [linux/amd64]\n",
+              "p/Dockerfile": "FROM scratch\nCOPY a /a\n", "p/a": "a\n"})
+    res = ws.run("run", "//p:img", "--platform", "linux/arm64")
+    assert res.code == 0, res
+    assert ("note: p/BUILD.yaml:1: //p:img: builds none of the --platform platforms "
+            "(it builds linux/amd64)") in res.err
+
+
+def test_export_platform_is_checked_not_ignored(ws, tmp_path):
+    ws.write({"p/BUILD.yaml": "img:\n  rule: image\n  platforms: [linux/amd64, linux/arm64]\n",
+              "p/Dockerfile": "FROM scratch\nCOPY a /a\n", "p/a": "a\n"})
+    assert ws.run("run", "//p:img").code == 0
+    res = ws.run("export", "//p:img", "-o", str(tmp_path / "x.tar"), "--platform", "linux/arm64")
+    assert res.code == 2 and "--platform picks one image for --format docker" in res.err
+    res = ws.run("export", "//p:img", "-o", str(tmp_path / "x.tar"), "--format", "docker",
+                 "--platform", "linux/aarch64")
+    assert res.code == 2 and "linux/arm64" in res.err and "Traceback" not in res.err
+    res = ws.run("export", "//p:img", "-o", str(tmp_path / "x.tar"), "--format", "docker",
+                 "--platform", "linux/arm64")
+    assert res.code == 0, res

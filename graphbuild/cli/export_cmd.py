@@ -22,6 +22,13 @@ def main(args) -> int:
     from .lookup import descriptor, load_label, tags_of
 
     out = output_file("-o", args.output, replaced=True)
+    if args.platform is not None:
+        if args.format != "docker":
+            raise UserError("--platform picks one image for --format docker; an oci archive "
+                            "holds every platform", hint="drop --platform, or add --format docker")
+        from .common import platform_filter
+
+        platform_filter([args.platform])  # a bad spelling is exit 2 with the right one
     loaded, node = load_label(args, args.label)
     store = Store(loaded.ws.cache_dir / "oci")
     desc = descriptor(store, node)

@@ -1,18 +1,22 @@
-"""Content digests (``algorithm:hex``) and OCI/Docker media types."""
+"""Content digests (``algorithm:hex``), and the media types the registry client asks for."""
 
 from __future__ import annotations
 
 import hashlib
 import re
 
-OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
-DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
-DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
-DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
-INDEX_TYPES = frozenset({OCI_INDEX, DOCKER_LIST})
-IMAGE_TYPES = frozenset({OCI_MANIFEST, DOCKER_MANIFEST})
+from ..oci.mediatypes import (  # noqa: F401
+    DOCKER_CONFIG,
+    DOCKER_MANIFEST,
+    INDEX_TYPES,
+    OCI_CONFIG,
+    OCI_INDEX,
+    OCI_MANIFEST,
+)
+from ..oci.mediatypes import DOCKER_MANIFEST_LIST as DOCKER_LIST
+from ..oci.mediatypes import MANIFEST_TYPES as IMAGE_TYPES  # noqa: F401
+
+# The Accept list for manifests: indexes first, then image manifests.
 MANIFEST_TYPES = (OCI_INDEX, OCI_MANIFEST, DOCKER_LIST, DOCKER_MANIFEST)
 
 _ALGORITHMS = {"sha256": 64, "sha384": 96, "sha512": 128}

@@ -111,14 +111,7 @@ def command(req: BuildRequest, exe: str, state_dir: Path, context_args: list[str
     ignore = dockerignore_path(req.context_dir, req.dockerfile)
     if ignore:
         argv += ["--ignorefile", str(ignore)]
-    if req.target:
-        argv += ["--target", req.target]
-    for key, value in sorted(req.build_args.items()):
-        argv += ["--build-arg", f"{key}={value}"]
-    for key, value in sorted(req.labels.items()):
-        argv += ["--label", f"{key}={value}"]
-    for arg in context_args:
-        argv += ["--build-context", arg]
+    argv += external.dockerfile_flags(req, context_args)
     return argv + ["--tag", f"oci:{out}", str(req.context_dir)]
 
 

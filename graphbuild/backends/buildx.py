@@ -295,14 +295,7 @@ def command(req: BuildRequest, exe: str, builder: str, context_args: list[str],
     if builder:
         argv += ["--builder", builder]
     argv += ["--platform", str(req.platform), "--file", str(req.dockerfile)]
-    if req.target:
-        argv += ["--target", req.target]
-    for key, value in sorted(req.build_args.items()):
-        argv += ["--build-arg", f"{key}={value}"]
-    for key, value in sorted(req.labels.items()):
-        argv += ["--label", f"{key}={value}"]
-    for arg in context_args:
-        argv += ["--build-context", arg]
+    argv += external.dockerfile_flags(req, context_args)
     for key, flag in (("cache_from", "--cache-from"), ("cache_to", "--cache-to")):
         for spec in opts.get(key, []):
             argv += [flag, _fill(spec, req.platform)]

@@ -153,3 +153,16 @@ def layout_name(name: str, digest: str) -> str:
     tools write it into the image history), and a valid lowercase repository name."""
     safe = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "context"
     return f"{safe[:40]}-{digest.split(':', 1)[1][:12]}"
+
+
+def dockerfile_flags(req, context_args: list[str]) -> list[str]:
+    """The flags `buildah bud` and `docker buildx build` spell alike: stage, build args, labels,
+    named contexts (sorted, so the same request gives the same command line)."""
+    argv = ["--target", req.target] if req.target else []
+    for key, value in sorted(req.build_args.items()):
+        argv += ["--build-arg", f"{key}={value}"]
+    for key, value in sorted(req.labels.items()):
+        argv += ["--label", f"{key}={value}"]
+    for arg in context_args:
+        argv += ["--build-context", arg]
+    return argv

@@ -28,6 +28,7 @@ class Analysis(AnalysisContext):
         self.target_of: dict[NodeId, Target] = {}
         self.notes: list[str] = []
         self._current: Target | None = None
+        self._memos: dict[str, dict] = {}
         for target in tgraph.build_order():
             self._current = target
             self.providers[target.label] = rule_registry.get(target.rule).analyze(target, self)
@@ -95,8 +96,9 @@ class Analysis(AnalysisContext):
         return [f"{package}/{m}" if package else m for m in found]
 
     def remembered(self, key, compute):
-        """``compute(walked)``, or its earlier answer while every directory it listed (it
-        appends them to ``walked``) is unchanged: directory walks cost a no-op build most."""
+        """``compute(walked)``, or its earlier answer while every directory it listed and file
+        it read (it appends them to ``walked``) is unchanged: walks and Dockerfile reads cost
+        a no-op build most."""
         trees = self.tgraph.loader.trees
         hit = trees.get(key)
         if hit is not None:
@@ -105,6 +107,9 @@ class Analysis(AnalysisContext):
         result = compute(walked)
         trees.put(key, walked, result)
         return result
+
+    def run_memo(self, name: str) -> dict:
+        return self._memos.setdefault(name, {})
 
     # -- helpers for rules and the engine ------------------------------------------------------
     def nodes_of(self, label: Label) -> list[NodeId]:

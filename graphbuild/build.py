@@ -29,7 +29,7 @@ from .hashing import StatCache, digest_json, read_pickle, write_pickle
 from .rule_api import Action, NodeId, Outcome, RunContext
 from .workspace import Workspace
 
-KEY_SCHEMA = 1
+KEY_SCHEMA = 2  # 2: the inputs enter the key as one digest of their (path, digest) list
 RECORD_BATCH = 64  # finished outcomes are written together: at most this many,
 RECORD_EVERY_S = 0.5  # or this often (each transaction costs the main thread ~1 ms)
 DEFAULT_DURATION = 1.0
@@ -291,8 +291,11 @@ class Scheduler:
         self.summary = Summary()
         self._timings_path = engine.cache_dir / "timings.pickle"
         self._timings = self._load_timings()
-        self._results: queue.Queue = queue.Queue()
+        # SimpleQueue: its get() holds no Python-level lock that a Ctrl-C raised inside it
+        # could leave taken, which would block the workers' put() and so the shutdown
+        self._results: queue.SimpleQueue = queue.SimpleQueue()
         self._keys: dict[NodeId, tuple[str, dict]] = {}
+        self._input_memo: dict[tuple, tuple[dict[str, str], str]] = {}
         self._stop_reason: str | None = None
         self._pending: list[tuple] = []  # finished outcomes not yet in the action cache
         self._flushed = time.monotonic()
@@ -416,16 +419,26 @@ class Scheduler:
     # -- per node -------------------------------------------------------------------------------
     def _key(self, node: NodeId) -> tuple[str, dict]:
         action = self.actions[node]
-        root = self.engine.root_str
-        inputs = {p: self.engine.stat_cache.digest(root, p) for p in action.inputs}
+        inputs, inputs_digest = self._inputs(action.inputs)
         deps = {d: self.summary.results[d].outcome.digest for d in self.graph.predecessors(node)}
         snap = explain.snapshot(action, inputs, deps, {})
         key = digest_json({
             "schema": KEY_SCHEMA, "rule": action.rule, "rule_version": action.rule_version,
-            "platform": snap["platform"], "inputs": sorted(inputs.items()),
+            "platform": snap["platform"], "inputs": inputs_digest,
             "deps": sorted(deps.items()), "data": action.key_data, "tool": action.tool_version,
         })
         return key, snap
+
+    def _inputs(self, paths: list[str]) -> tuple[dict[str, str], str]:
+        """Each input's digest, and one digest of them all. Nodes with the same inputs (an
+        image's platforms) share the answer: it is computed once per run."""
+        memo_key = tuple(paths)
+        hit = self._input_memo.get(memo_key)
+        if hit is None:
+            root, digest = self.engine.root_str, self.engine.stat_cache.digest
+            inputs = {p: digest(root, p) for p in paths}
+            hit = self._input_memo[memo_key] = (inputs, digest_json(sorted(inputs.items())))
+        return hit
 
     def _prepare(self, node: NodeId) -> NodeResult | None:
         """A cache hit, a dry-run verdict, or None: the node must run."""

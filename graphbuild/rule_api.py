@@ -148,10 +148,15 @@ class AnalysisContext:
         raise NotImplementedError  # pragma: no cover - interface
 
     def remembered(self, key, compute: Callable[[list[str]], Any]):
-        """``compute(walked)`` -- a directory walk that appends each directory it lists to
-        ``walked`` -- or its answer from an earlier run while those directories are unchanged.
-        The answer must be picklable and depend only on the key and those directories."""
+        """``compute(walked)`` -- which appends each directory it lists and file it reads to
+        ``walked`` -- or its answer from an earlier run while those paths keep their stat
+        stamps. The answer must be picklable and depend only on the key and those paths."""
         raise NotImplementedError  # pragma: no cover - interface
+
+    def run_memo(self, name: str) -> dict:  # pragma: no cover - interface
+        """A dict under ``name`` shared by every rule of this analysis and gone with it: for
+        what holds during one run but may not in the next (say, where a symlink points)."""
+        raise NotImplementedError
 
 
 class RunContext:

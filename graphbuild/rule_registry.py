@@ -10,6 +10,7 @@ import os
 from functools import cache, lru_cache
 
 from .rule_api import Rule
+from .treecache import user_cache
 
 GROUP = "graphbuild.rules"
 
@@ -25,17 +26,14 @@ def _entry_points() -> dict:
     # and its mtime changes with every build: keying on it would defeat the cache
     cwd = os.getcwd()
     dirs = [p for p in sys.path if p and p != cwd and os.path.isdir(p)]
-    cache = _user_cache()
+    cache = user_cache()
     key = ("entry-points", GROUP, tuple(dirs))
     found = cache.get(key) if cache else None
     if found is None:
         found = [(ep.name, ep.value, getattr(ep.dist, "version", "") or "") for ep in _scan()]
         if cache:
             cache.put(key, dirs, found)
-            try:
-                cache.save()
-            except OSError:
-                pass  # an unwritable home directory only costs the next run a rescan
+            cache.save_quietly()
     _VERSIONS.update({name: version for name, _, version in found})
     # "module:attr" strings: importlib.metadata itself costs ~20 ms to import
     return {name: value for name, value, _ in found}
@@ -55,19 +53,6 @@ def _scan():
     from importlib.metadata import entry_points
 
     return entry_points(group=GROUP)
-
-
-def _user_cache():
-    """The per-user cache (XDG_CACHE_HOME/graphbuild), or None where it cannot be written."""
-    from pathlib import Path
-
-    from .treecache import TreeCache
-
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    try:
-        return TreeCache(Path(base) / "graphbuild" / "entry-points.pickle")
-    except OSError:
-        return None
 
 
 def names() -> list[str]:

@@ -1,12 +1,14 @@
-"""Results of directory walks (package discovery, `srcs` globs), reused while every directory
-walked still has the modification time it had: adding, removing or renaming an entry changes
-its directory's mtime. A directory modified in the last two seconds is not trusted, since a
-change within the same clock tick could leave its mtime unchanged (git's "racy" entries)."""
+"""Results of directory walks and file reads (package discovery, `srcs` globs, what a
+Dockerfile reaches), reused while every path they looked at still has the stat stamp it had:
+adding, removing or renaming an entry changes its directory's mtime, and rewriting a file its
+mtime, ctime, size or inode. A path modified in the last two seconds is not trusted, since a
+change within the same clock tick could leave its stamp unchanged (git's "racy" entries)."""
 
 from __future__ import annotations
 
 import os
 import time
+from functools import lru_cache
 from pathlib import Path
 
 from .hashing import read_pickle, write_pickle
@@ -16,8 +18,9 @@ MAX_ENTRIES = 50_000  # oldest-written entries go first beyond this
 
 
 class TreeCache:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, max_entries: int = MAX_ENTRIES) -> None:
         self.path = path
+        self.max_entries = max_entries
         self.data: dict = read_pickle(path)
         self.dirty = False
 
@@ -25,32 +28,56 @@ class TreeCache:
         entry = self.data.get(key)
         if entry is None:
             return None
-        dirs, result = entry
+        paths, result = entry
         try:
-            if all(os.stat(d).st_mtime_ns == m for d, m in dirs):
+            if all(_stamp(os.stat(p)) == s for p, s in paths):
                 return result
         except OSError:
             pass
         return None
 
-    def put(self, key, dirs: list[str], result) -> None:
-        """Remember ``result`` for ``key`` unless a directory walked changed too recently."""
+    def put(self, key, paths: list[str], result) -> None:
+        """Remember ``result`` for ``key`` unless a path it looked at changed too recently."""
         try:
-            stamps = [(d, os.stat(d).st_mtime_ns) for d in dirs]
+            stamps = [(p, _stamp(os.stat(p))) for p in dict.fromkeys(paths)]
         except OSError:
             return
         now = time.time_ns()
-        if any(now - m < RACY_NS for _, m in stamps):
+        if any(now - min(s[0], s[1]) < RACY_NS for _, s in stamps):  # a change now sets both
             self.data.pop(key, None)
             return
         self.data.pop(key, None)  # re-inserted last: the dict's order is the write order
         self.data[key] = (stamps, result)
         self.dirty = True
-        if len(self.data) > MAX_ENTRIES:
-            for old in list(self.data)[: len(self.data) - MAX_ENTRIES]:
+        if len(self.data) > self.max_entries:
+            for old in list(self.data)[: len(self.data) - self.max_entries]:
                 del self.data[old]
 
     def save(self) -> None:
         if self.dirty:
             write_pickle(self.path, self.data)
             self.dirty = False
+
+    def save_quietly(self) -> None:
+        """Save, where failing costs only the next run a recomputation (an unwritable home)."""
+        try:
+            self.save()
+        except OSError:
+            pass
+
+
+@lru_cache(maxsize=1)
+def user_cache() -> TreeCache | None:
+    """The per-user cache (XDG_CACHE_HOME/graphbuild), shared by every workspace: what is
+    known before a workspace's own cache directory is (installed rules, WORKSPACE.yaml)."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    try:
+        # few entries: test suites and CI create workspaces by the thousand, and every run
+        # reads this file
+        return TreeCache(Path(base) / "graphbuild" / "user-cache.pickle", max_entries=256)
+    except OSError:
+        return None
+
+
+def _stamp(st: os.stat_result) -> tuple[int, int, int, int]:
+    return st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino

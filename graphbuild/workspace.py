@@ -81,8 +81,7 @@ def load(root_arg: str | None = None, cwd: Path | None = None) -> Workspace:
                             hint=f"-C must name the directory holding {WORKSPACE_FILE}")
     else:
         root = find_root(cwd or Path.cwd())
-    text = yamlpos.read_text(root / WORKSPACE_FILE, WORKSPACE_FILE)
-    doc = yamlpos.load(text, WORKSPACE_FILE)
+    doc = _parse(root)
     ws = Workspace(root=root)
     if doc is None:
         return ws
@@ -92,6 +91,23 @@ def load(root_arg: str | None = None, cwd: Path | None = None) -> Workspace:
     for key, val in doc.value.items():
         _apply(ws, key, val)
     return ws
+
+
+def _parse(root: Path) -> yamlpos.Pos | None:
+    """WORKSPACE.yaml parsed, or as parsed before while the file keeps its stat stamp (parsing
+    YAML means importing PyYAML, a tenth of a no-op build's start-up)."""
+    from .treecache import user_cache
+
+    path = str(root / WORKSPACE_FILE)
+    cache, key = user_cache(), ("workspace-file", path)
+    hit = cache.get(key) if cache else None
+    if hit is not None:
+        return hit[0]
+    doc = yamlpos.load(yamlpos.read_text(path, WORKSPACE_FILE), WORKSPACE_FILE)
+    if cache:
+        cache.put(key, [path], (doc,))
+        cache.save_quietly()
+    return doc
 
 
 def _err(msg: str, val: yamlpos.Pos, hint: str | None = None) -> UserError:

@@ -73,3 +73,23 @@ def test_copy_inputs_are_remembered_but_changes_are_seen(ws):
     res = ws.run("run", "//img:img")
     assert res.code == 2, res
     assert res.err.startswith("img/Dockerfile:3: //img:img:")
+
+
+def test_workspace_file_is_remembered_but_edits_are_seen(ws):
+    from graphbuild.treecache import user_cache
+
+    ws.write({
+        "WORKSPACE.yaml": "default_platforms: [linux/amd64]\n",
+        "img/BUILD.yaml": "img:\n  rule: image\n",
+        "img/Dockerfile": "FROM scratch\nLABEL a=b\n",
+    })
+    _age(ws.root)
+    os.utime(ws.path("WORKSPACE.yaml"), (time.time() - 3600,) * 2)
+    assert _built(ws) == {"//img:img[linux/amd64]": "built"}
+    assert ("workspace-file", str(ws.path("WORKSPACE.yaml"))) in user_cache().data
+    assert _built(ws) == {"//img:img[linux/amd64]": "cached"}
+    ws.write({"WORKSPACE.yaml": "default_platforms: [linux/arm64]\n"})
+    assert _built(ws) == {"//img:img[linux/arm64]": "built"}
+    ws.write({"WORKSPACE.yaml": "default_platforms: linux/arm64\n"})
+    res = ws.run("run", "//...")
+    assert res.code == 2 and res.err.startswith("WORKSPACE.yaml:1:"), res

@@ -18,6 +18,16 @@ def get(name: str):
     return importlib.import_module(f".{MODULES[name]}", __name__)
 
 
+_VERSIONS: dict[str, str] = {}
+
+
+def version(name: str) -> str:
+    """A backend's version string (part of every image's action key), asked once per process."""
+    if name not in _VERSIONS:
+        _VERSIONS[name] = get(name).version()
+    return _VERSIONS[name]
+
+
 def missing(name: str) -> str | None:
     """Why a backend's external tool cannot run on this machine, or None when it can."""
     if name == "native":

@@ -8,17 +8,18 @@ import posixpath
 import shutil
 import tempfile
 import threading
-from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
-from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .. import __version__
 from ..errors import ActionFailed, UserError
 from ..oci import image as img
 from ..oci import mediatypes as mt
 from .base import BuildRequest, BuildResult
+
+if TYPE_CHECKING:  # concurrent.futures is imported where layers are written: a no-op build
+    from concurrent.futures import Future, ThreadPoolExecutor  # reads only version()
 
 NAME = "native"
 HISTORY_COMMENT = "graphbuild.native.v0"
@@ -73,6 +74,8 @@ def layer_pool() -> ThreadPoolExecutor:
     """One pool per process, a thread per CPU, that writes every native layer: all image nodes
     running at once share the cores (zlib and hashlib release the GIL) instead of multiplying
     threads, and memory stays bounded (a layer streams in CHUNK_SIZE pieces per thread)."""
+    from concurrent.futures import ThreadPoolExecutor
+
     global _POOL
     with _POOL_LOCK:
         if _POOL is None:
@@ -296,6 +299,9 @@ class NativeBuilder:
     def _wait(self, pending: PendingLayer) -> LayerResult:
         """The layer's result. If another node's attempt failed or was cancelled, this node
         writes the layer itself (as it would have without that node)."""
+        from concurrent.futures import CancelledError
+        from concurrent.futures import TimeoutError as FutureTimeout
+
         from ..oci import layers
 
         future, owned = pending.future, pending.owned
@@ -370,6 +376,8 @@ class NativeBuilder:
     def cleanup(self) -> None:
         # On failure or interruption: drop this builder's queued layers (a node waiting for one
         # of them writes it itself) and let running ones finish before the scratch dir goes.
+        from concurrent.futures import wait as wait_futures
+
         for future in self._submitted:
             future.cancel()
         wait_futures(self._submitted)

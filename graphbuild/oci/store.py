@@ -98,6 +98,7 @@ class Store:
     def __init__(self, root: Path | str) -> None:
         self.root = Path(root)
         self._blobs = self.root / "blobs" / "sha256"
+        self._blobs_str = str(self._blobs)
         self._ready = False
 
     # -- layout --------------------------------------------------------------------------------
@@ -146,7 +147,8 @@ class Store:
         return self._blobs / check_digest(digest).split(":", 1)[1]
 
     def has_blob(self, digest: str) -> bool:
-        return self.blob_path(digest).is_file()
+        # strings, not Paths: a no-op build asks this once per cached image node
+        return os.path.isfile(f"{self._blobs_str}/{check_digest(digest)[7:]}")
 
     def open_blob(self, digest: str) -> IO[bytes]:
         """Open a blob for binary reading; raise BlobNotFound when absent."""

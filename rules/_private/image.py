@@ -41,7 +41,7 @@ class ImageRule(Rule):
 
     def analyze(self, target: Target, ctx: AnalysisContext) -> Provider:
         plats = ctx.resolve_platforms(target)
-        setup = image_inputs.Setup.of(target, ctx)
+        setup = image_inputs.Setup.of(target, ctx, plats)
         provider = Provider(self.name, platforms=plats, data={"image": True})
         templated, plain = _split_tags(target.attrs["tags"])
         for plat in plats:

@@ -4,14 +4,17 @@ collecting exactly the inputs the Dockerfile can reach."""
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from graphbuild import backends, platforms
-from graphbuild.errors import UserError, did_you_mean
+from graphbuild.errors import ActionFailed, UserError, did_you_mean
 from graphbuild.labels import Label
 from graphbuild.rule_api import AnalysisContext, NodeId, Target
 from graphbuild.yamlpos import read_text
+
+from . import image_facts
 
 DOCKER_IMAGE = "docker-image://"
 SOURCE_DATE_EPOCH = "SOURCE_DATE_EPOCH"
@@ -65,13 +68,13 @@ class NodeSpec:
     context_dir: Path
     dockerfile: Path
     dockerfile_rel: str
-    plan: object
     build_args: dict
     target: str
     labels: dict
-    contexts: dict  # name -> ("node", NodeId) | ("dir", Path)
+    contexts: dict  # name -> ("node", NodeId) | ("dir", Path) | ("ref", pinned reference)
     refs: dict  # image reference -> the same reference pinned by digest
     source_date_epoch: int
+    plan_loader: Callable[[], object]  # the Dockerfile plan, made when the node builds
     deps: list[NodeId] = field(default_factory=list)
     inputs: list[str] = field(default_factory=list)
     input_globs: list[str] = field(default_factory=list)
@@ -79,64 +82,99 @@ class NodeSpec:
     ref_platforms: dict = field(default_factory=dict)  # reference -> FROM --platform
     builder: str = ""  # buildx builder instance ("" = the default)
 
+    @property
+    def plan(self):
+        return self.plan_loader()
+
 
 class Setup:
     """Per-target facts shared by its platforms."""
 
-    def __init__(self, target: Target, ctx: AnalysisContext) -> None:
+    def __init__(self, target: Target, ctx: AnalysisContext,
+                 plats: list[platforms.Platform]) -> None:
         self.target = target
         self.ctx = ctx
-        ws = ctx.ws
-        self.root = ws.root
-        pkg_dir = ws.root / target.package
-        self.context_dir = _inside(ws.root, pkg_dir / target.attrs["context"], target, "context")
-        if not self.context_dir.is_dir():
+        self.root = ctx.ws.root
+        self.root_str = str(self.root)
+        self.root_prefix = f"{self.root_str.rstrip('/')}/"
+        pkg = f"{self.root_prefix}{target.package}"
+        self.context_str = self._inside(f"{pkg}/{target.attrs['context']}", "context")
+        if not os.path.isdir(self.context_str):
             raise target.error(f"context '{target.attrs['context']}' is not a directory", "context",
                                "context is a directory relative to the package (default '.')")
-        self.dockerfile = _inside(ws.root, pkg_dir / target.attrs["dockerfile"], target, "dockerfile")
-        self.dockerfile_rel = ws.rel(self.dockerfile)
+        self.dockerfile_str = self._inside(f"{pkg}/{target.attrs['dockerfile']}", "dockerfile")
+        self.context_dir, self.dockerfile = Path(self.context_str), Path(self.dockerfile_str)
+        self.context_dir_str = self.context_str
+        self.dockerfile_rel = self.rel(self.dockerfile_str)
+        self.contexts = self._contexts()
+        self.backend_choice = target.attrs["backend"] or ctx.ws.backend
+        self.sde = int(os.environ.get(SOURCE_DATE_EPOCH, "0") or 0)
+        self._plans: dict[str, object] = {}  # made during this run, kept for its builds
+        self.facts = self._facts(plats)
+
+    @classmethod
+    def of(cls, target: Target, ctx: AnalysisContext, plats: list[platforms.Platform]) -> Setup:
+        return cls(target, ctx, plats)
+
+    # -- reading the Dockerfile (image_facts calls these) ----------------------------------------
+    def _facts(self, plats: list[platforms.Platform]) -> image_facts.DockerfileFacts:
+        def compute(walked: list[str]):
+            return image_facts.compute(self, plats, walked, self._plans)
+
+        if not self._cacheable:  # a symlink on the way: its target is not stamped
+            return compute([])
+        return self.ctx.remembered(image_facts.key(self, plats), compute)
+
+    def read_dockerfile(self) -> str:
         try:
-            self.text = read_text(self.dockerfile, self.dockerfile_rel)
+            return read_text(self.dockerfile_str, self.dockerfile_rel)
         except UserError as exc:  # not UTF-8: name the target too
-            exc.label = str(target.label)
+            exc.label = str(self.target.label)
             raise
         except OSError:
-            raise target.error(f"Dockerfile '{self.dockerfile_rel}' not found", "dockerfile",
-                               "the path is relative to the package directory") from None
-        self.contexts = self._contexts()
-        self.root_prefix = f"{self.root}/"
-        self._copy_memo: dict = {}
-        self.ignore = self._dockerignore()
-        self.backend_choice = target.attrs["backend"] or ws.backend
-        self.sde = int(os.environ.get(SOURCE_DATE_EPOCH, "0") or 0)
+            raise self.target.error(f"Dockerfile '{self.dockerfile_rel}' not found", "dockerfile",
+                                    "the path is relative to the package directory") from None
 
-    def _plan(self, plat: platforms.Platform):
-        """The Dockerfile read for one platform: a pure function of its text and these
-        arguments, remembered across runs (stage resolution costs a no-op build most)."""
-        import hashlib
-
-        from graphbuild.backends.plan import make_plan
-
-        t = self.target
-        host = platforms.host()
-        key = ("plan", self.dockerfile_rel, hashlib.sha256(self.text.encode()).hexdigest(),
-               tuple(sorted(t.attrs["build_args"].items())), str(plat), str(host),
-               t.attrs["target"], tuple(sorted(self.contexts)), str(t.label))
-        return self.ctx.remembered(key, lambda walked: make_plan(
-            self.text, self.dockerfile_rel, str(t.label), t.attrs["build_args"], plat, host,
-            t.attrs["target"] or None, set(self.contexts)))
-
-    def _dockerignore(self):
+    def dockerignore(self):
+        """The .dockerignore that applies (None when there is none) and its relative path."""
         from graphbuild.backends.plan import dockerignore_path
         from graphbuild.dockerignore import DockerIgnore
 
         path = dockerignore_path(self.context_dir, self.dockerfile)
-        self.ignore_path = path
-        return DockerIgnore.from_file(path) if path else None
+        return (DockerIgnore.from_file(path), self.rel(str(path))) if path else (None, None)
 
-    @classmethod
-    def of(cls, target: Target, ctx: AnalysisContext) -> Setup:
-        return cls(target, ctx)
+    def parent_dirs(self) -> list[str]:
+        """The directories leading to the Dockerfile, the context and named directory contexts."""
+        tops = [os.path.dirname(self.dockerfile_str), self.context_str,
+                *(str(v) for k, v in self.contexts.values() if k == "dir")]
+        out: dict[str, None] = {}
+        for top in tops:
+            out.update(dict.fromkeys(image_facts.ancestors(self.root_str, top)))
+        return list(out)
+
+    def make_plan(self, text: str, plat: platforms.Platform):
+        from graphbuild.backends.plan import UnknownTarget, make_plan
+
+        t = self.target
+        try:
+            return make_plan(text, self.dockerfile_rel, str(t.label), t.attrs["build_args"], plat,
+                             platforms.host(), t.attrs["target"] or None, set(self.contexts))
+        except UnknownTarget as exc:
+            raise t.error(f"{exc.message} in {self.dockerfile_rel}", "target", exc.hint) from None
+
+    def _plan_loader(self, plat: platforms.Platform) -> Callable[[], object]:
+        """The plan analysis made, or (its facts remembered) the same plan made again from the
+        Dockerfile, which must not have changed since."""
+        def load():
+            if str(plat) not in self._plans:
+                text = image_facts.unchanged_dockerfile(self.dockerfile_str,
+                                                        self.facts.text_digest)
+                if text is None:
+                    raise ActionFailed(f"{self.dockerfile_rel} changed while the build ran: "
+                                       "run it again")
+                self._plans[str(plat)] = self.make_plan(text, plat)
+            return self._plans[str(plat)]
+        return load
 
     def _contexts(self) -> dict:
         out = {}
@@ -146,50 +184,47 @@ class Setup:
             elif value.startswith(DOCKER_IMAGE):
                 out[name] = ("ref", value[len(DOCKER_IMAGE):])
             else:
-                path = _inside(self.root, self.root / self.target.package / value, self.target,
-                               "contexts")
-                if not path.is_dir():
+                path = self._inside(f"{self.root_prefix}{self.target.package}/{value}",
+                                    "contexts")
+                if not os.path.isdir(path):
                     raise self.target.error(f"context '{name}': '{value}' is not a directory",
                                             "contexts", "a named context is a label (//pkg:name or "
                                             ":name), docker-image://ref or a directory")
-                out[name] = ("dir", path)
+                out[name] = ("dir", Path(path))
         return out
 
     # -- per platform --------------------------------------------------------------------------
     def node_spec(self, plat: platforms.Platform) -> NodeSpec:
-        from graphbuild.backends.plan import UnknownTarget
-
         t = self.target
-        try:
-            plan = self._plan(plat)
-        except UnknownTarget as exc:
-            raise t.error(f"{exc.message} in {self.dockerfile_rel}", "target", exc.hint) from None
-        backend = self._backend(plan)
-        spec = NodeSpec(str(t.label), plat, backend, backends.get(backend).version(),
-                        self.context_dir, self.dockerfile, self.dockerfile_rel, plan,
+        facts = self.facts.per_platform[str(plat)]
+        backend = self._backend(facts.needs)
+        if backend == "native" and facts.native_unsupported:
+            line, flag = facts.native_unsupported
+            raise UserError(f"the native backend does not support COPY {flag}",
+                            path=self.dockerfile_rel, line=line, label=str(t.label),
+                            hint="use backend: buildah or buildx for this instruction")
+        spec = NodeSpec(str(t.label), plat, backend, backends.version(backend),
+                        self.context_dir, self.dockerfile, self.dockerfile_rel,
                         t.attrs["build_args"], t.attrs["target"], t.attrs["labels"], {}, {},
-                        self.sde)
+                        self.sde, self._plan_loader(plat))
         if backend == "buildx":  # the builder instance for this platform
             spec.builder = backends.get(backend).node_builder(t, self.ctx, plat)
         spec.deps = self.ctx.nodes_for(t.attrs["deps"], plat)
-        self._resolve_contexts(spec, plan, plat)
-        self._inputs(spec, plan)
-        ignore = self.ignore_path
-        spec.inputs = sorted({self.dockerfile_rel, *([self._rel(ignore)] if ignore else []),
-                              *spec.inputs})
+        self._resolve_contexts(spec, facts, plat)
+        spec.inputs = facts.inputs
+        spec.input_globs = facts.input_globs
         spec.key_data = {
             "build_args": t.attrs["build_args"], "target": t.attrs["target"],
             "labels": t.attrs["labels"], "backend": backend, "source_date_epoch": self.sde,
-            "contexts": {k: self._rel(v[1]) if v[0] == "dir" else str(v[1])
+            "contexts": {k: self.rel(str(v[1])) if v[0] == "dir" else str(v[1])
                          for k, v in spec.contexts.items()},
             "refs": spec.refs,
             "ref_platforms": {k: str(v) for k, v in spec.ref_platforms.items()},
         }
         return spec
 
-    def _backend(self, plan) -> str:
+    def _backend(self, needs: list[tuple[int, str]]) -> str:
         choice = self.backend_choice
-        needs = _needs_more(plan)
         if choice == "auto":
             if not needs:
                 return "native"
@@ -201,12 +236,12 @@ class Setup:
             line, what = needs[0]
             raise UserError(f"{what} needs a backend that runs containers (native cannot), and "
                             f"neither buildx nor buildah is available: {why['buildx']}; "
-                            f"{why['buildah']}", path=plan.path, line=line,
+                            f"{why['buildah']}", path=self.dockerfile_rel, line=line,
                             label=str(self.target.label),
                             hint="install buildah (daemonless) or Docker with the buildx plugin")
         if choice == "native" and needs:
             line, what = needs[0]
-            raise UserError(f"the native backend cannot execute {what}", path=plan.path,
+            raise UserError(f"the native backend cannot execute {what}", path=self.dockerfile_rel,
                             line=line, label=str(self.target.label),
                             hint="set `backend: buildah` or `backend: buildx` (or auto) on this "
                                  "image; native builds COPY/ADD of local files and metadata only")
@@ -221,8 +256,8 @@ class Setup:
                                     "buildah or auto) on the image or in WORKSPACE.yaml")
         return choice
 
-    def _resolve_contexts(self, spec: NodeSpec, plan, plat) -> None:
-        for name in plan.contexts_used:
+    def _resolve_contexts(self, spec: NodeSpec, facts, plat) -> None:
+        for name in facts.contexts_used:
             kind, value = self.contexts[name]
             if kind == "label":
                 spec.contexts[name] = ("node", self._label_node(value, plat, name))
@@ -230,23 +265,23 @@ class Setup:
                 spec.contexts[name] = ("dir", value)
             else:
                 spec.contexts[name] = ("ref", self._pin(value))
-        for idx, base in plan.bases.items():
-            if base.kind == "context" and not self._is_image(base.value):
-                raise UserError(f"FROM {base.value}: that context is a directory, not an image",
-                                path=plan.path, line=plan.stages[idx].line, label=spec.label,
+        for name, line in facts.context_bases:
+            if not self._is_image(name):
+                raise UserError(f"FROM {name}: that context is a directory, not an image",
+                                path=self.dockerfile_rel, line=line, label=spec.label,
                                 hint="FROM takes scratch, a stage, or a context naming an image "
                                      "or pull target; COPY --from reads a directory")
-        for line, ref, flag in plan.refs:
+        for line, ref, flag in facts.refs:
             try:  # bad input first, before any registry lookup
                 if flag:  # FROM --platform=$BUILDPLATFORM ref: that platform's image, not ours
                     spec.ref_platforms[ref] = platforms.parse(flag)
                 spec.refs[ref] = self._pin(ref)
             except platforms.PlatformError as exc:
-                raise UserError(f"FROM --platform: {exc}", path=plan.path, line=line,
+                raise UserError(f"FROM --platform: {exc}", path=self.dockerfile_rel, line=line,
                                 label=spec.label, hint=exc.hint) from None
             except UserError as exc:
-                raise UserError(exc.message, path=plan.path, line=line, label=spec.label,
-                                hint=exc.hint) from None
+                raise UserError(exc.message, path=self.dockerfile_rel, line=line,
+                                label=spec.label, hint=exc.hint) from None
         spec.deps.extend(n for k, n in spec.contexts.values() if k == "node" and n not in spec.deps)
 
     def _is_image(self, name: str) -> bool:
@@ -270,115 +305,37 @@ class Setup:
                                     "contexts", f"add {plat} to the platforms of {label}")
         return node
 
-    def _inputs(self, spec: NodeSpec, plan) -> None:
-        """Files each COPY/ADD can reach (after .dockerignore); escaping the context is exit 2."""
-        from graphbuild.dockerfile import instructions as ins
-        from graphbuild.oci import copyspec
-
-        ignore = self.ignore
-        files: set[str] = set()
-        for idx in plan.order:
-            for cmd in plan.stages[idx].commands:
-                if not isinstance(cmd, ins.Copy):
-                    continue
-                _check_copy_flags(cmd, plan, spec)
-                root, ign = self.context_dir, ignore
-                if cmd.from_:
-                    ctx_entry = spec.contexts.get(cmd.from_)
-                    if ctx_entry is None or ctx_entry[0] != "dir":
-                        continue  # a stage, image or command output: keyed by its digest
-                    root, ign = ctx_entry[1], None
-                try:
-                    files.update(self._copy_inputs(root, cmd.sources, ign))
-                    _check_many_into_one(cmd, root, ign)
-                except copyspec.CopyError as exc:
-                    raise UserError(exc.message, path=plan.path, line=cmd.line, label=spec.label,
-                                    hint=exc.hint or "COPY sources are relative to the build "
-                                    "context and must stay inside it") from None
-                spec.input_globs.extend(self._rel(root) + "/" + s.lstrip("/")
-                                        for s in cmd.sources)
-        spec.inputs = sorted(files)
-
-    def _copy_inputs(self, root: Path, sources: list[str], ignore) -> list[str]:
-        """Workspace-relative files a COPY reaches: the same for every platform that expands
-        its sources alike, and remembered across runs while the directories are unchanged."""
-        from graphbuild.oci import copyspec
-
-        key = ("copy", str(root), tuple(sources), ignore.patterns if ignore else ())
-        if key not in self._copy_memo:
-            def walk(walked: list[str]) -> list[str]:
-                paths = copyspec.copy_inputs(root, sources, ignore, walked)
-                # a symlink to a directory is no file to hash: the files under it are listed
-                return [self._rel(p) for p in paths if not p.is_dir()]
-
-            self._copy_memo[key] = self.ctx.remembered(key, walk)
-        return self._copy_memo[key]
-
-    def _rel(self, path: Path | str) -> str:
+    # -- paths ---------------------------------------------------------------------------------
+    def rel(self, path: Path | str) -> str:
         text = str(path)
         if text.startswith(self.root_prefix):
             return text[len(self.root_prefix):]
         return Path(os.path.relpath(path, self.root)).as_posix()
 
+    _cacheable = True
 
-def _check_many_into_one(cmd, root: Path, ignore) -> None:
-    """Docker's rule that several sources need a destination spelled as a directory, counted
-    as the build counts them (a wildcard by its matches), found before anything runs."""
-    from graphbuild.dockerignore import has_glob_meta
-    from graphbuild.oci import copyspec
-
-    if copyspec.resolve_dest(cmd.dest)[1]:
-        return
-    if len(cmd.sources) + len(cmd.heredocs) < 2 and not any(map(has_glob_meta, cmd.sources)):
-        return
-    copyspec.resolve_copy(root, cmd.sources, cmd.dest, ignore=ignore, is_add=False,
-                          inline=[(doc.path, b"") for doc in cmd.heredocs])
-
-
-def _check_copy_flags(cmd, plan, spec) -> None:
-    """Flags the native and other backends would reject mid-build, found before anything runs."""
-    from graphbuild.oci import copyspec
-
-    try:
-        if cmd.chmod:
-            copyspec.parse_chmod(cmd.chmod)
-    except copyspec.CopyError as exc:
-        raise UserError(exc.message, path=plan.path, line=cmd.line, label=spec.label,
-                        hint=exc.hint) from None
-    if spec.backend == "native" and (cmd.parents or cmd.excludes or cmd.checksum):
-        flag = "--parents" if cmd.parents else "--exclude" if cmd.excludes else "--checksum"
-        raise UserError(f"the native backend does not support COPY {flag}", path=plan.path,
-                        line=cmd.line, label=spec.label,
-                        hint="use backend: buildah or buildx for this instruction")
+    def _inside(self, path: str, attr: str) -> str:
+        """``path`` with symlinks resolved; leading outside the workspace is exit 2."""
+        plain = os.path.normpath(path)
+        resolved = _realpath(plain, self.ctx.run_memo("realpath"))
+        if resolved != plain:
+            self._cacheable = False
+        if resolved != self.root_str and not resolved.startswith(self.root_prefix):
+            raise self.target.error(f"'{attr}' leads outside the workspace ({path})", attr,
+                                    "contexts and Dockerfiles must live inside the workspace")
+        return resolved
 
 
-def _needs_more(plan) -> list[tuple[int, str]]:
-    needs = [(line, "RUN") for line in plan.runs]
-    needs += [(line, f"ADD {url}") for line, url in plan.add_urls]
-    return sorted(needs)
-
-
-_REAL: dict[str, str] = {}
-
-
-def _realpath(path: str) -> str:
-    """os.path.realpath with each directory resolved once per process (packages share their
+def _realpath(path: str, memo: dict[str, str]) -> str:
+    """os.path.realpath with each directory resolved once per analysis (packages share their
     parents: one lstat per new path component instead of one per component per target)."""
-    if path in _REAL:
-        return _REAL[path]
+    if path in memo:
+        return memo[path]
     parent, name = os.path.split(path)
     if not name:
         return path
-    base = _realpath(parent)
+    base = _realpath(parent, memo)
     joined = os.path.join(base, name)
     resolved = os.path.realpath(joined) if os.path.islink(joined) else joined
-    _REAL[path] = resolved
-    return resolved
-
-
-def _inside(root: Path, path: Path, target: Target, attr: str) -> Path:
-    resolved = Path(_realpath(os.path.normpath(path)))
-    if resolved != root and root not in resolved.parents:
-        raise target.error(f"'{attr}' leads outside the workspace ({path})", attr,
-                           "contexts and Dockerfiles must live inside the workspace")
+    memo[path] = resolved
     return resolved

@@ -25,7 +25,7 @@ from .action_cache import ActionCache
 from .cas import CAS, replace_dir
 from .errors import ActionFailed, GraphbuildError
 from .events import Events, Profile
-from .hashing import StatCache, digest_json, read_pickle, write_pickle
+from .hashing import StatCache, digest_bytes, digest_json, read_pickle, write_pickle
 from .rule_api import Action, NodeId, Outcome, RunContext
 from .workspace import Workspace
 
@@ -435,9 +435,10 @@ class Scheduler:
         memo_key = tuple(paths)
         hit = self._input_memo.get(memo_key)
         if hit is None:
-            root, digest = self.engine.root_str, self.engine.stat_cache.digest
-            inputs = {p: digest(root, p) for p in paths}
-            hit = self._input_memo[memo_key] = (inputs, digest_json(sorted(inputs.items())))
+            inputs = self.engine.stat_cache.digest_many(self.engine.root_str, paths)
+            # NUL-separated: no path or digest holds one, and it is cheaper than JSON
+            flat = "\0".join(f"{p}\0{d}" for p, d in sorted(inputs.items()))
+            hit = self._input_memo[memo_key] = (inputs, digest_bytes(flat.encode()))
         return hit
 
     def _prepare(self, node: NodeId) -> NodeResult | None:

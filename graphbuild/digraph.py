@@ -14,14 +14,17 @@ class DiGraph:
     def __init__(self) -> None:
         self._succ: dict[Hashable, dict[Hashable, dict]] = {}
         self._pred: dict[Hashable, dict[Hashable, dict]] = {}
+        self._order: list | None = None  # topological_order's answer until the graph changes
 
     # -- building ------------------------------------------------------------------------------
     def add_node(self, n: Hashable) -> None:
         if n not in self._succ:
             self._succ[n] = {}
             self._pred[n] = {}
+            self._order = None
 
     def add_edge(self, u: Hashable, v: Hashable, **attrs) -> None:
+        self._order = None
         self.add_node(u)
         self.add_node(v)
         self._succ[u][v] = attrs
@@ -73,17 +76,24 @@ class DiGraph:
         import graphlib
 
         try:
+            self.topological_order()  # no cycle: the order is kept for the caller's next question
+            return None
+        except graphlib.CycleError:
+            pass
+        try:
             graphlib.TopologicalSorter({n: list(s) for n, s in self._succ.items()}).prepare()
         except graphlib.CycleError as exc:
             return list(reversed(exc.args[1]))  # graphlib lists it against the edge direction
         return None
 
     def topological_order(self) -> list:
-        """Every node after all of its predecessors."""
+        """Every node after all of its predecessors (graphlib.CycleError if there is a cycle)."""
         import graphlib
 
-        return list(graphlib.TopologicalSorter({n: list(p) for n, p in self._pred.items()})
-                    .static_order())
+        if self._order is None:
+            self._order = list(graphlib.TopologicalSorter(
+                {n: list(p) for n, p in self._pred.items()}).static_order())
+        return list(self._order)
 
     def to_networkx(self):
         import networkx as nx

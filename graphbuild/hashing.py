@@ -67,16 +67,30 @@ class StatCache:
     def digest(self, root: Path | str, rel: str) -> str:
         """The digest of ``root/rel`` (content, plus the exec bit and a symlink's target, which
         change what COPY and commands produce); raises OSError when it is missing."""
-        done = self._this_run.get(rel)
-        if done is not None:
-            return done
-        path = f"{root}/{rel}"
-        st = os.stat(path)
+        return self.digest_many(root, (rel,))[rel]
+
+    def digest_many(self, root: Path | str, rels) -> dict[str, str]:
+        """``digest`` of each of ``rels``. One loop with its lookups bound: a no-op build runs
+        it for every input file, and its cost is mostly the stat."""
+        out: dict[str, str] = {}
+        this_run, entries, stat = self._this_run, self.entries, os.stat
+        for rel in rels:
+            done = this_run.get(rel)
+            if done is None:
+                path = f"{root}/{rel}"
+                st = stat(path)
+                hit = entries.get(rel)
+                if (hit is not None and hit[0] == st.st_size and hit[1] == st.st_mtime_ns
+                        and hit[2] == st.st_ctime_ns and hit[3] == st.st_ino):
+                    done = hit[4]
+                else:
+                    done = self._read(path, rel, st)
+                this_run[rel] = done
+            out[rel] = done
+        return out
+
+    def _read(self, path: str, rel: str, st: os.stat_result) -> str:
         stamp = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
-        hit = self.entries.get(rel)
-        if hit is not None and hit[:4] == stamp:
-            self._this_run[rel] = hit[4]
-            return hit[4]
         file_key = (st.st_dev, *stamp)
         content = self._by_file.get(file_key) or digest_file(path)
         self._by_file[file_key] = content
@@ -84,7 +98,6 @@ class StatCache:
         if os.path.islink(path):
             digest += "+link:" + os.readlink(path)
         self.entries[rel] = (*stamp, digest)
-        self._this_run[rel] = digest
         self.dirty = True
         return digest
 

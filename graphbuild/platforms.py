@@ -7,8 +7,9 @@ into configs and indexes with ``variant: v8``, as BuildKit and Docker Hub's offi
 
 from __future__ import annotations
 
-import platform as _host
+import os
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 OSES = frozenset(
     ["aix", "android", "darwin", "dragonfly", "freebsd", "illumos", "ios", "js", "linux", "netbsd", "openbsd", "plan9", "solaris", "wasip1", "windows"]
@@ -53,10 +54,15 @@ class Platform:
     os_features: tuple[str, ...] = field(default=())
 
     def __str__(self) -> str:
-        parts = [self.os, self.arch]
-        if self.variant and self.variant != DEFAULT_VARIANT.get(self.arch):
-            parts.append(self.variant)
-        return "/".join(parts)
+        # kept once made: node ids, events and keys ask for it thousands of times a build
+        text = self.__dict__.get("_str")
+        if text is None:
+            parts = [self.os, self.arch]
+            if self.variant and self.variant != DEFAULT_VARIANT.get(self.arch):
+                parts.append(self.variant)
+            text = "/".join(parts)
+            object.__setattr__(self, "_str", text)
+        return text
 
     @property
     def oci_variant(self) -> str:
@@ -148,11 +154,13 @@ def from_oci(obj: dict) -> Platform:
     )
 
 
+@lru_cache(maxsize=1)
 def host() -> Platform:
     """The platform of this machine, in OCI spelling."""
     import sys
 
-    machine = _host.machine()
+    # os.uname, not platform.machine(): importing `platform` costs a no-op build 1.5 ms
+    machine = os.uname().machine if hasattr(os, "uname") else __import__("platform").machine()
     arch = ARCH_ALIASES.get(machine, machine.lower())
     variant = ""
     if "/" in arch:

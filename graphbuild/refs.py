@@ -2,14 +2,39 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
+from .hashing import read_pickle, write_pickle
 from .oci import mediatypes as mt
 
 
-def record_refs(store, items: list[tuple[str, dict, list[str]]]) -> int:
+def record_refs(store, items: list[tuple[str, dict, list[str]]], memo: Path | None = None) -> int:
     """Point each (label, descriptor, tags) in the store's index.json; skip what is already so.
 
-    A no-op build reads index.json once and writes nothing.
+    ``memo`` keeps the items last recorded with index.json's stat stamp: while neither changed
+    (a no-op build) nothing is read but that file; index.json holds every build's entries and
+    parsing it costs a large workspace's no-op tens of milliseconds.
     """
+    if memo is not None:
+        last, stamp = read_pickle(memo), _stamp(store)
+        if stamp is not None and last.get("stamp") == stamp and last.get("items") == items:
+            return 0
+    changed = _record(store, items)
+    if memo is not None:
+        write_pickle(memo, {"stamp": _stamp(store), "items": items})
+    return changed
+
+
+def _stamp(store) -> tuple | None:
+    try:
+        st = os.stat(store.root / "index.json")
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino
+
+
+def _record(store, items: list[tuple[str, dict, list[str]]]) -> int:
     current: dict[str, tuple[str, set[str]]] = {}
     for entry in store.entries():
         ann = entry.get("annotations", {})

@@ -217,6 +217,30 @@ def test_tags_name_images_and_indexes(ws):
     validate_store(s)
 
 
+
+def test_no_op_build_restores_tags_removed_from_index_json(ws):
+    """A no-op build skips re-reading index.json only while it is as the last build left it."""
+    ws.write({
+        "p/BUILD.yaml": "img:\n  rule: image\n  platforms: [linux/amd64]\n  tags: [app:v1]\n",
+        "p/Dockerfile": "FROM scratch\nCOPY f /f\n",
+        "p/f": "f\n",
+    })
+    digest = built_ok(ws, "//p:img")["//p:img[linux/amd64]"]["digest"]
+    built_ok(ws, "//p:img")  # a no-op: index.json untouched
+    s = store(ws)
+    index_path = s.root / "index.json"
+    index = json.loads(index_path.read_text())
+    index["manifests"] = []  # another tool rewrote it
+    index_path.write_text(json.dumps(index))
+    assert s.lookup("app:v1") is None
+    events = built_ok(ws, "//p:img")
+    assert events["//p:img[linux/amd64]"]["status"] == "cached"
+    assert s.lookup("app:v1")["digest"] == digest
+    index_path.unlink()
+    built_ok(ws, "//p:img")
+    assert s.lookup("app:v1")["digest"] == digest
+    validate_store(s)
+
 # -- manifests -----------------------------------------------------------------------------------
 
 MANIFESTS = {

@@ -77,7 +77,7 @@ def _record_refs(engine, actions, summary) -> list:
 
     items = built_refs(actions, summary)
     if items:
-        record_refs(engine.store, items)
+        record_refs(engine.store, items, engine.cache_dir / "refs-recorded.pickle")
     return items
 
 

@@ -65,8 +65,8 @@ class NodeSpec:
     platform: platforms.Platform
     backend: str
     tool_version: str
-    context_dir: Path
-    dockerfile: Path
+    context_dir: str
+    dockerfile: str
     dockerfile_rel: str
     build_args: dict
     target: str
@@ -103,7 +103,6 @@ class Setup:
             raise target.error(f"context '{target.attrs['context']}' is not a directory", "context",
                                "context is a directory relative to the package (default '.')")
         self.dockerfile_str = self._inside(f"{pkg}/{target.attrs['dockerfile']}", "dockerfile")
-        self.context_dir, self.dockerfile = Path(self.context_str), Path(self.dockerfile_str)
         self.context_dir_str = self.context_str
         self.dockerfile_rel = self.rel(self.dockerfile_str)
         self.contexts = self._contexts()
@@ -140,7 +139,7 @@ class Setup:
         from graphbuild.backends.plan import dockerignore_path
         from graphbuild.dockerignore import DockerIgnore
 
-        path = dockerignore_path(self.context_dir, self.dockerfile)
+        path = dockerignore_path(Path(self.context_str), Path(self.dockerfile_str))
         return (DockerIgnore.from_file(path), self.rel(str(path))) if path else (None, None)
 
     def parent_dirs(self) -> list[str]:
@@ -204,7 +203,7 @@ class Setup:
                             path=self.dockerfile_rel, line=line, label=str(t.label),
                             hint="use backend: buildah or buildx for this instruction")
         spec = NodeSpec(str(t.label), plat, backend, backends.version(backend),
-                        self.context_dir, self.dockerfile, self.dockerfile_rel,
+                        self.context_str, self.dockerfile_str, self.dockerfile_rel,
                         t.attrs["build_args"], t.attrs["target"], t.attrs["labels"], {}, {},
                         self.sde, self._plan_loader(plat))
         if backend == "buildx":  # the builder instance for this platform

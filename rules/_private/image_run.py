@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from graphbuild import backends
 from graphbuild.backends.base import BuildRequest, NamedContext
 from graphbuild.rule_api import Outcome, RunContext
@@ -38,7 +40,7 @@ def _pull(rc: RunContext, pinned: str, platform) -> dict:
 def run(rc: RunContext, spec) -> Outcome:
     req = BuildRequest(
         label=spec.label, node=rc.action.node, platform=spec.platform,
-        context_dir=spec.context_dir, dockerfile=spec.dockerfile,
+        context_dir=Path(spec.context_dir), dockerfile=Path(spec.dockerfile),
         dockerfile_rel=spec.dockerfile_rel, plan=spec.plan, build_args=spec.build_args,
         target=spec.target or None, labels=spec.labels, contexts=_named_contexts(rc, spec),
         source_date_epoch=spec.source_date_epoch,

@@ -51,6 +51,7 @@ def load(args, pattern_texts: list[str], *, analyze: bool = True, plat_texts=Non
     """Load and check every package the patterns reach, their dependencies, and (optionally)
     analyse them into the action graph, so bad input is found before anything runs."""
     from ..analysis import Analysis
+    from ..hashing import gc_paused
     from ..loader import Loader
     from ..target_graph import TargetGraph
 
@@ -58,10 +59,11 @@ def load(args, pattern_texts: list[str], *, analyze: bool = True, plat_texts=Non
     pats = patterns(pattern_texts)
     loader = Loader(ws)
     try:
-        tgraph = TargetGraph(loader, pats)
-        loaded = Loaded(ws, loader, tgraph)
-        if analyze:
-            loaded.analysis = Analysis(ws, tgraph, platform_filter(plat_texts))
+        with gc_paused():  # targets, providers and actions live as long as the command
+            tgraph = TargetGraph(loader, pats)
+            loaded = Loaded(ws, loader, tgraph)
+            if analyze:
+                loaded.analysis = Analysis(ws, tgraph, platform_filter(plat_texts))
     finally:
         loader.save_cache()
     return loaded

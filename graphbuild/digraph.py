@@ -95,6 +95,19 @@ class DiGraph:
                 {n: list(p) for n, p in self._pred.items()}).static_order())
         return list(self._order)
 
+    def subgraph(self, keep) -> DiGraph:
+        """The nodes in ``keep`` and the edges between them."""
+        out = DiGraph()
+        for n in self._succ:
+            if n in keep:
+                out.add_node(n)
+        for u, vs in self._succ.items():
+            if u in keep:
+                for v, attrs in vs.items():
+                    if v in keep:
+                        out.add_edge(u, v, **attrs)
+        return out
+
     def to_networkx(self):
         import networkx as nx
 

@@ -96,6 +96,8 @@ class Pattern:
 
 def parse_pattern(text: str) -> Pattern:
     """Parse a command-line pattern; plain labels are single-target patterns."""
+    if text.endswith("/...:all"):  # Bazel's spelling of the same thing: every target below
+        text = text[: -len(":all")]
     if text in ("//...", "..."):
         return Pattern("", recursive=True)
     if text.startswith("//") and text.endswith("/..."):

@@ -28,6 +28,9 @@ def node_for_label(loaded, text: str) -> str:
         except platforms.PlatformError as exc:
             raise UserError(str(exc), hint=exc.hint) from None
         node = prov.nodes.get(str(plat))
+        if node is None and None in prov.nodes:
+            raise target.error(f"{label} is a {prov.rule}: it is not built per platform", None,
+                               f"name {label} itself, or one platform of an image it lists")
         if node is None:
             raise target.error(f"{label} does not build {plat}", "platforms",
                                f"it builds: {', '.join(map(str, prov.platforms)) or 'nothing'}")
@@ -38,6 +41,27 @@ def node_for_label(loaded, text: str) -> str:
         return next(iter(prov.nodes.values()))
     raise target.error(f"{label} is a {prov.rule} and has no image output", None,
                        "inspect and export take image and manifest targets")
+
+
+def select_nodes(loaded, texts: list[str]) -> None:
+    """Narrow the action graph to what ``texts`` name: ``//x:img[os/arch]`` one node, any other
+    pattern every node of its targets; each with everything it needs."""
+    from ..labels import parse_pattern
+
+    analysis = loaded.analysis
+    wanted: set[str] = set()
+    plain_labels = set()
+    for text in texts:
+        if split_node(text)[1] is not None:
+            wanted.add(node_for_label(loaded, text))
+        else:
+            plain_labels.update(t.label for t in loaded.loader.expand(parse_pattern(text)))
+    wanted.update(n for n, t in analysis.target_of.items() if t.label in plain_labels)
+    keep = set(wanted)
+    for node in wanted:
+        keep |= analysis.graph.ancestors(node)
+    analysis.graph = analysis.graph.subgraph(keep)
+    analysis.actions = {n: a for n, a in analysis.actions.items() if n in keep}
 
 
 def load_label(args, text: str):

@@ -9,7 +9,8 @@ from pathlib import Path
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("patterns", nargs="+", metavar="PATTERN", help="//pkg:name, //pkg:all, //pkg/...")
+    p.add_argument("patterns", nargs="+", metavar="PATTERN",
+                   help="//pkg:name, //pkg:name[os/arch], //pkg:all, //pkg/...")
     p.add_argument("-j", "--jobs", type=int, help="parallel actions (default: WORKSPACE jobs, else CPUs)")
     p.add_argument("--keep-going", action="store_true", help="build everything not blocked by a failure")
     p.add_argument("--dry-run", action="store_true", help="print the plan and why; run nothing")
@@ -24,6 +25,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def main(args) -> int:
     from ..errors import UserError
+    from ..labels import split_node
     from .common import load, output_file
 
     if args.jobs is not None and args.jobs < 1:
@@ -31,7 +33,17 @@ def main(args) -> int:
     for flag, path in (("--events", args.events), ("--profile", args.profile)):
         if path is not None:
             output_file(flag, path)
-    loaded = load(args, args.patterns, plat_texts=args.platform)
+    for text in args.patterns:
+        base, plat = split_node(text)
+        if plat is not None and (base.endswith((":all", "/...")) or base == "//..."):
+            raise UserError(f"pattern '{text}': [os/arch] names one platform of one target",
+                            hint=f"--platform {plat} limits every target to that platform: "
+                                 f"graphbuild run {base} --platform {plat}")
+    loaded = load(args, [split_node(t)[0] for t in args.patterns], plat_texts=args.platform)
+    if any(split_node(t)[1] is not None for t in args.patterns):
+        from .lookup import select_nodes
+
+        select_nodes(loaded, args.patterns)
     loaded.push_nodes = []
     if args.push:
         from ..publish import add_push_nodes

@@ -22,7 +22,7 @@ EXPECTED = {
         "//services/worker:worker":
             "sha256:7e7e34ab042f59bb2ba194c2511e6900c504ae9112a67ebb093f578bb34c7822",
         "//services/web:web":
-            "sha256:8ef4d4b159d1633da016dd7b86e91990e0570e1a08cf5540560d0b360eb7109d",
+            "sha256:bba339a39ebdf96cac033d3b5da5673a0a390d5cdca6ce82232f24091ea4cd15",
         "//base:base": "sha256:35357c4e1a3f57d6f5830ae7c4b6e03d2da31e741706c1b711cfd74366548f58",
     },
 }

@@ -291,7 +291,9 @@ def test_from_image_context_and_copy_from_stage_context_and_command_output(ws, t
         base = s.read_json(s.lookup(f"//svc:base[linux/{arch}]")["digest"])
         # the base image's layers, shared by digest, then this Dockerfile's own
         assert manifest["layers"][:len(base["layers"])] == base["layers"]
-        assert len(manifest["layers"]) == len(base["layers"]) + 6
+        assert len(manifest["layers"]) == len(base["layers"]) + 7  # 6 COPY, WORKDIR's mkdir
+        assert heads["opt/app"].isdir() and (heads["opt/app"].uid, heads["opt/app"].mode) == (
+            0, 0o755)
         cfg = s.read_json(manifest["config"]["digest"])
         assert cfg["config"]["Labels"] == {"base": "yes", "app": "yes"}
         assert "APPDIR=/opt/app" in cfg["config"]["Env"]

@@ -77,14 +77,15 @@ def test_every_metadata_instruction_lands_in_the_config(ws):
                                 "Interval": 30_000_000_000, "Timeout": 3_000_000_000,
                                 "StartPeriod": 60_000_000_000, "Retries": 4}
     assert c["OnBuild"] == ["COPY . /src"]
-    # one history entry per instruction, in order, none of them a layer
+    # one history entry per instruction, in order; only WORKDIR makes a layer (its directory)
     hist = cfg["history"]
     assert [h["created_by"].split()[0] for h in hist] == [
         "MAINTAINER", "ENV", "ENV", "ENV", "LABEL", "WORKDIR", "WORKDIR", "USER", "EXPOSE",
         "VOLUME", "VOLUME", "STOPSIGNAL", "SHELL", "ENTRYPOINT", "CMD", "HEALTHCHECK", "ONBUILD"]
-    assert all(h.get("empty_layer") is True for h in hist)
+    assert [h["created_by"] for h in hist if not h.get("empty_layer")] == [
+        "WORKDIR /srv", "WORKDIR app/$A"]
     assert all(h["created"] == "1970-01-01T00:00:00Z" for h in hist)
-    assert cfg["rootfs"] == {"type": "layers", "diff_ids": []}
+    assert len(cfg["rootfs"]["diff_ids"]) == 2
 
 
 def test_json_and_shell_forms_and_healthcheck_none(ws):
@@ -280,3 +281,52 @@ def test_onbuild_triggers_of_a_base_image_are_not_silently_dropped(ws):
     assert "p/Dockerfile:3: //p:img: base image base has ONBUILD triggers (LABEL triggered=yes)" \
         in res.err, res
     assert config_of(ws, "//p:base[linux/amd64]")["config"]["OnBuild"] == ["LABEL triggered=yes"]
+
+
+def test_workdir_makes_its_directory_as_buildkit_does(ws):
+    """mkdir -p of the directory, owned by the USER in effect, one layer per WORKDIR (empty when
+    the directory exists already); WORKDIR / makes none."""
+    import io
+    import tarfile
+
+    ws.write({
+        "p/BUILD.yaml": "img: {rule: image, platforms: [linux/amd64]}\n",
+        "p/Dockerfile": """
+            FROM scratch
+            COPY --chown=7:8 --chmod=700 f /srv/f
+            WORKDIR /srv
+            USER 1000:2000
+            WORKDIR app/x
+            WORKDIR /
+        """,
+        "p/f": "f\n",
+    })
+    build(ws, "//p:img")
+    s = store(ws)
+    manifest = s.read_json(s.lookup("//p:img[linux/amd64]")["digest"])
+    cfg = s.read_json(manifest["config"]["digest"])
+    assert [h.get("empty_layer", False) for h in cfg["history"]] == [
+        False, False, True, False, True]
+    assert cfg["config"]["WorkingDir"] == "/"
+    layers = []
+    for layer in manifest["layers"]:
+        with tarfile.open(fileobj=io.BytesIO(s.read_bytes(layer["digest"])), mode="r:gz") as t:
+            layers.append([(m.name, m.type, m.mode, m.uid, m.gid) for m in t])
+    assert len(layers) == 3
+    assert layers[1] == []  # /srv exists (the COPY made it): an empty layer, as BuildKit commits
+    # the new directories belong to the USER; /srv is listed unchanged as their parent
+    assert layers[2] == [("srv", tarfile.DIRTYPE, 0o755, 7, 8),
+                         ("srv/app", tarfile.DIRTYPE, 0o755, 1000, 2000),
+                         ("srv/app/x", tarfile.DIRTYPE, 0o755, 1000, 2000)]
+
+
+def test_workdir_owned_by_an_unknown_user_fails_the_node(ws):
+    ws.write({
+        "p/BUILD.yaml": "img: {rule: image, platforms: [linux/amd64]}\n",
+        "p/Dockerfile": "FROM scratch\nUSER nobody\nWORKDIR /app\n",
+    })
+    res = ws.run("run", "//p:img", "--output", "json")
+    assert res.code == 1, res
+    failed = [e for e in res.events() if e["event"] == "action_finished"][0]
+    assert failed["status"] == "failed"
+    assert "USER: no user 'nobody' in the image's /etc/passwd" in failed["reason"]

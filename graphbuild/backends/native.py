@@ -27,7 +27,8 @@ HISTORY_COMMENT = "graphbuild.native.v0"
 
 # Bumped whenever the same inputs give other image bytes, so cached images are rebuilt.
 # 3: layers gzipped at oci.layers.COMPRESS_LEVEL (was zlib level 6).
-REVISION = 3
+# 4: WORKDIR commits a layer creating the directory, as BuildKit does.
+REVISION = 4
 
 
 def version() -> str:
@@ -186,11 +187,14 @@ class NativeBuilder:
         stage = self.req.plan.stages[idx]
         state = self._base(idx)
         for cmd in stage.commands:
-            if isinstance(cmd, ins.Copy):
+            layer = isinstance(cmd, ins.Copy)
+            if layer:
                 self._copy(state, cmd)
             else:
                 _apply_meta(state, cmd, self.req.plan.path)
-            state.config["history"].append(self._history(cmd, isinstance(cmd, ins.Copy)))
+                if isinstance(cmd, ins.Workdir):
+                    layer = self._workdir(state)
+            state.config["history"].append(self._history(cmd, layer))
         self._flush(state)
         return state
 
@@ -255,7 +259,34 @@ class NativeBuilder:
         except copyspec.CopyError as exc:
             raise UserError(exc.message, path=self.req.plan.path, line=cmd.line,
                             label=self.req.label, hint=exc.hint) from None
-        entries = list(entries)
+        self._add_layer(state, list(entries))
+
+    def _workdir(self, state: StageState) -> bool:
+        """BuildKit's WORKDIR: ``mkdir -p`` of the directory, owned by the USER then in effect,
+        committed as a layer (empty when the directory exists). Not for ``/``."""
+        from ..oci.layers import LayerEntry
+
+        cfg = state.config["config"]
+        path = cfg["WorkingDir"].strip("/")
+        if not path:
+            return False
+        user = cfg.get("User") or ""
+        uid, gid = self._chown(state, user, "USER") if user else (0, 0)
+        index = self._index(state)
+        parents, entries = [], []
+        parts = path.split("/")
+        for i in range(len(parts)):
+            sub = "/".join(parts[: i + 1])
+            if sub in index and index[sub].kind == "symlink":
+                break  # mkdir -p follows it: what it points to is the image's business
+            if entries or (sub not in index and not _has_below(index, sub)):
+                entries.append(LayerEntry(path=sub, kind="dir", mode=0o755, uid=uid, gid=gid))
+            elif sub in index:
+                parents.append(index[sub])  # as it is: the layer lists it, unchanged
+        self._add_layer(state, parents + entries if entries else [])
+        return True
+
+    def _add_layer(self, state: StageState, entries: list) -> None:
         state.pending.append(self._submit(len(state.layers), entries))
         state.layers.append({})  # placeholders until _flush
         state.config["rootfs"]["diff_ids"].append("")
@@ -357,12 +388,12 @@ class NativeBuilder:
             unpack_layers(self.store, state.layers, state.rootfs)
         return state.rootfs
 
-    def _chown(self, state: StageState, spec: str) -> tuple[int, int]:
+    def _chown(self, state: StageState, spec: str, what: str = "--chown") -> tuple[int, int]:
         user, _, group = spec.partition(":")
         if any(n and not n.isdigit() and n != "root" for n in (user, group)):
             self._flush(state)  # names are read from the stage's layers: write them first
-        uid = _lookup_id(self, state, user, "etc/passwd")
-        gid = _lookup_id(self, state, group, "etc/group") if group else uid
+        uid = _lookup_id(self, state, user, "etc/passwd", what)
+        gid = _lookup_id(self, state, group, "etc/group", what) if group else uid
         return uid, gid
 
     def _history(self, cmd, layer: bool) -> dict:
@@ -425,7 +456,14 @@ def _slice_digest(part) -> str:
     return h.hexdigest()
 
 
-def _lookup_id(builder: NativeBuilder, state: StageState, name: str, db: str) -> int:
+def _has_below(index: dict, path: str) -> bool:
+    """Whether some entry lies below ``path`` (a directory a layer made implicitly)."""
+    prefix = path + "/"
+    return any(key.startswith(prefix) for key in index)
+
+
+def _lookup_id(builder: NativeBuilder, state: StageState, name: str, db: str,
+               what: str = "--chown") -> int:
     """A numeric id, or a name looked up in the stage's /etc/passwd or /etc/group."""
     if name.isdigit():
         return int(name)
@@ -438,7 +476,7 @@ def _lookup_id(builder: NativeBuilder, state: StageState, name: str, db: str) ->
         fields = line.split(":")
         if len(fields) > 2 and fields[0] == name and fields[2].isdigit():
             return int(fields[2])
-    raise ActionFailed(f"--chown: no {'user' if 'passwd' in db else 'group'} '{name}' in the "
+    raise ActionFailed(f"{what}: no {'user' if 'passwd' in db else 'group'} '{name}' in the "
                        f"image's /{db}")
 
 

@@ -335,3 +335,55 @@ def test_symlink_sources_inside_the_context_are_followed(ws, tmp_path, link_targ
         assert not (root / "followed").is_symlink()
     # a symlink inside a copied directory stays a symlink
     assert os.readlink(root / "d/rel-link") == "f.txt"
+
+
+def _files_of(ws, node: str) -> list[str]:
+    return sorted(name for name, head in layer_headers(ws, node).items() if head.isfile())
+
+
+def test_copy_exclude_filters_below_each_source_as_buildkit_does(ws):
+    """--exclude patterns (.dockerignore syntax, ARGs expanded) match paths below each source
+    directory, never a source itself; excluded files are not inputs of the node."""
+    ws.write({
+        "p/BUILD.yaml": "img:\n  rule: image\n  platforms: [linux/amd64]\n",
+        "p/Dockerfile": """
+            FROM scratch AS s
+            COPY app/ /x/
+            FROM scratch
+            ARG PAT=*.md
+            COPY --exclude=$PAT --exclude=sub/*.tmp app /app/
+            COPY --from=s --exclude=**/*.md /x /fromstage/
+            COPY --exclude=*.md app/a.md /single.md
+        """,
+        **{f"p/app/{f}": f"{f}\n" for f in ("a.md", "b.txt", "sub/c.tmp", "sub/d.txt",
+                                            "sub/f.md")},
+    })
+    build(ws, "//p:img")
+    node = "//p:img[linux/amd64]"
+    assert _files_of(ws, node) == [
+        "app/b.txt", "app/sub/d.txt", "app/sub/f.md",  # *.md is top-level only, as in patterns
+        "fromstage/b.txt", "fromstage/sub/c.tmp", "fromstage/sub/d.txt",
+        "single.md"]  # a source named outright is never excluded
+    ws.write({"p/app/sub/c.tmp": "changed\n"})  # copied only through the stage: an input
+    res = ws.run("run", "//p:img", "--output", "json", "--explain")
+    assert {e["node"]: e["status"] for e in res.events()
+            if e["event"] == "action_finished"}[node] == "built"
+    ws.write({"p/Dockerfile": "FROM scratch\nCOPY --exclude=*.tmp app/sub /s/\n"})
+    build(ws, "//p:img")
+    ws.write({"p/app/sub/c.tmp": "changed again\n"})  # excluded everywhere: not an input
+    res = ws.run("run", "//p:img", "--output", "json")
+    assert [e["status"] for e in res.events() if e["event"] == "action_finished"] == ["cached"]
+
+
+def test_copy_parents_is_exit_2_under_native(ws):
+    ws.write({
+        "p/BUILD.yaml": "img:\n  rule: image\n  platforms: [linux/amd64]\n",
+        "p/Dockerfile": "FROM scratch\nCOPY a /a\nCOPY --parents app/*.txt /dst/\n",
+        "p/a": "a\n",
+        "p/app/x.txt": "x\n",
+    })
+    res = ws.run("run", "//p:img")
+    assert res.code == 2, res
+    assert res.err.startswith("p/Dockerfile:3: //p:img: the native backend does not support "
+                              "COPY --parents"), res.err
+    assert "backend: buildah or buildx" in res.err

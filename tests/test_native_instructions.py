@@ -327,6 +327,6 @@ def test_workdir_owned_by_an_unknown_user_fails_the_node(ws):
     })
     res = ws.run("run", "//p:img", "--output", "json")
     assert res.code == 1, res
-    failed = [e for e in res.events() if e["event"] == "action_finished"][0]
+    failed = next(e for e in res.events() if e["event"] == "action_finished")
     assert failed["status"] == "failed"
     assert "USER: no user 'nobody' in the image's /etc/passwd" in failed["reason"]

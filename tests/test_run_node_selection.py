@@ -60,12 +60,12 @@ def test_recursive_all_is_the_same_as_recursive(ws):
 def test_bad_selections_are_exit_2(ws):
     ws.write(WS)
     cases = {
-        "//app:img[linux/s390x]": ("app/BUILD.yaml:3: //app:img: //app:img does not build "
-                                   "linux/s390x", "it builds: linux/amd64, linux/arm64"),
-        "//app:list[linux/arm64]": ("app/BUILD.yaml:5: //app:list: //app:list is a manifest: it "
-                                    "is not built per platform", "name //app:list itself"),
-        "//app:all[linux/arm64]": ("pattern '//app:all[linux/arm64]': [os/arch] names one "
-                                   "platform of one target", "--platform linux/arm64"),
+        "//app:img[linux/s390x]": (("app/BUILD.yaml:3: //app:img: //app:img does not build "
+                                   "linux/s390x"), "it builds: linux/amd64, linux/arm64"),
+        "//app:list[linux/arm64]": (("app/BUILD.yaml:5: //app:list: //app:list is a manifest: it "
+                                    "is not built per platform"), "name //app:list itself"),
+        "//app:all[linux/arm64]": (("pattern '//app:all[linux/arm64]': [os/arch] names one "
+                                   "platform of one target"), "--platform linux/arm64"),
         "//app:img[linux/armz]": ("unknown architecture 'armz'", "GOARCH"),
     }
     for text, (message, hint) in cases.items():

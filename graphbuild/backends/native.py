@@ -250,12 +250,12 @@ class NativeBuilder:
                 root, owner_of = self._from_root(cmd.from_)
                 entries = copyspec.copy_from_tree(root, cmd.sources, cmd.dest, workdir=workdir,
                                                   chmod=chmod, chown=chown, owner_of=owner_of,
-                                                  base=base)
+                                                  base=base, exclude=cmd.excludes)
             else:
                 entries = copyspec.resolve_copy(self.req.context_dir, cmd.sources, cmd.dest,
                                                 workdir=workdir, ignore=self.ignore, chmod=chmod,
                                                 chown=chown, is_add=cmd.is_add, base=base,
-                                                scratch_dir=self.scratch)
+                                                scratch_dir=self.scratch, exclude=cmd.excludes)
         except copyspec.CopyError as exc:
             raise UserError(exc.message, path=self.req.plan.path, line=cmd.line,
                             label=self.req.label, hint=exc.hint) from None

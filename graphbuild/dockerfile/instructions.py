@@ -705,6 +705,7 @@ def _expand_copy(scope: _Scope, cmd: Copy) -> None:
     cmd.chown = scope.word(cmd.chown, cmd.line)
     cmd.chmod = scope.word(cmd.chmod, cmd.line)
     cmd.checksum = scope.word(cmd.checksum, cmd.line)
+    cmd.excludes = [scope.word(e, cmd.line) for e in cmd.excludes]
     cmd.heredocs = [
         SourceContent(doc.path, _expand(_HEREDOC_LEX, doc.data, scope.env, cmd.line), True)
         if doc.expand else doc for doc in cmd.heredocs

@@ -48,7 +48,6 @@ from typing import BinaryIO
 from graphbuild.dockerignore import (
     DockerIgnore,
     DockerIgnoreError,
-    MatchInfo,
     compile_glob,
     go_clean,
     has_glob_meta,
@@ -314,16 +313,19 @@ class _Tree:
 
     # walking a directory source
 
-    def walk(self, top: str) -> list[tuple[str, os.stat_result]]:
-        """Everything the tree holds below ``top``, pre-order, sorted: (path below top, lstat)."""
+    def walk(self, top: str, exclude: DockerIgnore | None = None
+             ) -> list[tuple[str, os.stat_result]]:
+        """Everything the tree holds below ``top``, pre-order, sorted: (path below top, lstat).
+
+        ``exclude``: COPY --exclude patterns, matched against paths below ``top`` (BuildKit
+        matches them below each source directory, never against the source itself)."""
         out: list[tuple[str, os.stat_result]] = []
         info = self.ignore.match_in_walk(top, None)[1] if (self.ignore and top) else None
-        self._walk(top, "", info, out)
+        self._walk(top, "", (info, None), exclude or None, out)
         return out
 
-    def _walk(
-        self, top: str, sub: str, info: MatchInfo | None, out: list[tuple[str, os.stat_result]]
-    ) -> None:
+    def _walk(self, top: str, sub: str, infos: tuple, exclude: DockerIgnore | None,
+              out: list[tuple[str, os.stat_result]]) -> None:
         for name in self.listdir(_join(top, sub)):
             child = _join(sub, name)
             rel = _join(top, child)
@@ -331,17 +333,22 @@ class _Tree:
             if st is None:
                 continue  # vanished while walking
             is_dir = stat.S_ISDIR(st.st_mode)
-            excluded, child_info = False, None
-            if self.ignore is not None:
-                excluded, child_info = self.ignore.match_in_walk(rel, info)
-                if excluded and not (is_dir and self.ignore.could_reinclude_below(rel)):
-                    continue  # pruned: nothing below can come back
-            mark = len(out)
-            out.append((child, st))
-            if is_dir:
-                self._walk(top, child, child_info, out)
-            if excluded and len(out) == mark + 1:
-                out.pop()  # an excluded directory is kept only for re-included content
+            # .dockerignore by the context path, --exclude by the path below the source
+            hidden, child_infos = False, [None, None]
+            for i, (matcher, path) in enumerate(((self.ignore, rel), (exclude, child))):
+                if matcher is None:
+                    continue
+                excluded, child_infos[i] = matcher.match_in_walk(path, infos[i])
+                if excluded and not (is_dir and matcher.could_reinclude_below(path)):
+                    break  # pruned: nothing below can come back
+                hidden = hidden or excluded
+            else:
+                mark = len(out)
+                out.append((child, st))
+                if is_dir:
+                    self._walk(top, child, tuple(child_infos), exclude, out)
+                if hidden and len(out) == mark + 1:
+                    out.pop()  # an excluded directory is kept only for re-included content
 
 
 # --- building the entries ------------------------------------------------------------------------
@@ -356,6 +363,7 @@ class _Options:
     is_add: bool
     scratch_dir: Path | None
     base: BaseLookup | None
+    exclude: DockerIgnore | None = None
 
 
 @dataclass
@@ -405,7 +413,7 @@ class _Emitter:
 
     def copy_dir_contents(self, target: str, rel: str) -> None:
         self.ensure_dir(target)
-        for sub, st in self.tree.walk(rel):
+        for sub, st in self.tree.walk(rel, self.opts.exclude):
             self.copy_one(_join(target, sub), _join(rel, sub), st)
 
     def finish(self) -> list[LayerEntry]:
@@ -598,6 +606,11 @@ def _parents_below(dest: str, path: str) -> Iterator[str]:
 # --- the public functions ------------------------------------------------------------------------
 
 
+def _excluder(patterns: Sequence[str]) -> DockerIgnore | None:
+    """COPY --exclude patterns: .dockerignore's syntax and matching (patternmatcher)."""
+    return DockerIgnore(patterns) if patterns else None
+
+
 def _copy(
     tree: _Tree,
     found: list[_Found],
@@ -649,6 +662,7 @@ def resolve_copy(
     base: BaseLookup | None = None,
     scratch_dir: Path | None = None,
     mode_mask: int = CONTEXT_MODE_MASK,
+    exclude: Sequence[str] = (),
 ) -> list[LayerEntry]:
     """The layer entries of ``COPY``/``ADD sources... dest`` from the build context.
 
@@ -656,7 +670,8 @@ def resolve_copy(
     ``FollowSymlinks``, always on for Dockerfiles); it must stay inside the context.
     ``inline``: heredoc sources as (name, content). ``base``: look-up of the base image's entries,
     to keep existing directories' metadata and follow its symlinks; None means an empty image.
-    ``scratch_dir``: where ADD decompresses archives. Raises CopyError.
+    ``scratch_dir``: where ADD decompresses archives. ``exclude``: ``--exclude`` patterns.
+    Raises CopyError.
     """
     tree = _Tree(context_root, scoped=False, ignore=ignore)
     found: list[_Found] = []
@@ -671,6 +686,7 @@ def resolve_copy(
         is_add=is_add,
         scratch_dir=scratch_dir,
         base=base,
+        exclude=_excluder(exclude),
     )
     return _copy(tree, found, dest, workdir, opts, inline)
 
@@ -687,6 +703,7 @@ def copy_from_tree(
     follow_symlinks_inside: bool = True,
     base: BaseLookup | None = None,
     mode_mask: int = TREE_MODE_MASK,
+    exclude: Sequence[str] = (),
 ) -> list[LayerEntry]:
     """``COPY --from``: the same rules over an unpacked stage or context filesystem at ``root``.
 
@@ -707,13 +724,14 @@ def copy_from_tree(
         is_add=False,
         scratch_dir=None,
         base=base,
+        exclude=_excluder(exclude),
     )
     return _copy(tree, found, dest, workdir, opts, ())
 
 
 def copy_inputs(
     context_root: Path, sources: Sequence[str], ignore: DockerIgnore | None,
-    walked: list[str] | None = None,
+    walked: list[str] | None = None, exclude: Sequence[str] = (),
 ) -> list[Path]:
     """Every context file a ``COPY``/``ADD`` of ``sources`` reads, sorted: regular files and
     symlinks (including symlinks followed on the way to a source), never directories.
@@ -723,6 +741,7 @@ def copy_inputs(
     CopyError for the same bad sources as ``resolve_copy``.
     """
     tree = _Tree(context_root, scoped=False, ignore=ignore, walked=walked)
+    excluder = _excluder(exclude)
     paths: set[Path] = set()
     for src in sources:
         if _is_url(src):
@@ -732,7 +751,7 @@ def copy_inputs(
             if not stat.S_ISDIR(item.st.st_mode):
                 paths.add(tree.host(item.rel))
                 continue
-            for sub, st in tree.walk(item.rel):
+            for sub, st in tree.walk(item.rel, excluder):
                 if not stat.S_ISDIR(st.st_mode):
                     paths.add(tree.host(_join(item.rel, sub)))
     if walked is not None:  # a named file vanishing or appearing changes its directory

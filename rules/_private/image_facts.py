@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from graphbuild import __version__, platforms
 from graphbuild.errors import UserError
 
-FACTS_VERSION = 1  # bumped when Facts change shape or meaning
+FACTS_VERSION = 2  # bumped when Facts change shape or meaning
 
 
 @dataclass
@@ -82,7 +82,7 @@ def _facts(setup, plan, ignore, walked: list[str]) -> Facts:
             if not isinstance(cmd, ins.Copy):
                 continue
             _check_chmod(cmd, plan, setup)
-            flag = next((f for f, on in (("--parents", cmd.parents), ("--exclude", cmd.excludes),
+            flag = next((f for f, on in (("--parents", cmd.parents),
                                          ("--checksum", cmd.checksum)) if on), None)
             if flag and unsupported is None:
                 unsupported = (cmd.line, flag)
@@ -93,7 +93,7 @@ def _facts(setup, plan, ignore, walked: list[str]) -> Facts:
                     continue  # a stage, image or command output: keyed by its digest
                 root, ign = str(value), None
             try:
-                paths = copyspec.copy_inputs(root, cmd.sources, ign, walked)
+                paths = copyspec.copy_inputs(root, cmd.sources, ign, walked, cmd.excludes)
                 # a symlink to a directory is no file to hash: the files under it are listed
                 files.update(setup.rel(p) for p in paths if not p.is_dir())
                 _check_many_into_one(cmd, root, ign)
@@ -124,7 +124,7 @@ def _check_many_into_one(cmd, root: str, ignore) -> None:
     if len(cmd.sources) + len(cmd.heredocs) < 2 and not any(map(has_glob_meta, cmd.sources)):
         return
     copyspec.resolve_copy(root, cmd.sources, cmd.dest, ignore=ignore, is_add=False,
-                          inline=[(doc.path, b"") for doc in cmd.heredocs])
+                          inline=[(doc.path, b"") for doc in cmd.heredocs], exclude=cmd.excludes)
 
 
 def _check_chmod(cmd, plan, setup) -> None:

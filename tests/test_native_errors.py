@@ -135,6 +135,11 @@ def test_several_sources_need_a_directory_destination(ws):
     refused(ws, "p/Dockerfile:2: //p:img", "/")
 
 
+def test_several_sources_from_a_stage_need_a_directory_destination(ws):
+    ws.write(image_ws("FROM scratch AS s\nCOPY a.txt /a\nFROM scratch\nCOPY --from=s /a /b /x\n"))
+    refused(ws, "p/Dockerfile:4: //p:img", "more than one source", hint="/x/")
+
+
 @pytest.mark.parametrize("chmod", ["999", "u+x", "abc", "77777"])
 def test_bad_chmod(ws, chmod):
     ws.write(image_ws(f"FROM scratch\nCOPY --chmod={chmod} a.txt /x\n"))

@@ -606,6 +606,18 @@ def _parents_below(dest: str, path: str) -> Iterator[str]:
 # --- the public functions ------------------------------------------------------------------------
 
 
+def check_many_into_one(count: int, dest: str, is_add: bool = False) -> None:
+    """Docker's rule: several sources (as the build counts them) need a directory destination,
+    spelled with a trailing slash."""
+    if count > 1 and not resolve_dest(dest)[1]:
+        cmd = "ADD" if is_add else "COPY"
+        raise CopyError(
+            f"When using {cmd} with more than one source file, the destination must be a "
+            "directory and end with a /",
+            hint=f"write the destination as {dest.rstrip('/')}/",
+        )
+
+
 def _excluder(patterns: Sequence[str]) -> DockerIgnore | None:
     """COPY --exclude patterns: .dockerignore's syntax and matching (patternmatcher)."""
     return DockerIgnore(patterns) if patterns else None
@@ -620,13 +632,7 @@ def _copy(
     inline: Sequence[tuple[str, bytes]],
 ) -> list[LayerEntry]:
     dest_rel, dest_is_dir = resolve_dest(dest, workdir)
-    if len(found) + len(inline) > 1 and not dest_is_dir:
-        cmd = "ADD" if opts.is_add else "COPY"
-        raise CopyError(
-            f"When using {cmd} with more than one source file, the destination must be a "
-            "directory and end with a /",
-            hint=f"write the destination as {dest.rstrip('/')}/",
-        )
+    check_many_into_one(len(found) + len(inline), dest, opts.is_add)
     target_dir = _resolve_in_image(dest_rel, opts.base)
     existing = opts.base(target_dir) if (opts.base and target_dir) else None
     into_dir = dest_is_dir or not target_dir or (existing is not None and existing.kind == "dir")

@@ -87,12 +87,14 @@ def _facts(setup, plan, ignore, walked: list[str]) -> Facts:
             if flag and unsupported is None:
                 unsupported = (cmd.line, flag)
             root, ign = setup.context_dir_str, ignore
-            if cmd.from_:
-                kind, value = setup.contexts.get(cmd.from_, (None, None))
-                if kind != "dir":
-                    continue  # a stage, image or command output: keyed by its digest
-                root, ign = str(value), None
             try:
+                if cmd.from_:
+                    kind, value = setup.contexts.get(cmd.from_, (None, None))
+                    if kind != "dir":  # a stage, image or command output: keyed by its digest
+                        copyspec.check_many_into_one(len(cmd.sources) + len(cmd.heredocs),
+                                                     cmd.dest, cmd.is_add)  # wildcards: later
+                        continue
+                    root, ign = str(value), None
                 paths = copyspec.copy_inputs(root, cmd.sources, ign, walked, cmd.excludes)
                 # a symlink to a directory is no file to hash: the files under it are listed
                 files.update(setup.rel(p) for p in paths if not p.is_dir())

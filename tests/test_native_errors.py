@@ -140,6 +140,13 @@ def test_several_sources_from_a_stage_need_a_directory_destination(ws):
     refused(ws, "p/Dockerfile:4: //p:img", "more than one source", hint="/x/")
 
 
+@pytest.mark.parametrize("flag", ["garbage", "linux/armz", "$NOPE"])
+def test_from_platform_must_name_a_platform_for_any_stage(ws, flag):
+    ws.write(image_ws(f"FROM scratch AS s\nCOPY a.txt /a\nFROM --platform={flag} scratch\n"
+                      "COPY --from=s /a /b\n"))
+    refused(ws, "p/Dockerfile:3: //p:img", "FROM --platform:")
+
+
 @pytest.mark.parametrize("chmod", ["999", "u+x", "abc", "77777"])
 def test_bad_chmod(ws, chmod):
     ws.write(image_ws(f"FROM scratch\nCOPY --chmod={chmod} a.txt /x\n"))

@@ -104,7 +104,23 @@ def make_plan(text: str, rel: str, label: str, build_args: dict[str, str], platf
     plan = DockerfilePlan(rel, stages, tstage.index, [], {}, meta_args=meta)
     _visit(plan, tstage.index, contexts, set())
     _check_ports(plan, label)
+    _check_stage_platforms(plan, label)
     return plan
+
+
+def _check_stage_platforms(plan: DockerfilePlan, label: str) -> None:
+    """``FROM --platform=X`` must name a platform, whatever the stage starts from (BuildKit
+    parses it for every stage it builds)."""
+    from .. import platforms
+
+    for idx in plan.order:
+        stage = plan.stages[idx]
+        if stage.platform_flag is not None:  # an empty expansion too: BuildKit refuses it
+            try:
+                platforms.parse(stage.platform_flag)
+            except platforms.PlatformError as exc:
+                raise _err(plan.path, stage.line, f"FROM --platform: {exc}", label,
+                           exc.hint) from None
 
 
 def _check_ports(plan: DockerfilePlan, label: str) -> None:

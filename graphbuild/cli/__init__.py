@@ -67,7 +67,15 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    finally:
+        import gc
+
+        gc.unfreeze()  # what hashing.gc_paused froze is collectable again for whoever runs next
 
 
 def entry() -> None:
-    sys.exit(main())
+    code = main()
+    import gc
+
+    gc.freeze()  # the process ends here: its final collection need not walk every object
+    sys.exit(code)

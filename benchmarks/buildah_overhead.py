@@ -44,7 +44,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import machine_line
+from _common import graphbuild_where, machine_line
 
 PLATFORMS = ("linux/amd64", "linux/arm64")
 SEED = 20240602
@@ -118,6 +118,7 @@ def main() -> int:
     version = subprocess.run(["buildah", "--version"], capture_output=True, text=True,
                              check=False).stdout.strip()
     print(machine_line())
+    print(graphbuild_where())
     print(version)
     top = Path(tempfile.mkdtemp(prefix="gb-bench-buildah-"))
     try:

@@ -34,7 +34,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import events, graphbuild_cmd, machine_line, run
+from _common import events, graphbuild_cmd, graphbuild_where, machine_line, run
 
 SOURCES = 20
 PLATFORMS = ("linux/amd64", "linux/arm64")
@@ -88,6 +88,7 @@ def main() -> int:
     nodes = packages * len(PLATFORMS)
 
     print(machine_line())
+    print(graphbuild_where())
     root = Path(tempfile.mkdtemp(prefix="gb-bench-noop-"))
     ok = True
     try:

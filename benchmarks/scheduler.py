@@ -39,7 +39,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import graphbuild_cmd, machine_line
+from _common import graphbuild_cmd, graphbuild_where, machine_line
 
 WINDOW = 40       # dependencies are drawn among the WINDOW nodes before a node
 MAX_DEPS = 3
@@ -139,6 +139,7 @@ def main() -> int:
             sys.exit(f"{tool} is not installed")
 
     print(machine_line())
+    print(graphbuild_where())
     durations, deps = make_dag(n, args.seed)
     cp, work, lb = lower_bound(durations, deps, args.jobs)
     print(f"DAG: {n} nodes, {sum(map(len, deps))} edges, seed {args.seed}, -j {args.jobs}")

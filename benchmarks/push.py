@@ -131,6 +131,16 @@ class Registry:
     def request_count(self) -> int:
         return len(self.requests())
 
+    def request_kinds(self) -> str:
+        """Requests by method and kind (blob, upload, manifest by digest, tag), most first."""
+        c: Counter = Counter()
+        for verb, path, _ in self.requests():
+            kind = ("upload" if "/blobs/uploads/" in path else "blob" if "/blobs/" in path
+                    else "manifest" if "/manifests/sha256:" in path
+                    else "tag" if "/manifests/" in path else "other")
+            c[f"{verb} {kind}"] += 1
+        return ", ".join(f"{n} {k}" for k, n in c.most_common())
+
     def cpu_seconds(self) -> float:
         """User + system CPU time of the registry process so far."""
         assert self.proc is not None
@@ -276,9 +286,9 @@ def main() -> int:
               f"{'MET' if met else 'NOT MET'}")
         sa, sb = reg_a.blob_stats(base), reg_b.blob_stats(base)
         print(f"shared base layer in registry A (graphbuild): {sa}; "
-              f"{reg_a.request_count()} requests in all")
+              f"{reg_a.request_count()} requests in all ({reg_a.request_kinds()})")
         print(f"shared base layer in registry B (skopeo):     {sb}; "
-              f"{reg_b.request_count()} requests in all")
+              f"{reg_b.request_count()} requests in all ({reg_b.request_kinds()})")
         met = sa.get("uploads", 0) == 1
         ok &= met
         print(f"graphbuild uploaded the shared base layer exactly once: "

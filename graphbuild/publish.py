@@ -15,6 +15,8 @@ from .errors import BuildError, UserError
 from .rule_api import Action, NodeId, Outcome, RunContext
 
 PUSH_SUFFIX = " push"
+# Phase 3 is one PUT per tag and nothing else runs then: as many as the client has connections.
+TAG_WORKERS = 16
 
 
 def add_push_nodes(analysis) -> list[NodeId]:
@@ -64,8 +66,10 @@ def _upload(rc: RunContext, node: NodeId, tags, ledger) -> Outcome:
     """Phase 1 and 2 for one output: everything uploaded by digest and checked; no tag moves.
 
     The blobs no other push node of the run has claimed are this node's to push; for the others
-    it waits until they have landed and mounts them from there (or, if their node failed,
-    uploads them itself)."""
+    it waits (while its own go ahead) until they have landed and mounts them from there: without
+    a HEAD when their node uploaded or mounted them (this repository is then unlikely to have
+    them; a refused mount is followed by the HEAD), and if their node failed, it uploads them
+    itself."""
     from .registry.transfer import PublishError, PushPlan, blobs_of, publish
     from .remote import Remote
 
@@ -76,11 +80,10 @@ def _upload(rc: RunContext, node: NodeId, tags, ledger) -> Outcome:
         needed = blobs_of(PushPlan(targets), rc.store)
     except PublishError as exc:
         raise BuildError(str(exc)) from None
-    claim = ledger.claim(needed)
+    claim = ledger.claim(needed, rc.cancelled)
     try:
-        plan = PushPlan(targets, known_locations=claim.wait(rc.cancelled))
-        result = publish(plan, rc.store, Remote.of(rc.ws).clients_for(targets),
-                         on_blob=claim.landed)
+        result = publish(PushPlan(targets), rc.store, Remote.of(rc.ws).clients_for(targets),
+                         on_blob=claim.landed, pending=claim)
     except PublishError as exc:
         raise BuildError(str(exc)) from None
     finally:
@@ -122,7 +125,7 @@ def move_tags(loaded, engine, summary, push_nodes: list[NodeId], events) -> bool
 
     try:
         move(PushPlan(tuple(targets)), engine.store, Remote.of(loaded.ws).clients_for(targets),
-             on_event, added=added)
+             on_event, added=added, max_workers=TAG_WORKERS)
     except PublishError as exc:
         print(f"graphbuild: {exc}", file=sys.stderr)
         return False

@@ -99,21 +99,22 @@ class BlobLedger:
     reaches every other repository by a cross-repository mount.
 
     A push node ``claim``s, in one step under the lock, every blob it needs: those nobody has
-    claimed become its own, the others it waits for (``Claim.wait``) and then mounts from where
-    they landed. Its claims are released as their blobs land (``Claim.landed``) and, whatever
-    happens, when it ends (``Claim.release``): a claim released without a location (its node
-    failed) wakes the waiters, who then upload the blob themselves, and the next claimer owns
-    it anew. A node claims before it waits and only waits for claims older than its own, held
-    by nodes already running, so the waits cannot form a cycle.
+    claimed become its own, the others it waits for (``Claim.where``, while its own blobs go
+    ahead) and then mounts from where they landed. Its claims are released as their blobs land
+    (``Claim.landed``) and, whatever happens, when it ends (``Claim.release``): a claim
+    released without a location (its node failed) wakes the waiters, who then upload the blob
+    themselves, and the next claimer owns it anew. A node claims before it waits and only waits
+    for claims older than its own, held by nodes already running, so the waits cannot form a
+    cycle.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._entries: dict[tuple[str, str], _Entry] = {}  # (registry, digest) -> its entry
 
-    def claim(self, blobs) -> Claim:
+    def claim(self, blobs, cancelled: threading.Event | None = None) -> Claim:
         """Claim ``(registry, digest)`` pairs: the unclaimed ones (or those whose claimer failed)
-        become this claim's, the others are waited for."""
+        become this claim's, the others are waited for (until ``cancelled`` is set)."""
         mine: dict[tuple[str, str], _Entry] = {}
         theirs: dict[tuple[str, str], _Entry] = {}
         with self._lock:
@@ -124,16 +125,18 @@ class BlobLedger:
                     mine[key] = entry
                 else:
                     theirs[key] = entry
-        return Claim(mine, theirs)
+        return Claim(mine, theirs, cancelled)
 
 
 class _Entry:
     """One blob of one registry: released (``done``) with the repository it landed in, or
-    with none when its claimer failed."""
+    with none when its claimer failed; ``added`` when this run put it there (it was not found
+    there), so other repositories are unlikely to have it."""
 
     def __init__(self) -> None:
         self.done = threading.Event()
         self.repository: str | None = None
+        self.added = False
 
     @property
     def failed(self) -> bool:
@@ -141,33 +144,39 @@ class _Entry:
 
 
 class Claim:
-    """What one push node owns in the ledger, and what it waits for."""
+    """What one push node owns in the ledger, and what it waits for: the
+    ``transfer.PendingBlobs`` of its ``publish``."""
 
-    def __init__(self, mine: dict, theirs: dict) -> None:
-        self._mine, self._theirs = mine, theirs
+    def __init__(self, mine: dict, theirs: dict,
+                 cancelled: threading.Event | None = None) -> None:
+        self._mine, self._theirs, self._cancelled = mine, theirs, cancelled
 
     @property
     def owned(self) -> set[tuple[str, str]]:
         return set(self._mine)
 
-    def wait(self, cancelled: threading.Event | None = None) -> dict[str, tuple[str, ...]]:
-        """Wait until every blob claimed by another node has landed or its claimer failed;
-        returns where they are (digest -> ``registry/repository`` names), the form of
-        ``PushPlan.known_locations``. Failed claims are left out: their blobs get uploaded."""
-        found: dict[str, tuple[str, ...]] = {}
-        for (registry, digest), entry in self._theirs.items():
-            while not entry.done.wait(0.2):
-                if cancelled is not None and cancelled.is_set():
-                    raise BuildError("interrupted")
-            if entry.repository is not None:
-                found[digest] = (*found.get(digest, ()), f"{registry}/{entry.repository}")
-        return found
+    def pending(self, registry: str, digest: str) -> bool:
+        """Another node claimed the blob first: wait for it (``where``) rather than push it."""
+        return (registry, digest) in self._theirs
 
-    def landed(self, registry: str, repository: str, digest: str) -> None:
-        """The blob is in ``repository``: wake whoever waits for it (if it is this claim's)."""
+    def where(self, registry: str, digest: str) -> tuple[tuple[str, ...], bool]:
+        """Wait until a blob claimed by another node has landed or its claimer failed: where
+        it is (``registry/repository``; none when its claimer failed, and the blob is to be
+        uploaded) and whether that node put it there (uploaded or mounted, not found)."""
+        entry = self._theirs[(registry, digest)]
+        while not entry.done.wait(0.2):
+            if self._cancelled is not None and self._cancelled.is_set():
+                raise BuildError("interrupted")
+        if entry.repository is None:
+            return (), False
+        return (f"{registry}/{entry.repository}",), entry.added
+
+    def landed(self, registry: str, repository: str, digest: str, added: bool = False) -> None:
+        """The blob is in ``repository`` (``added``: put there by this run, not found there):
+        wake whoever waits for it (if it is this claim's)."""
         entry = self._mine.get((registry, digest))
         if entry is not None and not entry.done.is_set():
-            entry.repository = repository
+            entry.repository, entry.added = repository, added
             entry.done.set()
 
     def release(self) -> None:

@@ -433,7 +433,9 @@ _UUID_RE = re.compile(r"/uploads/[^/?]+")
 @dataclass
 class FaultRule:
     """Fault every request matching ``method`` and ``path_pattern``: ``action`` is an HTTP
-    status (``"500"``), ``"drop"``, ``"drop-after"`` or ``"corrupt"`` (flip a body byte)."""
+    status (``"500"``), ``"drop"``, ``"drop-after"``, ``"corrupt"`` (flip a body byte) or
+    ``"redirect"`` (307 to the same path on ``localhost:PORT``, another origin that reaches the
+    same proxy; a redirected request is not redirected again)."""
 
     method: str
     path_pattern: str
@@ -461,6 +463,8 @@ class FaultProxy:
     retry_after: str = "0"
     rules: list[FaultRule] = field(default_factory=list)
     injected: Counter = field(default_factory=Counter)
+    # (method, path, whether it carried an Authorization header) of every redirected request
+    redirected: list[tuple[str, str, bool]] = field(default_factory=list)
     seen: Counter = field(default_factory=Counter)
     _streak: Counter = field(default_factory=Counter)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -518,7 +522,16 @@ class _ProxyHandler(http.server.BaseHTTPRequestHandler):
 
     def _handle(self) -> None:
         body = self._read_body()
-        fault = self.proxy.decide(self.command, self.path, self.headers.get("Content-Range", ""))
+        if self.headers.get("Host", "").startswith("localhost:"):  # came by a redirect
+            self.proxy.redirected.append((self.command, self.path,
+                                          "Authorization" in self.headers))
+            fault = None
+        else:
+            fault = self.proxy.decide(self.command, self.path,
+                                      self.headers.get("Content-Range", ""))
+        if fault == "redirect":
+            self._redirect()
+            return
         if fault == "drop":
             self.close_connection = True
             return
@@ -569,6 +582,13 @@ class _ProxyHandler(http.server.BaseHTTPRequestHandler):
             return response.status, response.getheaders(), payload
         finally:
             conn.close()
+
+    def _redirect(self) -> None:
+        port = self.server.server_address[1]
+        self.send_response(307)
+        self.send_header("Location", f"http://localhost:{port}{self.path}")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
 
     def _fail(self, status: int) -> None:
         data = json.dumps({"errors": [{"code": "UNKNOWN",

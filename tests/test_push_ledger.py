@@ -58,17 +58,18 @@ def _base_layer(ws, index_digest: str) -> str:
 
 
 def _blob_traffic(registry, repos: list[str], digest: str) -> dict[str, int]:
-    """From the access log: completed uploads of ``digest`` (the PUT closing an upload session)
-    and cross-repository mounts of it (POST ?mount= answered 201), over ``repos``."""
-    counts = {"uploads": 0, "mounts": 0}
+    """From the access log: completed uploads of ``digest`` (the PUT closing an upload session),
+    cross-repository mounts of it (POST ?mount= answered 201) and HEADs of it, over ``repos``."""
+    counts = {"uploads": 0, "mounts": 0, "HEADs": 0}
     for i, repo in enumerate(repos):
-        for method, path, status in registry.requests(repo, kind="blobs/uploads",
-                                                      settle=0.3 if i == 0 else 0):
+        for method, path, status in registry.requests(repo, settle=0.3 if i == 0 else 0):
             query = urllib.parse.parse_qs(urllib.parse.urlsplit(path).query)
             if method == "PUT" and query.get("digest") == [digest] and status // 100 == 2:
                 counts["uploads"] += 1
             elif method == "POST" and query.get("mount") == [digest] and status == 201:
                 counts["mounts"] += 1
+            elif method == "HEAD" and path.endswith(f"/blobs/{digest}"):
+                counts["HEADs"] += 1
     return counts
 
 
@@ -80,7 +81,9 @@ def test_shared_base_layer_is_uploaded_once_and_mounted_elsewhere(ws, registry):
     pushed = {e["ref"]: e["digest"] for e in res.events() if e["event"] == "pushed"}
     assert set(pushed) == {f"{registry.host}/{repo}:v1" for repo in repos}
     base = _base_layer(ws, pushed[f"{registry.host}/{repos[0]}:v1"])
-    assert _blob_traffic(registry, repos, base) == {"uploads": 1, "mounts": APPS - 1}
+    # HEADed by the node that uploaded it only: the others mount it straight away
+    assert _blob_traffic(registry, repos, base) == {"uploads": 1, "mounts": APPS - 1,
+                                                    "HEADs": 1}
     with RegistryClient(registry.host) as client:
         for repo in repos:
             assert client.blob_exists(repo, base)
@@ -141,18 +144,23 @@ def test_ledger_claims_once_and_waiters_learn_where_blobs_landed():
     second = ledger.claim([("r", "sha256:a"), ("r", "sha256:c"), ("other", "sha256:a")])
     assert first.owned == {("r", "sha256:a"), ("r", "sha256:b")}
     assert second.owned == {("r", "sha256:c"), ("other", "sha256:a")}  # per registry
+    assert second.pending("r", "sha256:a") and not second.pending("r", "sha256:c")
     found: list = []
-    waiter = threading.Thread(target=lambda: found.append(second.wait()))
+    waiter = threading.Thread(target=lambda: found.append(second.where("r", "sha256:a")))
     waiter.start()
     time.sleep(0.1)
     assert waiter.is_alive(), "must wait for the blob the first claim is pushing"
-    first.landed("r", "repo-1", "sha256:a")
+    first.landed("r", "repo-1", "sha256:a", added=True)
     waiter.join(5)
-    assert found == [{"sha256:a": ("r/repo-1",)}]  # the form of PushPlan.known_locations
+    assert found == [(("r/repo-1",), True)]  # uploaded there: mounted without a HEAD
     first.release()
     second.release()
     third = ledger.claim([("r", "sha256:a")])
-    assert not third.owned and third.wait() == {"sha256:a": ("r/repo-1",)}
+    assert not third.owned and third.where("r", "sha256:a") == (("r/repo-1",), True)
+    fourth = ledger.claim([("r", "sha256:b"), ("r", "sha256:d")])
+    fifth = ledger.claim([("r", "sha256:d")])
+    fourth.landed("r", "repo-4", "sha256:d")  # found there, not added: HEAD first
+    assert fifth.where("r", "sha256:d") == (("r/repo-4",), False)
 
 
 def test_ledger_failed_claim_leaves_the_upload_to_the_waiter_and_can_be_claimed_again():
@@ -162,11 +170,11 @@ def test_ledger_failed_claim_leaves_the_upload_to_the_waiter_and_can_be_claimed_
     first = ledger.claim([("r", "sha256:a")])
     second = ledger.claim([("r", "sha256:a")])
     found: list = []
-    waiter = threading.Thread(target=lambda: found.append(second.wait()))
+    waiter = threading.Thread(target=lambda: found.append(second.where("r", "sha256:a")))
     waiter.start()
     first.release()  # its node failed before the blob landed
     waiter.join(5)
-    assert found == [{}]  # no mount source: the waiter uploads it itself
+    assert found == [((), False)]  # no mount source: the waiter uploads it itself
     third = ledger.claim([("r", "sha256:a")])
     assert third.owned == {("r", "sha256:a")}
 
@@ -180,7 +188,47 @@ def test_ledger_wait_stops_when_the_run_is_interrupted():
     cancelled = threading.Event()
     cancelled.set()
     with pytest.raises(BuildError, match="interrupted"):
-        ledger.claim([("r", "sha256:a")]).wait(cancelled)
+        ledger.claim([("r", "sha256:a")], cancelled).where("r", "sha256:a")
+
+
+def test_a_waiting_push_goes_ahead_with_its_own_blobs(registry):
+    """``publish`` with a ledger claim as ``pending``: the blob another node claimed is waited
+    for on a worker while this push's own blobs go up; once it has landed (uploaded by that
+    node), it is mounted from there without a HEAD."""
+    import io
+
+    from graphbuild.registry.transfer import PushPlan, PushTarget, blobs_of, publish
+    from graphbuild.remote import BlobLedger
+
+    theirs, mine = fx.unique_repo("theirs"), fx.unique_repo("mine")
+    images = fx.ImageSet(fx.DictSource(), salt=mine)
+    base = images.base["digest"]
+    plan = PushPlan((PushTarget.to(f"{registry.host}/{mine}", [images.index],
+                                   {"v1": images.index["digest"]}),))
+    ledger = BlobLedger()
+    first = ledger.claim([(registry.host, base)])
+    claim = ledger.claim(blobs_of(plan, images.source))
+    assert claim.owned == {(registry.host, d) for d in images.blob_digests() - {base}}
+    client = RegistryClient(registry.host, retry=fx.fast_retry())
+    results: list = []
+    pusher = threading.Thread(target=lambda: results.append(publish(
+        plan, images.source, {registry.host: client}, on_blob=claim.landed, pending=claim)))
+    pusher.start()
+    own = images.blob_digests() - {base}
+    deadline = time.monotonic() + 60
+    while not all(client.blob_exists(mine, d) for d in own) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert all(client.blob_exists(mine, d) for d in own), "its own blobs went ahead"
+    assert pusher.is_alive() and not results, "it still waits for the base"
+    client.upload_blob(theirs, base, images.base["size"],
+                       lambda: io.BytesIO(images.source.blobs[base]))
+    first.landed(registry.host, theirs, base, added=True)
+    pusher.join(60)
+    assert results and (results[0].blobs_mounted, results[0].blobs_uploaded) == (1, 4)
+    assert results[0].tags_moved == [f"{registry.host}/{mine}:v1"]
+    base_requests = [method for method, path, _ in registry.requests(mine)
+                     if base.split(":")[1] in path]
+    assert base_requests == ["POST"]  # the mount, no HEAD
 
 
 # -- io-bound nodes run beyond -j ------------------------------------------------------------

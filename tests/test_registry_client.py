@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import subprocess
+import sys
 import time
 
 import httpx
@@ -31,6 +33,7 @@ from graphbuild.registry.retry import RetryPolicy, retry_after
 # Fixtures from registry_fixtures (pytest takes pytest_plugins from the root conftest only).
 registry = fx.registry
 fault_proxy = fx.fault_proxy
+basic_registry = fx.basic_registry
 
 MiB = 1024 * 1024
 
@@ -223,3 +226,88 @@ def test_manifest_json_is_what_we_sent(registry: RegistryServer) -> None:
     client.put_manifest(repo, "latest", data, OCI_MANIFEST)
     fetched, _, _ = client.get_manifest(repo, "latest")
     assert json.loads(fetched)["config"]["digest"] == images.configs[0]["digest"]
+
+
+PLAIN_PROBE = """
+import io, sys
+from graphbuild.registry.client import RegistryClient
+from graphbuild.registry.digests import digest_of
+data = b"lean" * 1000
+with RegistryClient(sys.argv[1]) as client:
+    assert not client.blob_exists("lean", digest_of(data))
+    client.upload_blob("lean", digest_of(data), len(data), lambda: io.BytesIO(data))
+    out = io.BytesIO()
+    assert client.get_blob("lean", digest_of(data), out) == len(data)
+    print(client.stats["requests"], "httpx" in sys.modules)
+"""
+
+
+def test_plain_http_goes_without_httpx(registry: RegistryServer) -> None:
+    """A loopback registry is spoken to over the lean keep-alive pool: httpx (and the SSL
+    context it would build) is not even imported."""
+    probe = subprocess.run([sys.executable, "-c", PLAIN_PROBE, registry.host],
+                           capture_output=True, text=True, timeout=60, check=False)
+    assert probe.returncode == 0, probe.stderr
+    assert probe.stdout.split() == ["4", "False"]
+
+
+def test_the_httpx_path_does_the_same(registry: RegistryServer) -> None:
+    """What HTTPS registries get (httpx, certificate checks), forced here over plain HTTP by
+    passing a transport: uploads, mounts, manifests, streamed downloads, errors."""
+    repo = unique_repo()
+    client = _client(registry.host, transport=httpx.HTTPTransport(),
+                     chunk_threshold=1 * MiB, chunk_size=1 * MiB)
+    images = ImageSet(DictSource(), salt=repo)
+    _push_blobs(client, repo, images)
+    big = random_bytes(2 * MiB + 5, seed=11)
+    client.upload_blob(repo, digest_of(big), len(big), lambda: io.BytesIO(big))
+    assert client.mount_blob(unique_repo(), digest_of(big), repo)
+    for manifest in images.manifests:
+        client.put_manifest(repo, manifest["digest"], images.source.blobs[manifest["digest"]],
+                            OCI_MANIFEST)
+    index = images.source.blobs[images.index["digest"]]
+    client.put_manifest(repo, "v1", index, OCI_INDEX)
+    assert client.get_manifest(repo, "v1")[0] == index
+    out = io.BytesIO()
+    assert client.get_blob(repo, digest_of(big), out, len(big)) == len(big)
+    assert out.getvalue() == big
+    with pytest.raises(RegistryError, match="MANIFEST_UNKNOWN"):
+        client.get_manifest(repo, "nope")
+    client.close()
+
+
+def test_redirects_are_followed(registry: RegistryServer, fault_proxy: FaultProxy) -> None:
+    """A registry may send a download elsewhere (a 307 to object storage): GET and HEAD follow
+    it."""
+    repo = unique_repo()
+    data = b"redirected blob"
+    _client(registry.host).upload_blob(repo, digest_of(data), len(data),
+                                       lambda: io.BytesIO(data))
+    fault_proxy.rules.append(FaultRule("GET", "/blobs/sha256:", "redirect"))
+    fault_proxy.rules.append(FaultRule("HEAD", "/blobs/sha256:", "redirect"))
+    client = _client(fault_proxy.host)
+    assert client.blob_exists(repo, digest_of(data))
+    out = io.BytesIO()
+    assert client.get_blob(repo, digest_of(data), out, len(data)) == len(data)
+    assert out.getvalue() == data
+    assert [(method, auth) for method, _, auth in fault_proxy.redirected] == [
+        ("HEAD", False), ("GET", False)]
+
+
+def test_credentials_do_not_follow_a_redirect_to_another_origin(
+        basic_registry: RegistryServer) -> None:
+    from graphbuild.registry.credentials import Credentials
+    from graphbuild.registry.errors import AuthenticationError
+
+    proxy = FaultProxy(basic_registry.host).start()
+    try:
+        repo, data = unique_repo(), b"behind basic auth"
+        client = _client(proxy.host, credentials=Credentials(fx.BASIC_USER, fx.BASIC_PASSWORD))
+        client.upload_blob(repo, digest_of(data), len(data), lambda: io.BytesIO(data))
+        proxy.rules.append(FaultRule("GET", "/blobs/sha256:", "redirect"))
+        # the other origin gets no Authorization; this one answers 401 to that
+        with pytest.raises(AuthenticationError):
+            client.get_blob(repo, digest_of(data), io.BytesIO())
+        assert proxy.redirected and not any(auth for _, _, auth in proxy.redirected)
+    finally:
+        proxy.stop()

@@ -192,3 +192,33 @@ def test_known_locations_are_mount_sources(registry: RegistryServer) -> None:
     result = publish(plan, images.source, {registry.host: client})
     assert (result.blobs_mounted, result.blobs_uploaded) == (1, 4)
     assert inspect_raw(f"{registry.host}/{repo}:v1").returncode == 0
+
+
+def test_mount_first_skips_the_head_and_falls_back_when_refused(
+        registry: RegistryServer) -> None:
+    """A ``mount_first`` blob (one this run has just put into another repository) is mounted
+    without a HEAD; a refused mount (202) is cancelled, then HEAD and upload as usual."""
+    base_repo, repo, other = unique_repo("base"), unique_repo(), unique_repo()
+    images = ImageSet(DictSource(), salt=repo)
+    base = images.base["digest"]
+    client = RegistryClient(registry.host, retry=fast_retry())
+    client.upload_blob(base_repo, base, images.base["size"],
+                       lambda: io.BytesIO(images.source.blobs[base]))
+
+    def plan(into: str, known: str) -> PushPlan:
+        targets = (PushTarget.to(f"{registry.host}/{into}", [images.index],
+                                 {"v1": images.index["digest"]}),)
+        return PushPlan(targets, known_locations={base: (f"{registry.host}/{known}",)},
+                        mount_first=frozenset({base}))
+
+    result = publish(plan(repo, base_repo), images.source, {registry.host: client})
+    assert (result.blobs_mounted, result.blobs_uploaded) == (1, 4)
+    assert [m for m, p, _ in registry.requests(repo) if base.split(":")[1] in p] == ["POST"]
+    # The known location does not have it: the mount is refused and the blob uploaded.
+    refused = publish(plan(other, unique_repo("empty")), images.source, {registry.host: client})
+    assert (refused.blobs_mounted, refused.blobs_uploaded) == (0, 5)
+    logged = registry.requests(other)
+    # the mount POST, its HEAD, the PUT completing its upload; the refused session deleted
+    assert [m for m, p, _ in logged if base.split(":")[1] in p] == ["POST", "HEAD", "PUT"]
+    assert [m for m, _, _ in logged].count("DELETE") == 1
+    assert inspect_raw(f"{registry.host}/{other}:v1").returncode == 0

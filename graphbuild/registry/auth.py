@@ -10,11 +10,14 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-
-import httpx
+from typing import TYPE_CHECKING
+from urllib.parse import urlencode, urlsplit
 
 from .credentials import Credentials, CredentialStore
 from .errors import Redactor, describe_response
+
+if TYPE_CHECKING:
+    from .transport import Response
 
 CLIENT_ID = "graphbuild"
 DEFAULT_TOKEN_LIFETIME_S = 60
@@ -98,6 +101,19 @@ def merge_scopes(*groups: Iterable[str]) -> tuple[str, ...]:
     return tuple(sorted(f"{r}:{','.join(sorted(a))}" for r, a in merged.items()))
 
 
+@dataclass(frozen=True)
+class TokenRequest:
+    """A request to a token realm (the client sends it as is: no redirect is followed)."""
+
+    method: str
+    url: str
+    headers: Mapping[str, str] = field(default_factory=dict)
+    body: bytes | None = None
+
+    def __repr__(self) -> str:  # the headers and body may hold credentials
+        return f"TokenRequest({self.method} {self.url.split('?', 1)[0]})"
+
+
 @dataclass
 class _Token:
     value: str
@@ -121,7 +137,7 @@ class Authenticator:
     """
 
     def __init__(self, registry: str, credentials: Credentials | CredentialStore | None,
-                 send: Callable[[httpx.Request], httpx.Response], redactor: Redactor, *,
+                 send: Callable[[TokenRequest], Response], redactor: Redactor, *,
                  plain_http_ok: Callable[[str], bool]) -> None:
         self.registry = registry
         self._source = credentials
@@ -167,7 +183,7 @@ class Authenticator:
             return f"Bearer {self._token_for(scopes)}"
         return None
 
-    def challenge(self, response: httpx.Response, scopes: tuple[str, ...]) -> None:
+    def challenge(self, response: Response, scopes: tuple[str, ...]) -> None:
         """Learn from a 401 how to authenticate; fetch a fresh token for Bearer."""
         challenges = parse_challenges(response.headers.get_list("www-authenticate"))
         by_scheme = {c.scheme: c for c in challenges}
@@ -179,7 +195,7 @@ class Authenticator:
                 self._scheme, self._bearer = "bearer", dict(params)
             wanted = merge_scopes(scopes, [params["scope"]] if params.get("scope") else [])
             # Parallel requests sent before the first token arrived need no token of their own.
-            rejected = response.request.headers.get("Authorization", "").removeprefix("Bearer ")
+            rejected = response.request_headers.get("Authorization", "").removeprefix("Bearer ")
             self._token_for(wanted, rejected=rejected or None)
         elif "basic" in by_scheme:
             creds = self._get_credentials()
@@ -205,7 +221,7 @@ class Authenticator:
 
     def _fetch_token(self, scopes: tuple[str, ...]) -> _Token:
         request = self._token_request(scopes)
-        realm = request.url.copy_with(query=None)
+        realm = request.url.split("?", 1)[0]
         response = self._send(request)
         self.token_fetches += 1
         if response.status_code != 200:
@@ -223,23 +239,37 @@ class Authenticator:
         margin = min(TOKEN_EXPIRY_MARGIN_S, lifetime / 4)
         return _Token(value, scopes, time.monotonic() + lifetime - margin)
 
-    def _token_request(self, scopes: tuple[str, ...]) -> httpx.Request:
-        realm = httpx.URL(self._bearer["realm"])
+    def _token_request(self, scopes: tuple[str, ...]) -> TokenRequest:
+        realm = self._bearer["realm"]
+        parts = urlsplit(realm)
         service = self._bearer.get("service")
         creds = self._get_credentials()
-        if creds and realm.scheme != "https" and not self._plain_http_ok(realm.netloc.decode()):
-            raise AuthProblem(f"refusing to send credentials to the plain-HTTP token realm {realm}")
+        if creds and parts.scheme != "https" and not self._plain_http_ok(_host_port(parts)):
+            raise AuthProblem(f"refusing to send credentials to the plain-HTTP token realm "
+                              f"{realm.split('?', 1)[0]}")
         if creds and creds.identity_token:
             # OAuth2 refresh-token grant, as the Docker CLI does for identity tokens.
             form = {"grant_type": "refresh_token", "refresh_token": creds.identity_token,
                     "client_id": CLIENT_ID, "scope": " ".join(scopes)}
             if service:
                 form["service"] = service
-            return httpx.Request("POST", realm, data=form)
+            return TokenRequest("POST", realm,
+                                {"Content-Type": "application/x-www-form-urlencoded"},
+                                urlencode(form).encode())
         params = [("service", service)] if service else []
         params += [("scope", s) for s in scopes]
         headers = {}
         if creds and creds.password:
             params.append(("account", creds.username))
             headers["Authorization"] = basic_header(creds)
-        return httpx.Request("GET", realm, params=params, headers=headers)
+        if params:
+            realm = f"{realm}{'&' if parts.query else '?'}{urlencode(params)}"
+        return TokenRequest("GET", realm, headers)
+
+
+def _host_port(parts) -> str:
+    """``host[:port]`` of a split URL, without user info; IPv6 hosts in brackets."""
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{host}:{parts.port}" if parts.port else host

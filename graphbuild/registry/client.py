@@ -1,7 +1,8 @@
-"""A client for the OCI distribution API (one registry host), over one shared ``httpx.Client``.
+"""A client for the OCI distribution API (one registry host).
 
-Plain HTTP only for loopback hosts and hosts marked insecure; HTTPS with certificate checks
-otherwise. Authentication follows the registry's challenges (see ``auth.py``). Transient
+Plain HTTP only for loopback hosts and hosts marked insecure, over a lean keep-alive pool
+(``transport.PlainHTTP``); HTTPS with certificate checks otherwise, over httpx (imported only
+then). Authentication follows the registry's challenges (see ``auth.py``). Transient
 failures (429, 5xx, broken connections, timeouts) are retried a bounded number of times with
 backoff. Every error names the registry, the repository, the operation and what the registry
 said, with credentials redacted. Thread-safe: one client serves a whole push's worker pool.
@@ -12,16 +13,16 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
+import os
 import re
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
+from urllib.parse import urlencode, urljoin, urlsplit
 
-import httpx
-
-from .auth import Authenticator, AuthProblem, merge_scopes, repository_scope
+from .auth import Authenticator, AuthProblem, TokenRequest, merge_scopes, repository_scope
 from .credentials import Credentials, CredentialsError, CredentialStore
 from .digests import MANIFEST_TYPES, digest_of, hasher_for, is_digest
 from .errors import (
@@ -33,6 +34,7 @@ from .errors import (
 )
 from .reference import DOCKER_HUB, DOCKER_HUB_ENDPOINT
 from .retry import RetryPolicy, is_retryable
+from .transport import HttpxHTTP, PlainHTTP, Response, TransportError
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -45,6 +47,11 @@ DEFAULT_CHUNK_SIZE = 16 * MiB
 READ_SIZE = 1 * MiB
 # Manifests are small; a bigger answer is a misbehaving registry (containerd uses 4 MiB too).
 MAX_MANIFEST_BYTES = 4 * MiB
+# A blob this small is read into memory and sent in one piece with its headers.
+SMALL_BODY = 1 * MiB
+MAX_REDIRECTS = 10
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+_PROXY_VARIABLES = ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY")
 
 OpenFn = Callable[[], BinaryIO]
 Body = bytes | Callable[[], Iterable[bytes]]
@@ -117,7 +124,9 @@ class RegistryClient:
                  retry: RetryPolicy | None = None, timeout: float = 60.0,
                  chunk_threshold: int = DEFAULT_CHUNK_THRESHOLD,
                  chunk_size: int = DEFAULT_CHUNK_SIZE, max_connections: int = 16,
-                 transport: httpx.BaseTransport | None = None) -> None:
+                 transport: Any = None) -> None:
+        """``transport``: an ``httpx.BaseTransport`` to send every request through httpx with
+        (the lean plain-HTTP path is then not used)."""
         if not registry or "/" in registry:
             raise ValueError(f"a registry is host[:port], not {registry!r}")
         self.registry = registry
@@ -130,12 +139,12 @@ class RegistryClient:
         self.chunk_size = chunk_size
         self.stats = ClientStats()
         self.redact = Redactor()
-        self._http = httpx.Client(
-            timeout=httpx.Timeout(timeout, connect=min(timeout, 15.0)), verify=True,
-            limits=httpx.Limits(max_connections=max_connections,
-                                max_keepalive_connections=max_connections),
-            # HTTP(S)_PROXY from the environment, except for this machine's own registries.
-            trust_env=not is_loopback(self.endpoint), transport=transport)
+        self._timeouts = (timeout, min(timeout, 15.0), max_connections)
+        self._transport = transport
+        self._plain = None if transport is not None else PlainHTTP(*self._timeouts)
+        self._httpx: HttpxHTTP | None = None
+        self._httpx_lock = threading.Lock()
+        self._routes: dict[str, bool] = {}  # netloc -> served by the lean plain-HTTP pool
         self._auth = Authenticator(
             registry, credentials, self._send_plain, self.redact,
             plain_http_ok=lambda host: insecure or is_loopback(host))
@@ -144,7 +153,10 @@ class RegistryClient:
         return f"RegistryClient({self.base_url!r}, auth={self._auth!r})"
 
     def close(self) -> None:
-        self._http.close()
+        if self._plain is not None:
+            self._plain.close()
+        if self._httpx is not None:
+            self._httpx.close()
 
     def __enter__(self) -> Self:
         return self
@@ -287,7 +299,7 @@ class RegistryClient:
     def list_tags(self, repo: str, page_size: int = 1000) -> list[str]:
         """Every tag of the repository, following ``Link: <…>; rel="next"`` pages."""
         op = _Op(repo, "list tags")
-        url: httpx.URL | None = httpx.URL(self._url(repo, "tags", "list"))
+        url: str | None = self._url(repo, "tags", "list")
         params: dict[str, str] | None = {"n": str(page_size)}
         tags: list[str] = []
         while url is not None:
@@ -312,7 +324,7 @@ class RegistryClient:
                 op, "PUT", location, scopes=scopes, params={"digest": digest}, retry=False,
                 headers={"Content-Type": "application/octet-stream",
                          "Content-Length": str(size)},
-                body=lambda: _file_chunks(open_fn, 0, size, op, self.registry))
+                body=lambda: _file_body(open_fn, size, op, self.registry))
         else:
             location = self._upload_chunks(op, location, size, open_fn, scopes)
             final = self._request(op, "PUT", location, scopes=scopes, params={"digest": digest},
@@ -323,8 +335,8 @@ class RegistryClient:
         if said and said != digest:
             raise DigestMismatchError(self.registry, repo, op.name, f"the registry stored {said}")
 
-    def _upload_chunks(self, op: _Op, location: httpx.URL, size: int, open_fn: OpenFn,
-                       scopes: tuple[str, ...]) -> httpx.URL:
+    def _upload_chunks(self, op: _Op, location: str, size: int, open_fn: OpenFn,
+                       scopes: tuple[str, ...]) -> str:
         offset = 0
         while offset < size:
             length = min(self.chunk_size, size - offset)
@@ -340,7 +352,7 @@ class RegistryClient:
             offset += length
         return location
 
-    def _cancel_upload(self, op: _Op, response: httpx.Response, scopes: tuple[str, ...]) -> None:
+    def _cancel_upload(self, op: _Op, response: Response, scopes: tuple[str, ...]) -> None:
         """Best effort: an abandoned session is purged by the registry anyway."""
         try:
             self._request(op, "DELETE", self._location(op, response), scopes=scopes,
@@ -358,11 +370,11 @@ class RegistryClient:
             if response.status_code != 200:
                 response.read()
                 raise self._failure(op, response)
-            for chunk in response.iter_bytes(READ_SIZE):
+            for chunk in response.iter_bytes():
                 hasher.update(chunk)
                 dest.write(chunk)
                 written += len(chunk)
-        except httpx.TransportError as exc:
+        except TransportError as exc:
             raise self._transport_failure(op, exc, 1) from None
         finally:
             response.close()
@@ -372,7 +384,7 @@ class RegistryClient:
                                       f"received {written} bytes hashing to {got}")
         return written
 
-    def _read_capped(self, op: _Op, response: httpx.Response) -> bytes:
+    def _read_capped(self, op: _Op, response: Response) -> bytes:
         parts, total = [], 0
         try:
             for chunk in response.iter_bytes():
@@ -381,12 +393,12 @@ class RegistryClient:
                     raise RegistryError(self.registry, op.repository, op.name,
                                         f"the manifest is larger than {MAX_MANIFEST_BYTES} bytes")
                 parts.append(chunk)
-        except httpx.TransportError as exc:
+        except TransportError as exc:
             raise self._transport_failure(op, exc, 1) from None
         return b"".join(parts)
 
     def _verify_manifest_digest(self, op: _Op, ref: str, data: bytes,
-                                response: httpx.Response) -> str:
+                                response: Response) -> str:
         said = response.headers.get("Docker-Content-Digest", "")
         wanted = ref if is_digest(ref) else said
         if not wanted or not is_digest(wanted):
@@ -401,28 +413,29 @@ class RegistryClient:
 
     # -- the request loop --------------------------------------------------------------------
 
-    def _request(self, op: _Op, method: str, url: str | httpx.URL, *, scopes: tuple[str, ...],
+    def _request(self, op: _Op, method: str, url: str, *, scopes: tuple[str, ...],
                  headers: dict[str, str] | None = None, params: dict[str, str] | None = None,
                  body: Body | None = None, stream: bool = False, follow: bool = False,
-                 retry: bool = True) -> httpx.Response:
+                 retry: bool = True) -> Response:
         """Send with authentication and, when ``retry``, bounded retries; return the response
         whatever its status (callers decide what is a failure). Raise TransientError when a
         transient failure persists, AuthenticationError when credentials do not work."""
         attempts = self.retry.attempts if retry else 1
         attempt, challenged = 1, False
+        target = _with_params(url, params) if params else url
         while True:
-            request = self._build(op, method, url, scopes, headers, params, body)
+            all_headers = self._headers(op, scopes, headers)
             try:
-                response = self._http.send(request, stream=stream, follow_redirects=follow)
-            except httpx.TransportError as exc:
+                response = self._send(method, target, all_headers,
+                                      body() if callable(body) else body, stream, follow)
+            except TransportError as exc:
                 if attempt >= attempts:
                     raise self._transport_failure(op, exc, attempt) from None
                 self._pause(attempt, None)
                 attempt += 1
                 continue
             self.stats.add("requests")
-            log.debug("%s %s%s -> %s", method, self.endpoint, request.url.path,
-                      response.status_code)
+            log.debug("%s %s -> %s", method, _path_of(target), response.status_code)
             if response.status_code == 401 and not challenged:
                 challenged = True
                 _discard(response)
@@ -441,14 +454,51 @@ class RegistryClient:
                 raise self._failure(op, response, transient=True, attempts=attempt)
             return response
 
-    def _send_plain(self, request: httpx.Request) -> httpx.Response:
-        """For token requests: retries, no authentication handling, body read."""
+    def _send(self, method: str, url: str, headers: dict[str, str], body: Any, stream: bool,
+              follow: bool) -> Response:
+        """One request, and when ``follow`` its redirects (GET and HEAD only), each hop over
+        the transport its URL calls for; credentials do not follow to another origin."""
+        for _ in range(MAX_REDIRECTS + 1):
+            response = self._http_for(url).send(method, url, headers, body, stream)
+            location = response.headers.get("Location")
+            if not (follow and location and response.status_code in _REDIRECTS):
+                return response
+            _discard(response)
+            next_url = urljoin(url, location)
+            if _origin(next_url) != _origin(url):
+                headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
+            url = next_url
+        raise TransportError(f"more than {MAX_REDIRECTS} redirects")
+
+    def _http_for(self, url: str) -> PlainHTTP | HttpxHTTP:
+        """The lean pool for plain HTTP to this machine or to this (insecure) registry when no
+        proxy is configured; httpx for HTTPS and everything else."""
+        if self._plain is not None and url.startswith("http://"):
+            netloc = urlsplit(url).netloc
+            lean = self._routes.get(netloc)
+            if lean is None:
+                lean = self._routes[netloc] = is_loopback(netloc) or (
+                    netloc == self.endpoint and not any(os.environ.get(name)
+                                                        for name in _PROXY_VARIABLES))
+            if lean:
+                return self._plain
+        with self._httpx_lock:
+            if self._httpx is None:
+                # HTTP(S)_PROXY from the environment, except for this machine's own registries.
+                self._httpx = HttpxHTTP(*self._timeouts, trust_env=not is_loopback(
+                    self.endpoint), transport=self._transport)
+            return self._httpx
+
+    def _send_plain(self, request: TokenRequest) -> Response:
+        """For token requests: retries, no authentication handling, body read; no redirect
+        (the credentials in the request must not go elsewhere)."""
         for attempt in range(1, self.retry.attempts + 1):
             try:
-                response = self._http.send(request)
-            except httpx.TransportError as exc:
+                response = self._send(request.method, request.url, dict(request.headers),
+                                      request.body, stream=False, follow=False)
+            except TransportError as exc:
                 if attempt == self.retry.attempts:
-                    realm = request.url.copy_with(query=None)
+                    realm = request.url.split("?", 1)[0]
                     raise AuthProblem(f"cannot reach the token service {realm} after {attempt} "
                                       f"attempts: {self.redact(str(exc))}") from None
                 self._pause(attempt, None)
@@ -458,18 +508,12 @@ class RegistryClient:
             self._pause(attempt, response)
         raise AssertionError("unreachable: the last attempt returns or raises")
 
-    def _build(self, op: _Op, method: str, url: str | httpx.URL, scopes: tuple[str, ...],
-               headers: dict[str, str] | None, params: dict[str, str] | None,
-               body: Body | None) -> httpx.Request:
-        all_headers = dict(headers or {})
+    def _headers(self, op: _Op, scopes: tuple[str, ...],
+                 headers: dict[str, str] | None) -> dict[str, str]:
         authorization = self._auth_header(op, scopes)
-        if authorization:
-            all_headers["Authorization"] = authorization
-        content = body() if callable(body) else body
-        target = httpx.URL(url)
-        if params:
-            target = target.copy_merge_params(params)
-        return self._http.build_request(method, target, headers=all_headers, content=content)
+        if authorization is None:
+            return dict(headers) if headers else {}
+        return {**(headers or {}), "Authorization": authorization}
 
     def _auth_header(self, op: _Op, scopes: tuple[str, ...]) -> str | None:
         try:
@@ -478,14 +522,14 @@ class RegistryClient:
             raise AuthenticationError(self.registry, op.repository, op.name,
                                       self.redact(str(exc))) from None
 
-    def _challenge(self, op: _Op, response: httpx.Response, scopes: tuple[str, ...]) -> None:
+    def _challenge(self, op: _Op, response: Response, scopes: tuple[str, ...]) -> None:
         try:
             self._auth.challenge(response, scopes)
         except (AuthProblem, CredentialsError) as exc:
             raise AuthenticationError(self.registry, op.repository, op.name,
                                       self.redact(str(exc)), status=401) from None
 
-    def _pause(self, attempt: int, response: httpx.Response | None) -> None:
+    def _pause(self, attempt: int, response: Response | None) -> None:
         self.stats.add("retries")
         delay = self.retry.delay_for(attempt, response)
         log.debug("retrying %s in %.2fs (attempt %d failed)", self.endpoint, delay, attempt)
@@ -493,7 +537,7 @@ class RegistryClient:
 
     # -- errors ------------------------------------------------------------------------------
 
-    def _failure(self, op: _Op, response: httpx.Response, *, transient: bool = False,
+    def _failure(self, op: _Op, response: Response, *, transient: bool = False,
                  attempts: int = 1) -> RegistryError:
         said, codes = describe_response(response)
         detail = self.redact(said)
@@ -503,7 +547,7 @@ class RegistryClient:
         return kind(self.registry, op.repository, op.name, detail,
                     status=response.status_code, codes=codes)
 
-    def _auth_failure(self, op: _Op, response: httpx.Response) -> AuthenticationError:
+    def _auth_failure(self, op: _Op, response: Response) -> AuthenticationError:
         said, codes = describe_response(response)
         hint = (f"check the credentials for {self.registry}" if self._auth.has_credentials
                 else f"no credentials are configured for {self.registry}")
@@ -511,20 +555,20 @@ class RegistryClient:
                                    f"authentication failed: {self.redact(said)}; {hint}",
                                    status=401, codes=codes)
 
-    def _transport_failure(self, op: _Op, exc: httpx.TransportError,
+    def _transport_failure(self, op: _Op, exc: TransportError,
                            attempts: int) -> TransientError:
         reason = self.redact(str(exc) or type(exc).__name__)
         tries = f" after {attempts} attempts" if attempts > 1 else ""
         return TransientError(self.registry, op.repository, op.name,
                               f"connection to {self.base_url} failed{tries}: {reason}")
 
-    def _location(self, op: _Op, response: httpx.Response) -> httpx.URL:
+    def _location(self, op: _Op, response: Response) -> str:
         """Where the upload session continues (absolute or relative to the request)."""
         location = response.headers.get("Location")
         if not location:
             raise RegistryError(self.registry, op.repository, op.name,
                                 "the registry answered without a Location header")
-        return response.url.join(location)
+        return urljoin(str(response.url), location)
 
     def _url(self, repo: str, kind: str, ref: str) -> str:
         return f"{self.base_url}/v2/{repo}/{kind}/{ref}"
@@ -538,11 +582,11 @@ def _push(repo: str) -> tuple[str, ...]:
     return (repository_scope(repo, "pull", "push"),)
 
 
-def _discard(response: httpx.Response) -> None:
+def _discard(response: Response) -> None:
     """Read what is left of an unwanted answer (so the connection is reused) and close it."""
     try:
         response.read()
-    except httpx.HTTPError:
+    except TransportError:
         pass
     response.close()
 
@@ -550,12 +594,26 @@ def _discard(response: httpx.Response) -> None:
 _LINK_RE = re.compile(r'<([^>]+)>\s*;\s*rel="?next"?')
 
 
-def _next_link(response: httpx.Response) -> httpx.URL | None:
+def _next_link(response: Response) -> str | None:
     match = _LINK_RE.search(response.headers.get("Link", ""))
-    return response.url.join(match.group(1)) if match else None
+    return urljoin(str(response.url), match.group(1)) if match else None
 
 
-def _media_type(response: httpx.Response, data: bytes) -> str:
+def _with_params(url: str, params: dict[str, str]) -> str:
+    return f"{url}{'&' if '?' in url else '?'}{urlencode(params)}"
+
+
+def _origin(url: str) -> tuple[str, str]:
+    parts = urlsplit(url)
+    return parts.scheme, parts.netloc
+
+
+def _path_of(url: str) -> str:
+    """For debug logs: the URL without its query (upload URLs carry a state token)."""
+    return url.split("?", 1)[0]
+
+
+def _media_type(response: Response, data: bytes) -> str:
     content_type = response.headers.get("Content-Type", "").split(";", 1)[0].strip()
     if content_type and content_type not in ("application/json", "application/octet-stream"):
         return content_type
@@ -580,3 +638,10 @@ def _file_chunks(open_fn: OpenFn, offset: int, length: int, op: _Op,
                                     f"the local blob ended {remaining} bytes short of its size")
             remaining -= len(chunk)
             yield chunk
+
+
+def _file_body(open_fn: OpenFn, size: int, op: _Op, registry: str) -> bytes | Iterator[bytes]:
+    """A blob's body: read at once when small (sent with its headers in one write), else
+    streamed."""
+    chunks = _file_chunks(open_fn, 0, size, op, registry)
+    return b"".join(chunks) if size <= SMALL_BODY else chunks

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import json
 import threading
-
-import httpx
+from typing import TYPE_CHECKING
 
 from graphbuild.errors import BuildError
+
+if TYPE_CHECKING:
+    from .transport import Response
 
 MIN_SECRET_LENGTH = 4
 
@@ -58,10 +60,10 @@ class Redactor:
         return text
 
 
-def describe_response(response: httpx.Response) -> tuple[str, tuple[str, ...]]:
+def describe_response(response: Response) -> tuple[str, tuple[str, ...]]:
     """What the registry said: its JSON ``errors`` messages, else the HTTP status line.
 
-    The body must already be read (or be empty, as for HEAD).
+    The body must already be read (an unread body counts as empty, as for HEAD).
     """
     status = f"HTTP {response.status_code} {response.reason_phrase}".strip()
     errors = _json_errors(response)
@@ -73,10 +75,10 @@ def describe_response(response: httpx.Response) -> tuple[str, tuple[str, ...]]:
     return (f"{status}: {text}" if text else status), ()
 
 
-def _json_errors(response: httpx.Response) -> list[tuple[str, str]]:
+def _json_errors(response: Response) -> list[tuple[str, str]]:
     try:
         data = json.loads(response.content or b"null")
-    except (ValueError, httpx.ResponseNotRead):
+    except ValueError:
         return []
     items = data.get("errors") if isinstance(data, dict) else None
     if not isinstance(items, list):
@@ -88,11 +90,8 @@ def _json_errors(response: httpx.Response) -> list[tuple[str, str]]:
     return found
 
 
-def _short_text(response: httpx.Response) -> str:
-    try:
-        text = response.content.decode("utf-8", "replace").strip()
-    except httpx.ResponseNotRead:
-        return ""
+def _short_text(response: Response) -> str:
+    text = response.content.decode("utf-8", "replace").strip()
     if not text or text.startswith("<"):  # an HTML error page says nothing useful
         return ""
     first = text.splitlines()[0]

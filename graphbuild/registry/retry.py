@@ -7,8 +7,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
+from typing import TYPE_CHECKING
 
-import httpx
+if TYPE_CHECKING:
+    from .transport import Response
 
 RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 
@@ -31,7 +33,7 @@ class RetryPolicy:
         cap = min(self.max_delay, self.base_delay * (2 ** (attempt - 1)))
         return cap * (0.5 + self.rng.random() / 2)
 
-    def delay_for(self, attempt: int, response: httpx.Response | None) -> float:
+    def delay_for(self, attempt: int, response: Response | None) -> float:
         """Retry-After when the registry sent one (429/503), else the backoff."""
         after = retry_after(response) if response is not None else None
         if after is not None:
@@ -39,13 +41,13 @@ class RetryPolicy:
         return self.backoff(attempt)
 
 
-def is_retryable(response: httpx.Response) -> bool:
+def is_retryable(response: Response) -> bool:
     # 501 means the registry lacks a feature: asking again will not help.
     code = response.status_code
     return code in RETRYABLE_STATUS or (code >= 500 and code != 501)
 
 
-def retry_after(response: httpx.Response) -> float | None:
+def retry_after(response: Response) -> float | None:
     """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date)."""
     value = response.headers.get("Retry-After")
     if not value:

@@ -2,7 +2,8 @@
 
 ``publish`` moves no tag until everything every tag needs is in the registry and every index
 has been checked: phase 1 uploads blobs (once per registry: HEAD first, then a cross-repository
-mount, then an upload; every blob and repository in parallel), image manifests and indexes by
+mount, then an upload; a blob another push of the run has just added is mounted first, and HEADed
+only if that is refused; every blob and repository in parallel), image manifests and indexes by
 digest; phase 2 verifies each index against the registry and the image configs; phase 3 moves
 the tags, in parallel. ``move_tags`` is phase 3 alone, for `run --push`, whose push nodes run
 phases 1 and 2 for one output each. The stores on both sides are protocols, so any content store
@@ -257,6 +258,10 @@ class PushPlan:
     # Where blobs are known to be already (digest -> "registry/repository" names), such as the
     # repository a base image was pulled from: mount sources when no pushed repository has them.
     known_locations: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # Digests of known_locations to mount without a HEAD first: blobs this run has just put
+    # into their registry (uploaded or mounted, not found there), which the plan's repositories
+    # are then unlikely to have. A refused mount falls back to the HEAD (and the upload).
+    mount_first: frozenset[str] = frozenset()
 
     def mount_sources(self, registry: str, digest: str) -> list[str]:
         prefix = f"{registry}/"
@@ -311,16 +316,31 @@ class _Graph:
     blobs: dict[str, int] = field(default_factory=dict)
 
 
-BlobFn = Callable[[str, str, str], None]
+BlobFn = Callable[[str, str, str, bool], None]
+
+
+class PendingBlobs(Protocol):
+    """Blobs that another push of the same run is putting into a registry right now (the
+    ledger of `run --push`)."""
+
+    def pending(self, registry: str, digest: str) -> bool: ...
+
+    def where(self, registry: str, digest: str) -> tuple[tuple[str, ...], bool]:
+        """Wait until the blob has landed: where (``registry/repository`` names, none if that
+        push failed) and whether that push put it there (uploaded or mounted, not found)."""
+        ...
 
 
 def publish(plan: PushPlan, source: BlobSource, clients: Mapping[str, RegistryClient],
             on_event: EventFn | None = None, *, max_workers: int = DEFAULT_WORKERS,
-            on_blob: BlobFn | None = None) -> PushResult:
+            on_blob: BlobFn | None = None, pending: PendingBlobs | None = None) -> PushResult:
     """Push every target of ``plan``; move tags only once everything is uploaded and checked.
 
-    ``on_blob(registry, repository, digest)`` is called (on the calling thread) as soon as a
-    blob is known to be in a repository: found there, mounted or uploaded.
+    ``on_blob(registry, repository, digest, added)`` is called (on the calling thread) as soon
+    as a blob is known to be in a repository: found there (``added`` False), mounted or
+    uploaded (True). A blob ``pending`` says another push is putting in the registry is waited
+    for (on a worker, while the other blobs go ahead) and then mounted from where it landed:
+    without a HEAD first when that push added it (``PushPlan.mount_first``).
 
     Raises PublishError: before phase 3 its message says nothing was tagged; during phase 3 it
     lists the tags that were moved and those that were not.
@@ -329,7 +349,8 @@ def publish(plan: PushPlan, source: BlobSource, clients: Mapping[str, RegistryCl
     _check_plan(plan, clients)
     result = PushResult()
     try:
-        result.merge(_upload_blobs(plan, graphs, source, clients, max_workers, on_blob))
+        result.merge(_upload_blobs(plan, graphs, source, clients, max_workers, on_blob,
+                                   pending))
         manifests, confirmed = _upload_manifests(plan, graphs, clients, max_workers,
                                                  result.added)
         result.merge(manifests)
@@ -423,18 +444,95 @@ class _BlobJob:
     size: int
     repos: list[str]
     hints: list[str]  # mount sources outside ``repos`` (PushPlan.known_locations)
+    mount_first: bool = False  # each repository tried a mount from ``hints`` before its HEAD
     have: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
 
 
 def _upload_blobs(plan: PushPlan, graphs: list[_Graph], source: BlobSource,
                   clients: Mapping[str, RegistryClient], max_workers: int,
-                  on_blob: BlobFn | None = None) -> PushResult:
+                  on_blob: BlobFn | None = None,
+                  pending: PendingBlobs | None = None) -> PushResult:
     """Every blob into every repository needing it, a blob crossing the network once per
     registry. All HEADs go out in parallel; a blob no repository has is then mounted from a
     known location or uploaded into one repository, and mounted from there into the others,
-    again in parallel. Follow-ups are submitted from this thread as their HEAD or first copy
-    finishes, so small blobs do not wait for big ones."""
+    again in parallel. A ``mount_first`` blob is mounted without a HEAD (a refused mount is
+    followed by the HEAD). Follow-ups are submitted from this thread as their HEAD or first
+    copy finishes, so small blobs do not wait for big ones."""
+    jobs = _blob_jobs(plan, graphs, source)
+    result = PushResult()
+
+    def landed(job: _BlobJob, repo: str, added: bool) -> None:
+        job.have.append(repo)
+        if on_blob is not None:
+            on_blob(job.registry, repo, job.digest, added)
+
+    def copy(job: _BlobJob, repo: str, origins: list[str]) -> None:
+        loop.submit(lambda: _mount_or_upload(clients[job.registry], job, repo, origins, source),
+                    lambda how: copied(job, repo, how))
+
+    def count(job: _BlobJob, repo: str, how: str) -> None:
+        result.added.add((job.registry, repo, job.digest))
+        if how == "mounted":
+            result.blobs_mounted += 1
+        else:
+            result.blobs_uploaded += 1
+            result.bytes_uploaded += job.size
+
+    def copied(job: _BlobJob, repo: str, how: str) -> None:
+        count(job, repo, how)
+        first = not job.have
+        landed(job, repo, True)
+        if first:  # the first copy in this registry: the others mount it
+            for other in job.missing[1:]:
+                copy(job, other, [repo])
+
+    def answered(job: _BlobJob, repo: str, how: str) -> None:
+        """``how``: what the HEAD said ("present", "missing") or "mounted" (mount_first)."""
+        if how == "mounted":
+            count(job, repo, how)
+            landed(job, repo, True)
+        elif how == "present":
+            result.blobs_present += 1
+            landed(job, repo, False)
+        else:
+            job.missing.append(repo)
+        if len(job.have) + len(job.missing) < len(job.repos) or not job.missing:
+            return
+        job.missing.sort(key=job.repos.index)  # the first copy goes where the plan says first
+        if job.have:
+            for other in job.missing:
+                copy(job, other, job.have[:1])
+        else:  # the hints refused a mount already if mounted first: upload
+            copy(job, job.missing[0], [] if job.mount_first else job.hints)
+
+    def check(job: _BlobJob, mount_first: bool) -> None:
+        job.mount_first = mount_first and bool(job.hints)
+        first = job.hints if job.mount_first else []
+        for repo in job.repos:
+            loop.submit(lambda r=repo: _check(clients[job.registry], job, r, first),
+                        lambda how, r=repo: answered(job, r, how))
+
+    def located(job: _BlobJob, found: tuple[tuple[str, ...], bool]) -> None:
+        names, added = found
+        prefix = f"{job.registry}/"
+        job.hints += [name[len(prefix):] for name in names if name.startswith(prefix)
+                      and name[len(prefix):] not in job.repos + job.hints]
+        check(job, added)
+
+    with _TaskLoop(max_workers) as loop:
+        for job in jobs:
+            if pending is not None and pending.pending(job.registry, job.digest):
+                loop.submit(lambda j=job: pending.where(j.registry, j.digest),
+                            lambda found, j=job: located(j, found))
+            else:
+                check(job, job.digest in plan.mount_first)
+    return result
+
+
+def _blob_jobs(plan: PushPlan, graphs: list[_Graph], source: BlobSource) -> list[_BlobJob]:
+    """One job per blob and registry, with the repositories needing it in plan order; the
+    biggest blobs first."""
     jobs: dict[tuple[str, str], _BlobJob] = {}
     for target, graph in zip(plan.targets, graphs, strict=True):
         for digest, size in graph.blobs.items():
@@ -448,51 +546,16 @@ def _upload_blobs(plan: PushPlan, graphs: list[_Graph], source: BlobSource,
     for job in jobs.values():
         _check_local_size(source, job.digest, job.size)
         job.hints = [h for h in job.hints if h not in job.repos]
-    result = PushResult()
+    # the biggest first: they take longest, and other pushes may be waiting for them
+    return sorted(jobs.values(), key=lambda job: -job.size)
 
-    def landed(job: _BlobJob, repo: str) -> None:
-        job.have.append(repo)
-        if on_blob is not None:
-            on_blob(job.registry, repo, job.digest)
 
-    def copy(job: _BlobJob, repo: str, origins: list[str]) -> None:
-        loop.submit(lambda: _mount_or_upload(clients[job.registry], job, repo, origins, source),
-                    lambda how: copied(job, repo, how))
-
-    def copied(job: _BlobJob, repo: str, how: str) -> None:
-        result.added.add((job.registry, repo, job.digest))
-        if how == "mounted":
-            result.blobs_mounted += 1
-        else:
-            result.blobs_uploaded += 1
-            result.bytes_uploaded += job.size
-        first = not job.have
-        landed(job, repo)
-        if first:  # the first copy in this registry: the others mount it
-            for other in job.missing[1:]:
-                copy(job, other, [repo])
-
-    def headed(job: _BlobJob, repo: str, found: bool) -> None:
-        if found:
-            result.blobs_present += 1
-            landed(job, repo)
-        else:
-            job.missing.append(repo)
-        if len(job.have) + len(job.missing) < len(job.repos) or not job.missing:
-            return
-        job.missing.sort(key=job.repos.index)  # the first copy goes where the plan says first
-        if job.have:
-            for other in job.missing:
-                copy(job, other, job.have[:1])
-        else:
-            copy(job, job.missing[0], job.hints)
-
-    with _TaskLoop(max_workers) as loop:
-        for job in jobs.values():
-            for repo in job.repos:
-                loop.submit(lambda j=job, r=repo: clients[j.registry].blob_exists(r, j.digest),
-                            lambda found, j=job, r=repo: headed(j, r, found))
-    return result
+def _check(client: RegistryClient, job: _BlobJob, repo: str, mount_from: list[str]) -> str:
+    """Whether ``repo`` has the blob ("present", "missing"), or "mounted" when a mount from
+    ``mount_from`` (tried first, without a HEAD) worked."""
+    if any(client.mount_blob(repo, job.digest, origin) for origin in mount_from):
+        return "mounted"
+    return "present" if client.blob_exists(repo, job.digest) else "missing"
 
 
 def _mount_or_upload(client: RegistryClient, job: _BlobJob, repo: str, origins: list[str],

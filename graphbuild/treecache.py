@@ -43,7 +43,9 @@ class TreeCache:
         except OSError:
             return
         now = time.time_ns()
-        if any(now - min(s[0], s[1]) < RACY_NS for _, s in stamps):  # a change now sets both
+        # the last change (mtime, or ctime for a chmod or an mtime set back) must be older
+        # than the coarsest clock tick a file system may have
+        if any(now - max(s[0], s[1]) < RACY_NS for _, s in stamps):
             self.data.pop(key, None)
             return
         self.data.pop(key, None)  # re-inserted last: the dict's order is the write order

@@ -1,17 +1,12 @@
-"""Package discovery and `srcs` globs are cached by directory mtimes; these tests make the
-directories look old (so the cache is trusted) and check that changes are still seen."""
+"""Package discovery, `srcs` globs and WORKSPACE.yaml are remembered while the paths they came
+from keep their stat stamps. These tests let the cache trust paths changed just now (the
+`trust_fresh_paths` fixture) and check that changes are still seen; the last one checks the
+two-second racy window itself."""
 
 from __future__ import annotations
 
 import os
-import time
-
-
-def _age(root) -> None:
-    """Set every directory's mtime an hour back, as if nothing changed recently."""
-    past = time.time() - 3600
-    for dirpath, _dirs, _files in os.walk(root):
-        os.utime(dirpath, (past, past))
+import pickle
 
 
 def _built(ws, pattern="//..."):
@@ -20,7 +15,7 @@ def _built(ws, pattern="//..."):
     return {e["node"]: e["status"] for e in res.events() if e["event"] == "action_finished"}
 
 
-def test_new_source_file_and_new_package_are_seen_through_the_cache(ws):
+def test_new_source_file_and_new_package_are_seen_through_the_cache(ws, trust_fresh_paths):
     ws.write({
         "a/BUILD.yaml": """
             t:
@@ -31,27 +26,22 @@ def test_new_source_file_and_new_package_are_seen_through_the_cache(ws):
         "a/src/one.txt": "1\n",
         "a/deep/x/two.txt": "2\n",
     })
-    _age(ws.root)
     assert _built(ws) == {"//a:t": "built"}
-    _age(ws.root)
     assert _built(ws) == {"//a:t": "cached"}  # the cache is trusted now
     assert _built(ws) == {"//a:t": "cached"}
     ws.write({"a/src/three.txt": "3\n"})  # changes a/src's mtime
     assert _built(ws) == {"//a:t": "built"}
-    _age(ws.root)
     ws.write({"a/deep/x/y/four.txt": "4\n"})  # a new directory deep below
     assert _built(ws) == {"//a:t": "built"}
-    _age(ws.root)
     _built(ws)
     ws.write({"b/BUILD.yaml": "u:\n  rule: command\n  cmd: 'true'\n"})  # a new package
     assert _built(ws)["//b:u"] == "built"
-    _age(ws.root)
     os.remove(ws.path("a/src/one.txt"))
     res = ws.run("run", "//a:t", "--explain", "--output", "plain")
     assert "input removed: a/src/one.txt" in res.err
 
 
-def test_copy_inputs_are_remembered_but_changes_are_seen(ws):
+def test_copy_inputs_are_remembered_but_changes_are_seen(ws, trust_fresh_paths):
     ws.write({
         "img/BUILD.yaml": "img:\n  rule: image\n  platforms: [linux/amd64, linux/arm64]\n",
         "img/Dockerfile": "FROM scratch\nCOPY app/ /app/\nCOPY one.txt /one.txt\n",
@@ -59,23 +49,19 @@ def test_copy_inputs_are_remembered_but_changes_are_seen(ws):
         "img/one.txt": "1\n",
         "img/.dockerignore": "**/*.tmp\n",
     })
-    _age(ws.root)
     assert set(_built(ws).values()) == {"built"}
-    _age(ws.root)
     assert set(_built(ws).values()) == {"cached"}
     ws.write({"img/app/sub/b.txt": "b\n"})  # a new directory under a COPY'd one
     assert _built(ws)["//img:img[linux/amd64]"] == "built"
-    _age(ws.root)
     ws.write({"img/app/sub/skip.tmp": "x\n"})  # .dockerignore'd: reaches no image
     assert _built(ws)["//img:img[linux/amd64]"] == "cached"
-    _age(ws.root)
     os.remove(ws.path("img/one.txt"))  # a named source vanishing is bad input, not a crash
     res = ws.run("run", "//img:img")
     assert res.code == 2, res
     assert res.err.startswith("img/Dockerfile:3: //img:img:")
 
 
-def test_workspace_file_is_remembered_but_edits_are_seen(ws):
+def test_workspace_file_is_remembered_but_edits_are_seen(ws, trust_fresh_paths):
     from graphbuild.treecache import user_cache
 
     ws.write({
@@ -83,8 +69,6 @@ def test_workspace_file_is_remembered_but_edits_are_seen(ws):
         "img/BUILD.yaml": "img:\n  rule: image\n",
         "img/Dockerfile": "FROM scratch\nLABEL a=b\n",
     })
-    _age(ws.root)
-    os.utime(ws.path("WORKSPACE.yaml"), (time.time() - 3600,) * 2)
     assert _built(ws) == {"//img:img[linux/amd64]": "built"}
     assert ("workspace-file", str(ws.path("WORKSPACE.yaml"))) in user_cache().data
     assert _built(ws) == {"//img:img[linux/amd64]": "cached"}
@@ -93,3 +77,28 @@ def test_workspace_file_is_remembered_but_edits_are_seen(ws):
     ws.write({"WORKSPACE.yaml": "default_platforms: linux/arm64\n"})
     res = ws.run("run", "//...")
     assert res.code == 2 and res.err.startswith("WORKSPACE.yaml:1:"), res
+
+
+def _remembered_kinds(ws) -> set[str]:
+    path = ws.path(".graphbuild/tree-cache.pickle")
+    if not path.exists():  # nothing was worth writing
+        return set()
+    with open(path, "rb") as fh:
+        return {key[0] for key in pickle.load(fh)}
+
+
+def test_paths_changed_in_the_last_two_seconds_are_not_trusted(ws):
+    """A path's last change (mtime or ctime) must be older than any file system's clock tick:
+    a change within the same tick could leave its stamp as it was (git's racy entries)."""
+    ws.write({
+        "img/BUILD.yaml": "img:\n  rule: image\n  platforms: [linux/amd64]\n",
+        "img/Dockerfile": "FROM scratch\nCOPY f /f\n",
+        "img/f": "f\n",
+    })
+    assert _built(ws) == {"//img:img[linux/amd64]": "built"}
+    assert not _remembered_kinds(ws) & {"packages", "image-facts"}
+    past = 1_000_000_000  # an mtime set back leaves ctime at now: still not trusted
+    for path in ("img", "img/Dockerfile", "img/f", "."):
+        os.utime(ws.path(path), (past, past))
+    assert _built(ws) == {"//img:img[linux/amd64]": "cached"}
+    assert not _remembered_kinds(ws) & {"packages", "image-facts"}

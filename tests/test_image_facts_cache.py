@@ -1,7 +1,7 @@
 """What an image's Dockerfile reaches is remembered across runs (rules/_private/image_facts.py),
-valid while every path it came from keeps its stat stamp. These tests make the workspace look
-old, so the memo is written and trusted, check that it is, and then that each kind of change is
-still seen through it."""
+valid while every path it came from keeps its stat stamp. These tests let the cache trust paths
+changed just now (the `trust_fresh_paths` fixture), check that the memo is written and used, and
+then that each kind of change is still seen through it."""
 
 from __future__ import annotations
 
@@ -9,18 +9,8 @@ import io
 import os
 import pickle
 import tarfile
-import time
 
 from graphbuild.oci.store import Store
-
-
-def _age(root) -> None:
-    """Every file and directory an hour old, as if nothing changed recently."""
-    past = time.time() - 3600
-    for dirpath, _dirs, files in os.walk(root):
-        for name in files:
-            os.utime(os.path.join(dirpath, name), (past, past), follow_symlinks=False)
-        os.utime(dirpath, (past, past))
 
 
 def _run(ws, *args):
@@ -63,38 +53,33 @@ BASE = {
 
 def _remembered_workspace(ws):
     ws.write(BASE)
-    _age(ws.root)
     assert set(_run(ws).values()) == {"built"}
-    _age(ws.root)
     assert set(_run(ws).values()) == {"cached"}
     assert len(_remembered(ws)) == 1  # written and trusted: what follows goes through it
 
 
-def test_dockerfile_edit_is_seen(ws):
+def test_dockerfile_edit_is_seen(ws, trust_fresh_paths):
     _remembered_workspace(ws)
     ws.write({"img/Dockerfile": "FROM scratch\nARG SRC\nCOPY $SRC /y\nCOPY app/ /app/\n"})
     assert _run(ws)[AMD] == "built"
     assert set(_files(ws, ARM)) == {"y", "app/a.txt"}
 
 
-def test_build_arg_change_reads_another_file(ws):
+def test_build_arg_change_reads_another_file(ws, trust_fresh_paths):
     _remembered_workspace(ws)
     ws.write({"img/BUILD.yaml": BASE["img/BUILD.yaml"].replace("one.txt", "two.txt")})
-    _age(ws.root)
     assert _run(ws)[AMD] == "built"
     assert _files(ws, AMD)["x"] == b"2\n"
-    _age(ws.root)
     assert _run(ws)[AMD] == "cached"
     ws.write({"img/two.txt": "22\n"})  # the file the new argument names is an input now
     assert _run(ws)[ARM] == "built"
 
 
-def test_dockerignore_appearing_and_changing_is_seen(ws):
+def test_dockerignore_appearing_and_changing_is_seen(ws, trust_fresh_paths):
     _remembered_workspace(ws)
     ws.write({"img/.dockerignore": "app/a.txt\n"})
     assert _run(ws)[AMD] == "built"
     assert "app/a.txt" not in _files(ws, AMD)
-    _age(ws.root)
     _run(ws)
     ws.write({"img/.dockerignore": "one.txt\n"})  # same directory, new content
     res = ws.run("run", "//img:img")
@@ -104,14 +89,14 @@ def test_dockerignore_appearing_and_changing_is_seen(ws):
     assert set(_files(ws, AMD)) == {"x", "app/a.txt"}
 
 
-def test_new_file_in_a_copied_directory_is_seen(ws):
+def test_new_file_in_a_copied_directory_is_seen(ws, trust_fresh_paths):
     _remembered_workspace(ws)
     ws.write({"img/app/deeper/b.txt": "b\n"})
     assert _run(ws)[AMD] == "built"
     assert set(_files(ws, AMD)) == {"x", "app/a.txt", "app/deeper/b.txt"}
 
 
-def test_store_emptied_rebuilds_from_the_dockerfile_read_again(ws):
+def test_store_emptied_rebuilds_from_the_dockerfile_read_again(ws, trust_fresh_paths):
     _remembered_workspace(ws)
     os.rename(ws.path(".graphbuild/oci"), ws.path("old-store"))
     statuses = _run(ws)  # the facts are remembered; the plan is made again to build
@@ -119,7 +104,7 @@ def test_store_emptied_rebuilds_from_the_dockerfile_read_again(ws):
     assert _files(ws, ARM) == {"x": b"1\n", "app/a.txt": b"a\n"}
 
 
-def test_dockerfile_removed_is_exit_2(ws):
+def test_dockerfile_removed_is_exit_2(ws, trust_fresh_paths):
     _remembered_workspace(ws)
     os.remove(ws.path("img/Dockerfile"))
     res = ws.run("run", "//img:img")
@@ -127,7 +112,7 @@ def test_dockerfile_removed_is_exit_2(ws):
     assert "Dockerfile 'img/Dockerfile' not found" in res.err and "Traceback" not in res.err
 
 
-def test_context_behind_a_symlink_follows_the_link(ws, tmp_path):
+def test_context_behind_a_symlink_follows_the_link(ws, tmp_path, trust_fresh_paths):
     ws.write({
         "img/BUILD.yaml": "img:\n  rule: image\n  platforms: [linux/amd64]\n  context: ctx\n",
         "img/Dockerfile": "FROM scratch\nCOPY f /f\n",
@@ -135,23 +120,20 @@ def test_context_behind_a_symlink_follows_the_link(ws, tmp_path):
         "img/b/f": "from b\n",
     })
     os.symlink("a", ws.path("img/ctx"))
-    _age(ws.root)
     assert _run(ws) == {AMD: "built"}
     os.remove(ws.path("img/ctx"))
     os.symlink("b", ws.path("img/ctx"))
-    _age(ws.root)  # the directories look unchanged: only the link's target differs
     assert _run(ws) == {AMD: "built"}
     assert _files(ws, AMD)["f"] == b"from b\n"
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "f").write_text("outside\n")
     os.remove(ws.path("img/ctx"))
     os.symlink(tmp_path / "out", ws.path("img/ctx"))
-    _age(ws.root)
     res = ws.run("run", "//img:img")
     assert res.code == 2 and "leads outside the workspace" in res.err, res
 
 
-def test_dockerfile_rewritten_during_the_build_fails_that_node(ws):
+def test_dockerfile_rewritten_during_the_build_fails_that_node(ws, trust_fresh_paths):
     """The plan is made again at build time from the Dockerfile analysis saw; a dependency that
     rewrites it mid-build makes the image fail with a clear reason rather than build from text
     the key did not describe."""
@@ -167,9 +149,7 @@ def test_dockerfile_rewritten_during_the_build_fails_that_node(ws):
         "img/Dockerfile": "FROM scratch\nCOPY f /f\n",
         "img/f": "f\n",
     })
-    _age(ws.root)
     assert set(_run(ws).values()) == {"built"}
-    _age(ws.root)
     assert set(_run(ws).values()) == {"cached"}
     assert _remembered(ws)
     ws.write({"gen/flag": "", "gen/trigger": "2\n"})

@@ -161,3 +161,26 @@ def test_dockerfile_rewritten_during_the_build_fails_that_node(ws, trust_fresh_p
     assert "img/Dockerfile changed while the build ran: run it again" in done[AMD]["reason"]
     os.remove(ws.path("gen/flag"))
     assert _run(ws)[AMD] == "built"  # the next run reads the new text
+
+
+def test_named_directory_context_is_watched_too(ws, trust_fresh_paths):
+    """COPY --from a named directory context: its walk is part of the remembered facts."""
+    ws.write({
+        "img/BUILD.yaml": """
+            img:
+              rule: image
+              platforms: [linux/amd64]
+              contexts: {shared: ../shared}
+        """,
+        "img/Dockerfile": "FROM scratch\nCOPY --from=shared conf/ /conf/\n",
+        "shared/conf/a.conf": "a\n",
+    })
+    assert _run(ws) == {AMD: "built"}
+    assert _run(ws) == {AMD: "cached"}
+    assert _remembered(ws)
+    ws.write({"shared/conf/b.conf": "b\n"})  # a new file in the named context's directory
+    assert _run(ws) == {AMD: "built"}
+    assert set(_files(ws, AMD)) == {"conf/a.conf", "conf/b.conf"}
+    ws.write({"shared/conf/a.conf": "changed\n"})
+    assert _run(ws) == {AMD: "built"}
+    assert _files(ws, AMD)["conf/a.conf"] == b"changed\n"

@@ -217,6 +217,9 @@ def main() -> int:
     ap.add_argument("--jobs", type=int)
     ap.add_argument("--profile", help="run the timed push under cProfile, stats to FILE")
     ap.add_argument("--keep", action="store_true")
+    ap.add_argument("--registry-dir", metavar="DIR",
+                    help="where the registries keep their data (default: the benchmark's temp "
+                         "directory); e.g. /dev/shm to take this machine's disk out of the run")
     args = ap.parse_args()
     images = args.images or (10 if args.quick else 60)
     base_bytes = int((args.base_mb or (5 if args.quick else 20)) * 1e6)
@@ -229,12 +232,16 @@ def main() -> int:
     version = subprocess.run(["skopeo", "--version"], capture_output=True, text=True, check=False)
     print(version.stdout.strip())
     top = Path(tempfile.mkdtemp(prefix="gb-bench-push-"))
+    reg_top = top
     regs: list[Registry] = []
     ok = True
     try:
-        reg_a = Registry(top / "registry-graphbuild").start()
+        reg_top = Path(tempfile.mkdtemp(prefix="gb-bench-push-reg-", dir=args.registry_dir)) \
+            if args.registry_dir else top
+        print(f"registries keep their data under {reg_top}")
+        reg_a = Registry(reg_top / "registry-graphbuild").start()
         regs.append(reg_a)
-        reg_b = Registry(top / "registry-skopeo").start()
+        reg_b = Registry(reg_top / "registry-skopeo").start()
         regs.append(reg_b)
         ws = top / "ws"
         generate(ws, images, base_bytes, reg_a.host)
@@ -296,7 +303,7 @@ def main() -> int:
 
         # Informational: graphbuild's own publish() given ONE plan over all N indexes (what
         # `--push` does per push node, with one plan per node), into a third fresh registry.
-        reg_c = Registry(top / "registry-oneplan").start()
+        reg_c = Registry(reg_top / "registry-oneplan").start()
         regs.append(reg_c)
         t_one, n_one = one_plan_publish(store, reg_a.host, reg_c.host)
         print(f"informational: graphbuild.registry.transfer.publish() with one PushPlan over the "
@@ -321,9 +328,10 @@ def main() -> int:
         for reg in regs:
             reg.stop()
         if args.keep:
-            print(f"kept: {top}")
+            print(f"kept: {top}" + (f" and {reg_top}" if reg_top != top else ""))
         else:
             shutil.rmtree(top, ignore_errors=True)
+            shutil.rmtree(reg_top, ignore_errors=True)
     return 0 if ok else 1
 
 

@@ -7,6 +7,7 @@ import io
 import json
 import subprocess
 import sys
+import threading
 import time
 
 import httpx
@@ -101,6 +102,30 @@ def test_short_local_blob_fails_loudly(registry: RegistryServer) -> None:
     client = _client(registry.host)
     with pytest.raises(RegistryError, match="short of its size"):
         client.upload_blob(unique_repo(), digest_of(b"abc"), 10, lambda: io.BytesIO(b"abc"))
+
+
+def test_a_streamed_body_failing_gives_its_connection_back(registry: RegistryServer) -> None:
+    """A big blob is streamed: its source failing mid-request must not keep a connection slot
+    (with one slot, the next request would wait forever)."""
+    client = _client(registry.host, max_connections=1)
+    big = b"x" * (3 * MiB)
+    repo, seen = unique_repo(), []
+
+    def uploads() -> None:
+        for _ in range(3):
+            try:
+                client.upload_blob(unique_repo(), digest_of(big + b"y"), len(big) + 1,
+                                   lambda: io.BytesIO(big))
+            except RegistryError as exc:
+                seen.append(str(exc))
+        client.upload_blob(repo, digest_of(big), len(big), lambda: io.BytesIO(big))
+        seen.append(client.blob_exists(repo, digest_of(big)))
+
+    worker = threading.Thread(target=uploads, daemon=True)
+    worker.start()
+    worker.join(timeout=30)
+    assert not worker.is_alive(), "a failed upload kept the only connection slot"
+    assert len(seen) == 4 and all("short of its size" in e for e in seen[:3]) and seen[3] is True
 
 
 def test_mount_across_repositories(registry: RegistryServer) -> None:

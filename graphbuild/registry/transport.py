@@ -121,11 +121,13 @@ class PlainHTTP:
                                 chunks=_read_chunks(answer),
                                 on_close=lambda: self._finish(parts.netloc, conn, answer))
             content = answer.read()  # raises IncompleteRead on a short body
-        except (OSError, http.client.HTTPException) as exc:
+        except BaseException as exc:  # the slot must come back whatever went wrong
             if conn is not None:
                 conn.close()
             self._slots.release()
-            raise TransportError(_describe(exc)) from None
+            if isinstance(exc, (OSError, http.client.HTTPException)):
+                raise TransportError(_describe(exc)) from None
+            raise  # e.g. the body's source failed: not the network's doing
         self._finish(parts.netloc, conn, answer)
         return Response(answer.status, answer.reason, found, url, headers, content=content)
 

@@ -41,7 +41,7 @@ WRAPS = [
     ("graphbuild.build", "Scheduler._priorities", "main:   Scheduler._priorities"),
     ("graphbuild.build", "Scheduler._prepare", "main:   Scheduler._prepare"),
     ("graphbuild.build", "Scheduler._key", "main:     Scheduler._key"),
-    ("graphbuild.hashing", "StatCache.digest", "main:       StatCache.digest"),
+    ("graphbuild.hashing", "StatCache.digest_many", "main:       StatCache.digest_many"),
     ("graphbuild.build", "digest_json", "main:       digest_json"),
     ("graphbuild.action_cache", "ActionCache.get", "main:     ActionCache.get"),
     ("graphbuild.build", "ActionContext.ensure_dir", "main:     ActionContext.ensure_dir"),

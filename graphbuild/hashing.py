@@ -82,14 +82,11 @@ class StatCache:
         self._by_file: dict[tuple, str] = {}  # one read per file, however many links lead to it
         self._this_run: dict[str, str] = {}  # one stat per path per run, however many nodes
 
-    def digest(self, root: Path | str, rel: str) -> str:
-        """The digest of ``root/rel`` (content, plus the exec bit and a symlink's target, which
-        change what COPY and commands produce); raises OSError when it is missing."""
-        return self.digest_many(root, (rel,))[rel]
-
     def digest_many(self, root: Path | str, rels) -> dict[str, str]:
-        """``digest`` of each of ``rels``. One loop with its lookups bound: a no-op build runs
-        it for every input file, and its cost is mostly the stat."""
+        """The digest of each ``root/rel`` (content, plus the exec bit and a symlink's target,
+        which change what COPY and commands produce); raises OSError when one is missing. One
+        loop with its lookups bound: a no-op build runs it for every input file, and its cost
+        is mostly the stat."""
         out: dict[str, str] = {}
         this_run, entries, stat = self._this_run, self.entries, os.stat
         for rel in rels:

@@ -33,14 +33,14 @@ def main(args) -> int:
     for flag, path in (("--events", args.events), ("--profile", args.profile)):
         if path is not None:
             output_file(flag, path)
-    for text in args.patterns:
-        base, plat = split_node(text)
+    split = [split_node(text) for text in args.patterns]
+    for text, (base, plat) in zip(args.patterns, split):
         if plat is not None and (base.endswith((":all", "/...")) or base == "//..."):
             raise UserError(f"pattern '{text}': [os/arch] names one platform of one target",
                             hint=f"--platform {plat} limits every target to that platform: "
                                  f"graphbuild run {base} --platform {plat}")
-    loaded = load(args, [split_node(t)[0] for t in args.patterns], plat_texts=args.platform)
-    if any(split_node(t)[1] is not None for t in args.patterns):
+    loaded = load(args, [base for base, _ in split], plat_texts=args.platform)
+    if any(plat is not None for _, plat in split):
         from .lookup import select_nodes
 
         select_nodes(loaded, args.patterns)

@@ -86,7 +86,7 @@ def _facts(setup, plan, ignore, walked: list[str]) -> Facts:
                                          ("--checksum", cmd.checksum)) if on), None)
             if flag and unsupported is None:
                 unsupported = (cmd.line, flag)
-            root, ign = setup.context_dir_str, ignore
+            root, ign = setup.context_str, ignore
             try:
                 if cmd.from_:
                     kind, value = setup.contexts.get(cmd.from_, (None, None))

@@ -97,13 +97,13 @@ class Setup:
         self.root = ctx.ws.root
         self.root_str = str(self.root)
         self.root_prefix = f"{self.root_str.rstrip('/')}/"
+        self._cacheable = True  # no symlink on the way to the context or Dockerfile (_inside)
         pkg = f"{self.root_prefix}{target.package}"
         self.context_str = self._inside(f"{pkg}/{target.attrs['context']}", "context")
         if not os.path.isdir(self.context_str):
             raise target.error(f"context '{target.attrs['context']}' is not a directory", "context",
                                "context is a directory relative to the package (default '.')")
         self.dockerfile_str = self._inside(f"{pkg}/{target.attrs['dockerfile']}", "dockerfile")
-        self.context_dir_str = self.context_str
         self.dockerfile_rel = self.rel(self.dockerfile_str)
         self.contexts = self._contexts()
         self.backend_choice = target.attrs["backend"] or ctx.ws.backend
@@ -310,8 +310,6 @@ class Setup:
         if text.startswith(self.root_prefix):
             return text[len(self.root_prefix):]
         return Path(os.path.relpath(path, self.root)).as_posix()
-
-    _cacheable = True
 
     def _inside(self, path: str, attr: str) -> str:
         """``path`` with symlinks resolved; leading outside the workspace is exit 2."""

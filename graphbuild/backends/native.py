@@ -21,6 +21,8 @@ from .base import BuildRequest, BuildResult
 if TYPE_CHECKING:  # concurrent.futures is imported where layers are written: a no-op build
     from concurrent.futures import Future, ThreadPoolExecutor  # reads only version()
 
+    from ..platforms import Platform
+
 NAME = "native"
 HISTORY_COMMENT = "graphbuild.native.v0"
 
@@ -28,7 +30,8 @@ HISTORY_COMMENT = "graphbuild.native.v0"
 # Bumped whenever the same inputs give other image bytes, so cached images are rebuilt.
 # 3: layers gzipped at oci.layers.COMPRESS_LEVEL (was zlib level 6).
 # 4: WORKDIR commits a layer creating the directory, as BuildKit does.
-REVISION = 4
+# 5: an os.version inherited from a base image for another os/arch is dropped, as BuildKit does.
+REVISION = 5
 
 
 def version() -> str:
@@ -51,6 +54,9 @@ class PendingLayer:
 class StageState:
     config: dict
     layers: list[dict] = field(default_factory=list)
+    # (os, arch) of the image config the stage starts from, before the node's platform is
+    # written over it: BuildKit keeps that config's os.version only while they agree
+    origin: tuple[str, str] = ("", "")
     cmd_set: bool = False
     rootfs: Path | None = None  # unpacked on demand for COPY --from and user lookup
     index: dict | None = None  # path -> LayerEntry metadata, built on demand
@@ -152,6 +158,7 @@ class NativeBuilder:
         config["created"] = img.timestamp(self.req.source_date_epoch)
         if self.req.labels:
             config["config"].setdefault("Labels", {}).update(self.req.labels)
+        _target_platform(config, final.origin, self.req.platform)
         desc = img.put_image(self.store, config, final.layers, platform=self.req.platform)
         return BuildResult(desc)
 
@@ -200,11 +207,13 @@ class NativeBuilder:
 
     def _base(self, idx: int) -> StageState:
         base = self.req.plan.bases[idx]
-        if base.kind == "scratch":
-            return StageState(img.empty_config(self.req.platform))
+        plat = self.req.platform
+        if base.kind == "scratch":  # BuildKit: emptyImage(targetPlatform), whatever --platform says
+            return StageState(img.empty_config(plat), origin=(plat.os, plat.arch))
         if base.kind == "stage":
             prev = self.states[base.value]
-            return StageState(img.rebase_config(prev.config, self.req.platform), list(prev.layers))
+            return StageState(img.rebase_config(prev.config, plat), list(prev.layers),
+                              origin=prev.origin)
         desc = self._image_descriptor(base)
         _, config = img.load_image(self.store, desc)
         triggers = config.get("config", {}).get("OnBuild")
@@ -216,9 +225,10 @@ class NativeBuilder:
                             hint="move those instructions into this Dockerfile, or build it "
                                  "with buildah or buildx")
         manifest = self.store.read_json(desc["digest"])
-        state = StageState(img.rebase_config(config, self.req.platform), list(manifest["layers"]))
+        state = StageState(img.rebase_config(config, plat), list(manifest["layers"]),
+                           origin=(config.get("os", ""), config.get("architecture", "")))
         env = state.config["config"].get("Env") or []
-        if self.req.platform.os != "windows" and not any(e.startswith("PATH=") for e in env):
+        if plat.os != "windows" and not any(e.startswith("PATH=") for e in env):
             state.config["config"]["Env"] = [*env, f"PATH={img.DEFAULT_PATH}"]  # as BuildKit
         return state
 
@@ -486,6 +496,15 @@ def _load_ignore(req: BuildRequest):
 
     path = dockerignore_path(req.context_dir, req.dockerfile)
     return DockerIgnore.from_file(path) if path else None
+
+
+def _target_platform(config: dict, origin: tuple[str, str], plat: Platform) -> None:
+    """BuildKit's finalizeResultImage for an explicit target platform (every node has one): the
+    config names the node's platform, not the final stage's ``FROM --platform``, and keeps the
+    os.version it inherited only from an image of the same os/arch (``--platform os/arch``
+    carries no os.version to put in its place). os/arch/variant are already the node's."""
+    if origin != (plat.os, plat.arch):
+        config.pop("os.version", None)
 
 
 # -- metadata instructions ---------------------------------------------------------------------

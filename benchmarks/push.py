@@ -277,6 +277,8 @@ def main() -> int:
     images = args.images or (10 if args.quick else 60)
     base_bytes = int((args.base_mb or (5 if args.quick else 20)) * 1e6)
     rounds = args.rounds or (1 if args.quick else 5)
+    if rounds < 1:
+        ap.error("--rounds must be at least 1")
     for tool in ("skopeo", "docker-registry"):
         if not shutil.which(tool):
             sys.exit(f"{tool} is not installed")

@@ -214,7 +214,7 @@ class NativeBuilder:
             prev = self.states[base.value]
             return StageState(img.rebase_config(prev.config, plat), list(prev.layers),
                               origin=prev.origin)
-        desc = self._image_descriptor(base)
+        desc = self._image_descriptor(base, self.req.plan.stages[idx].platform_flag)
         _, config = img.load_image(self.store, desc)
         triggers = config.get("config", {}).get("OnBuild")
         if triggers:  # BuildKit runs them here; building without them would be another image
@@ -232,9 +232,9 @@ class NativeBuilder:
             state.config["config"]["Env"] = [*env, f"PATH={img.DEFAULT_PATH}"]  # as BuildKit
         return state
 
-    def _image_descriptor(self, base) -> dict:
+    def _image_descriptor(self, base, platform_flag: str | None = None) -> dict:
         if base.kind == "context":
-            ctx = self.req.contexts[base.value]
+            ctx = self._named_context(base.value, platform_flag)
             if ctx.kind != "image":
                 raise ActionFailed(f"context '{base.value}' is a directory and cannot be a FROM base")
             return ctx.descriptor
@@ -242,6 +242,18 @@ class NativeBuilder:
         if ref_ctx is None:
             raise ActionFailed(f"image {base.value} was not fetched")
         return ref_ctx.descriptor
+
+    def _named_context(self, name: str, platform_flag: str | None):
+        """BuildKit's lookup (dockerui NamedContext): ``name::X`` for a stage's
+        ``FROM --platform=X``, then ``name``. Analysis gave each key the right image."""
+        if platform_flag:
+            from .. import platforms
+            from .plan import context_key
+
+            key = context_key(name, platforms.parse(platform_flag))
+            if key in self.req.contexts:
+                return self.req.contexts[key]
+        return self.req.contexts[name]
 
     # -- COPY / ADD ----------------------------------------------------------------------------
     def _copy(self, state: StageState, cmd) -> None:

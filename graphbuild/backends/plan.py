@@ -27,7 +27,10 @@ class DockerfilePlan:
     add_urls: list[tuple[int, str]] = field(default_factory=list)
     # (line, image ref, FROM --platform or None) to fetch
     refs: list[tuple[int, str, str | None]] = field(default_factory=list)
-    contexts_used: set[str] = field(default_factory=set)
+    contexts_used: set[str] = field(default_factory=set)  # read at the node's platform
+    # (line, name, --platform) of each FROM --platform=X <named context>: BuildKit resolves
+    # the context for X (dockerfile2llb resolveBaseImage), whatever the node's platform
+    context_platforms: list[tuple[int, str, str]] = field(default_factory=list)
     meta_args: dict = field(default_factory=dict)
 
 
@@ -165,10 +168,18 @@ def _note_source(plan, base: StageBase, line: int, contexts: set[str], seen: set
                  platform_flag: str | None = None) -> None:
     if base.kind == "stage":
         _visit(plan, base.value, contexts, seen)
+    elif base.kind == "context" and platform_flag:
+        plan.context_platforms.append((line, base.value, platform_flag))
     elif base.kind == "context":
         plan.contexts_used.add(base.value)
     elif base.kind == "ref":
         plan.refs.append((line, base.value, platform_flag or None))
+
+
+def context_key(name: str, platform: Platform) -> str:
+    """The key of a named context resolved for a platform other than the node's: BuildKit's
+    own ``name::os/arch`` (dockerui NamedContext), looked up before the plain ``name``."""
+    return f"{name}::{platform}"
 
 
 def _is_url(src: str) -> bool:

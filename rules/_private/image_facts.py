@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from graphbuild import __version__, platforms
 from graphbuild.errors import UserError
 
-FACTS_VERSION = 2  # bumped when Facts change shape or meaning
+FACTS_VERSION = 3  # bumped when Facts change shape or meaning (3: context_platforms)
 
 
 @dataclass
@@ -24,7 +24,8 @@ class Facts:
     """One platform's reading of the Dockerfile."""
 
     needs: list[tuple[int, str]]  # (line, "RUN" | "ADD <url>"): what native cannot build
-    contexts_used: list[str]
+    contexts_used: list[str]  # read at the node's platform
+    context_platforms: list[tuple[int, str, str]]  # FROM --platform=X <context>: (line, name, X)
     context_bases: list[tuple[str, int]]  # FROM <context>: (name, line)
     refs: list[tuple[int, str, str | None]]  # FROM <image ref>: (line, ref, --platform)
     native_unsupported: tuple[int, str] | None  # the first COPY flag native cannot do
@@ -108,7 +109,7 @@ def _facts(setup, plan, ignore, walked: list[str]) -> Facts:
     return Facts(
         needs=sorted([(line, "RUN") for line in plan.runs]
                      + [(line, f"ADD {url}") for line, url in plan.add_urls]),
-        contexts_used=sorted(plan.contexts_used),
+        contexts_used=sorted(plan.contexts_used), context_platforms=list(plan.context_platforms),
         context_bases=[(b.value, plan.stages[i].line) for i, b in plan.bases.items()
                        if b.kind == "context"],
         refs=list(plan.refs), native_unsupported=unsupported, inputs=sorted(files),

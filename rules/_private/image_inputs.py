@@ -71,7 +71,8 @@ class NodeSpec:
     build_args: dict
     target: str
     labels: dict
-    contexts: dict  # name -> ("node", NodeId) | ("dir", Path) | ("ref", pinned reference)
+    # name (or name::X, see context_key) -> ("node", NodeId) | ("dir", Path) | ("ref", pinned)
+    contexts: dict
     refs: dict  # image reference -> the same reference pinned by digest
     source_date_epoch: int
     plan_loader: Callable[[], object]  # the Dockerfile plan, made when the node builds
@@ -80,6 +81,7 @@ class NodeSpec:
     input_globs: list[str] = field(default_factory=list)
     key_data: dict = field(default_factory=dict)
     ref_platforms: dict = field(default_factory=dict)  # reference -> FROM --platform
+    context_platforms: dict = field(default_factory=dict)  # contexts key -> FROM --platform
     builder: str = ""  # buildx builder instance ("" = the default)
 
     @property
@@ -220,6 +222,9 @@ class Setup:
             "refs": spec.refs,
             "ref_platforms": {k: str(v) for k, v in spec.ref_platforms.items()},
         }
+        if spec.context_platforms:  # only then: the keys of other images stay as they were
+            spec.key_data["context_platforms"] = {k: str(v)
+                                                  for k, v in spec.context_platforms.items()}
         return spec
 
     def _backend(self, needs: list[tuple[int, str]]) -> str:
@@ -256,20 +261,14 @@ class Setup:
         return choice
 
     def _resolve_contexts(self, spec: NodeSpec, facts, plat) -> None:
-        for name in facts.contexts_used:
-            kind, value = self.contexts[name]
-            if kind == "label":
-                spec.contexts[name] = ("node", self._label_node(value, plat, name))
-            elif kind == "dir":
-                spec.contexts[name] = ("dir", value)
-            else:
-                spec.contexts[name] = ("ref", self._pin(value))
         for name, line in facts.context_bases:
             if not self._is_image(name):
                 raise UserError(f"FROM {name}: that context is a directory, not an image",
                                 path=self.dockerfile_rel, line=line, label=spec.label,
                                 hint="FROM takes scratch, a stage, or a context naming an image "
                                      "or pull target; COPY --from reads a directory")
+        for key, use in _context_uses(facts, plat).items():
+            self._resolve_context(spec, key, *use)
         for line, ref, flag in facts.refs:
             try:  # bad input first, before any registry lookup
                 if flag:  # FROM --platform=$BUILDPLATFORM ref: that platform's image, not ours
@@ -282,6 +281,20 @@ class Setup:
                 raise UserError(exc.message, path=self.dockerfile_rel, line=line,
                                 label=spec.label, hint=exc.hint) from None
         spec.deps.extend(n for k, n in spec.contexts.values() if k == "node" and n not in spec.deps)
+
+    def _resolve_context(self, spec: NodeSpec, key: str, name: str, at, line: int) -> None:
+        """Context ``name`` read for platform ``at``: a label gives its node for ``at`` (a
+        dependency of this node), a docker-image:// reference is pulled for ``at``."""
+        if str(at) != str(spec.platform):
+            self._check_one_image_per_name(spec, key, name, at, line)
+            spec.context_platforms[key] = at
+        kind, value = self.contexts[name]
+        if kind == "label":
+            spec.contexts[key] = ("node", self._label_node(value, at, name, line))
+        elif kind == "dir":
+            spec.contexts[key] = ("dir", value)
+        else:
+            spec.contexts[key] = ("ref", self._pin(value))
 
     def _is_image(self, name: str) -> bool:
         kind, value = self.contexts[name]
@@ -296,13 +309,34 @@ class Setup:
 
         return Remote.of(self.ctx.ws).resolve(ref)
 
-    def _label_node(self, label: Label, plat, name: str) -> NodeId:
+    def _label_node(self, label: Label, plat, name: str, line: int = 0) -> NodeId:
+        """The node of ``label`` for ``plat``; ``line`` is the FROM --platform asking for it."""
         prov = self.ctx.provider(label)
         node = prov.nodes.get(str(plat)) or prov.nodes.get(None)
-        if node is None:
+        if node is not None:
+            return node
+        hint = f"add {plat} to the platforms of {label}"
+        if getattr(self.ctx, "platform_filter", None):  # the engine's; it may have dropped it
+            hint = (f"add {plat} to --platform (this run builds only those), and to the "
+                    f"platforms of {label} if they lack it")
+        if not line:
             raise self.target.error(f"context '{name}': {label} does not build {plat}",
-                                    "contexts", f"add {plat} to the platforms of {label}")
-        return node
+                                    "contexts", hint)
+        raise UserError(f"context '{name}' is read for {plat} (FROM --platform), but {label} "
+                        f"does not build {plat}", path=self.dockerfile_rel, line=line,
+                        label=str(self.target.label), hint=hint)
+
+    def _check_one_image_per_name(self, spec: NodeSpec, key: str, name: str, at, line: int) -> None:
+        """buildx and buildah take one image per --build-context name (buildx refuses BuildKit's
+        ``name::os/arch``): a context read for two platforms in one node is native-only."""
+        if key == name or spec.backend == "native":
+            return
+        other = spec.context_platforms.get(name, spec.platform)  # the plain key's, made first
+        raise UserError(f"context '{name}' is read for {at} (FROM --platform) and for "
+                        f"{other} in one build, which {spec.backend} cannot be given",
+                        path=self.dockerfile_rel, line=line, label=spec.label,
+                        hint="give the same value a second name under contexts and use it "
+                             "in this FROM, or build with backend: native")
 
     # -- paths ---------------------------------------------------------------------------------
     def rel(self, path: Path | str) -> str:
@@ -321,6 +355,26 @@ class Setup:
             raise self.target.error(f"'{attr}' leads outside the workspace ({path})", attr,
                                     "contexts and Dockerfiles must live inside the workspace")
         return resolved
+
+
+def _context_uses(facts, plat: platforms.Platform) -> dict[str, tuple]:
+    """contexts key -> (name, platform, FROM line or 0) for each named context the node reads
+    and each platform it reads it for. A name read for one platform keeps its plain key (what
+    every backend can be given); read for several, the node's platform (else the first) keeps
+    it and the others get ``name::X``, which BuildKit looks up before ``name``."""
+    from graphbuild.backends.plan import context_key
+
+    wanted: dict[str, dict[str, tuple]] = {}
+    for name in facts.contexts_used:
+        wanted.setdefault(name, {})[str(plat)] = (plat, 0)
+    for line, name, flag in facts.context_platforms:
+        at = platforms.parse(flag)  # checked when the plan was made
+        wanted.setdefault(name, {}).setdefault(str(at), (at, line))
+    out = {}
+    for name, by_platform in wanted.items():
+        for i, (at, line) in enumerate(by_platform.values()):
+            out[context_key(name, at) if i else name] = (name, at, line)
+    return out
 
 
 def _realpath(path: str, memo: dict[str, str]) -> str:

@@ -18,8 +18,9 @@ def _named_contexts(rc: RunContext, spec) -> dict[str, NamedContext]:
         if kind == "dir":
             out[name] = NamedContext(name, "dir", path=value)
             continue
-        if kind == "ref":
-            out[name] = NamedContext(name, "image", descriptor=_pull(rc, value, spec.platform))
+        if kind == "ref":  # for the stage's FROM --platform, as BuildKit resolves it
+            plat = spec.context_platforms.get(name, spec.platform)
+            out[name] = NamedContext(name, "image", descriptor=_pull(rc, value, plat))
             continue
         outcome = rc.deps[value]
         if "descriptor" in outcome.data:

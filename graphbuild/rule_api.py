@@ -119,6 +119,8 @@ class AnalysisContext:
     """What a rule may consult while declaring actions (implemented by the engine)."""
 
     ws: Workspace
+    # `run --platform`: the only platforms this run builds (None: all); a rule's hint may name it
+    platform_filter: list[Platform] | None = None
 
     def provider(self, label: Label) -> Provider:  # pragma: no cover - interface
         raise NotImplementedError

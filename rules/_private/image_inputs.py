@@ -316,7 +316,7 @@ class Setup:
         if node is not None:
             return node
         hint = f"add {plat} to the platforms of {label}"
-        if getattr(self.ctx, "platform_filter", None):  # the engine's; it may have dropped it
+        if self.ctx.platform_filter:  # this run builds only those: it may have dropped plat
             hint = (f"add {plat} to --platform (this run builds only those), and to the "
                     f"platforms of {label} if they lack it")
         if not line:

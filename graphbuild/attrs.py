@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from . import platforms
+from .engine.yamlpos import Pos, plain
 from .labels import Label, LabelError, parse_label, split_node
 from .rule_api import Attr
-from .yamlpos import Pos, plain
 
 KIND_NAMES = {
     "string": "a string", "bool": "true or false", "int": "an integer",

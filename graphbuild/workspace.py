@@ -7,7 +7,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import platforms, yamlpos
+from . import platforms
+from .engine import yamlpos
 from .errors import UserError, did_you_mean
 
 WORKSPACE_FILE = "WORKSPACE.yaml"
@@ -96,7 +97,7 @@ def load(root_arg: str | None = None, cwd: Path | None = None) -> Workspace:
 def _parse(root: Path) -> yamlpos.Pos | None:
     """WORKSPACE.yaml parsed, or as parsed before while the file keeps its stat stamp (parsing
     YAML means importing PyYAML, a tenth of a no-op build's start-up)."""
-    from .treecache import user_cache
+    from .engine.treecache import user_cache
 
     path = str(root / WORKSPACE_FILE)
     cache, key = user_cache(), ("workspace-file", path)

@@ -101,6 +101,6 @@ def trust_fresh_paths(monkeypatch):
     """Let the tree cache trust paths changed just now (in-process runs only): without it a
     test would wait out the two-second racy window before anything is remembered. Tests that
     use it check that changes are still seen through the cache."""
-    from graphbuild import treecache
+    from graphbuild.engine import treecache
 
     monkeypatch.setattr(treecache, "RACY_NS", 0)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from graphbuild.dockerignore import DockerIgnore
+from graphbuild.dockerfile.dockerignore import DockerIgnore
 from graphbuild.errors import UserError
 from graphbuild.oci.copyspec import (
     BaseLookup,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from graphbuild.dockerfile.parser import DockerfileSyntaxError
+from graphbuild.dockerfile.errors import DockerfileSyntaxError
 from graphbuild.dockerfile.shell import (
     ShellLex,
     go_quote,

@@ -6,7 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from graphbuild.dockerignore import DockerIgnore, DockerIgnoreError, compile_glob, go_clean
+from graphbuild.dockerfile.dockerignore import (
+    DockerIgnore,
+    DockerIgnoreError,
+    compile_glob,
+    go_clean,
+)
 
 # patternmatcher_test.go TestMatches (MatchesOrParentMatches): (pattern, path, matches).
 # "inexact" rows there only match through a parent directory; they count as matches here.

@@ -2,7 +2,7 @@
 
 from conftest import REPO
 
-from graphbuild import rule_registry
+from graphbuild.engine import rule_registry
 
 
 def test_build_files_doc_lists_every_attribute():

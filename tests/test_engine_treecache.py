@@ -62,7 +62,7 @@ def test_copy_inputs_are_remembered_but_changes_are_seen(ws, trust_fresh_paths):
 
 
 def test_workspace_file_is_remembered_but_edits_are_seen(ws, trust_fresh_paths):
-    from graphbuild.treecache import user_cache
+    from graphbuild.engine.treecache import user_cache
 
     ws.write({
         "WORKSPACE.yaml": "default_platforms: [linux/amd64]\n",

@@ -137,7 +137,7 @@ def test_failed_push_node_moves_no_tag(ws, registry, fault_proxy):
 # -- the ledger on its own -------------------------------------------------------------------
 
 def test_ledger_claims_once_and_waiters_learn_where_blobs_landed():
-    from graphbuild.remote import BlobLedger
+    from graphbuild.engine.remote import BlobLedger
 
     ledger = BlobLedger()
     first = ledger.claim([("r", "sha256:a"), ("r", "sha256:b")])
@@ -164,7 +164,7 @@ def test_ledger_claims_once_and_waiters_learn_where_blobs_landed():
 
 
 def test_ledger_failed_claim_leaves_the_upload_to_the_waiter_and_can_be_claimed_again():
-    from graphbuild.remote import BlobLedger
+    from graphbuild.engine.remote import BlobLedger
 
     ledger = BlobLedger()
     first = ledger.claim([("r", "sha256:a")])
@@ -180,8 +180,8 @@ def test_ledger_failed_claim_leaves_the_upload_to_the_waiter_and_can_be_claimed_
 
 
 def test_ledger_wait_stops_when_the_run_is_interrupted():
+    from graphbuild.engine.remote import BlobLedger
     from graphbuild.errors import BuildError
-    from graphbuild.remote import BlobLedger
 
     ledger = BlobLedger()
     ledger.claim([("r", "sha256:a")])  # never released: its node hangs
@@ -197,8 +197,8 @@ def test_a_waiting_push_goes_ahead_with_its_own_blobs(registry):
     node), it is mounted from there without a HEAD."""
     import io
 
+    from graphbuild.engine.remote import BlobLedger
     from graphbuild.registry.transfer import PushPlan, PushTarget, blobs_of, publish
-    from graphbuild.remote import BlobLedger
 
     theirs, mine = fx.unique_repo("theirs"), fx.unique_repo("mine")
     images = fx.ImageSet(fx.DictSource(), salt=mine)
@@ -237,8 +237,8 @@ def test_io_bound_nodes_are_not_limited_by_jobs(ws):
     """With -j 1, three io-bound nodes run at once (each waits for the other two at a barrier)
     while CPU-bound nodes still run one at a time."""
     from graphbuild import workspace
-    from graphbuild.build import Engine, Options, Scheduler
-    from graphbuild.digraph import DiGraph
+    from graphbuild.engine.digraph import DiGraph
+    from graphbuild.engine.scheduler import Engine, Options, Scheduler
     from graphbuild.events import Events
     from graphbuild.labels import parse_label
     from graphbuild.rule_api import Action, Outcome

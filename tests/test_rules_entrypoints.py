@@ -14,7 +14,7 @@ BUILTIN = {"platform", "group", "command"}
 
 
 def test_builtin_rules_are_entry_points():
-    from graphbuild import rule_registry
+    from graphbuild.engine import rule_registry
     from graphbuild.rule_api import Rule
 
     eps = {ep.name: ep for ep in entry_points(group="graphbuild.rules")}
@@ -34,7 +34,7 @@ def test_builtin_rules_are_entry_points():
 
 
 THIRD_PARTY_RULE = '''
-from graphbuild.hashing import digest_json
+from graphbuild.engine.hashing import digest_json
 from graphbuild.rule_api import Action, Attr, Outcome, Provider, Rule
 
 

@@ -503,7 +503,7 @@ def _lookup_id(builder: NativeBuilder, state: StageState, name: str, db: str,
 
 
 def _load_ignore(req: BuildRequest):
-    from ..dockerignore import DockerIgnore
+    from ..dockerfile.dockerignore import DockerIgnore
     from .plan import dockerignore_path
 
     path = dockerignore_path(req.context_dir, req.dockerfile)

@@ -86,7 +86,7 @@ def make_plan(text: str, rel: str, label: str, build_args: dict[str, str], platf
     ``base_env(name)`` gives the Env of an image a stage starts FROM, which BuildKit expands the
     stage's words with; backends pass it once those images are built."""
     from ..dockerfile import instructions as ins
-    from ..dockerfile.parser import DockerfileSyntaxError
+    from ..dockerfile.errors import DockerfileSyntaxError
 
     try:
         df = _parsed(text, rel)
@@ -129,7 +129,7 @@ def _check_stage_platforms(plan: DockerfilePlan, label: str) -> None:
 def _check_ports(plan: DockerfilePlan, label: str) -> None:
     """A bad EXPOSE port is bad input, found before anything runs."""
     from ..dockerfile import instructions as ins
-    from ..dockerfile.parser import DockerfileSyntaxError
+    from ..dockerfile.errors import DockerfileSyntaxError
 
     for idx in plan.order:
         for cmd in plan.stages[idx].commands:

@@ -12,7 +12,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args) -> int:
-    from ..affected import directly_affected
+    from ..engine.affected import directly_affected
     from .common import load
 
     everything = load(args, ["//..."])

@@ -34,7 +34,7 @@ def _stats(ws, args) -> int:
     import json
     from collections import Counter
 
-    from ..action_cache import ActionCache
+    from ..engine.action_cache import ActionCache
 
     cache_dir = ws.cache_dir
     by_mnemonic: Counter = Counter()
@@ -69,7 +69,7 @@ def _clean(ws, args) -> int:
 
 
 def _gc(ws, args) -> int:
-    from ..gc import collect
+    from ..engine.gc import collect
 
     removed, freed = collect(ws)
     print(f"gc: removed {removed} unreferenced objects, freed {freed / 1e6:.2f} MB")

@@ -50,10 +50,10 @@ def platform_filter(texts: list[str] | None):
 def load(args, pattern_texts: list[str], *, analyze: bool = True, plat_texts=None) -> Loaded:
     """Load and check every package the patterns reach, their dependencies, and (optionally)
     analyse them into the action graph, so bad input is found before anything runs."""
-    from ..analysis import Analysis
-    from ..hashing import gc_paused
-    from ..loader import Loader
-    from ..target_graph import TargetGraph
+    from ..engine.analysis import Analysis
+    from ..engine.hashing import gc_paused
+    from ..engine.loader import Loader
+    from ..engine.target_graph import TargetGraph
 
     ws = workspace(args)
     pats = patterns(pattern_texts)

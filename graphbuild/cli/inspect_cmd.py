@@ -61,6 +61,6 @@ def _resolve(args):
     desc = store.lookup(args.ref) if (ws.cache_dir / "oci" / "index.json").exists() else None
     if desc is not None:
         return store.read_bytes(desc["digest"]), desc["mediaType"], store.read_bytes, args.ref
-    from ..remote_inspect import fetch_remote
+    from ..engine.remote_inspect import fetch_remote
 
     return fetch_remote(ws, args.ref)

@@ -17,7 +17,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def main(args) -> int:
     import json
 
-    from .. import rule_registry
+    from ..engine import rule_registry
     from ..errors import UserError
     from .common import load, patterns
 

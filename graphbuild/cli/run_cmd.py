@@ -46,7 +46,7 @@ def main(args) -> int:
         select_nodes(loaded, args.patterns)
     loaded.push_nodes = []
     if args.push:
-        from ..publish import add_push_nodes
+        from ..engine.publish import add_push_nodes
 
         loaded.push_nodes = add_push_nodes(loaded.analysis)
     jobs = args.jobs or loaded.ws.jobs or os.cpu_count() or 1
@@ -58,7 +58,7 @@ def main(args) -> int:
 
 
 def _dry_run(loaded, args, jobs: int) -> int:
-    from ..build import Engine, Options, Scheduler
+    from ..engine.scheduler import Engine, Options, Scheduler
     from ..events import Events
 
     engine = Engine(loaded.ws, Events())
@@ -85,7 +85,7 @@ def _dry_run(loaded, args, jobs: int) -> int:
 
 
 def _record_refs(engine, actions, summary) -> list:
-    from ..refs import built_refs, record_refs
+    from ..engine.refs import built_refs, record_refs
 
     items = built_refs(actions, summary)
     if items:
@@ -110,7 +110,7 @@ def _where(ws, items) -> str:
 
 
 def _build(loaded, args, jobs: int) -> int:
-    from ..build import Engine, Interrupted, Options, Scheduler
+    from ..engine.scheduler import Engine, Interrupted, Options, Scheduler
     from ..errors import UserError
     from ..events import Events, JsonLines, Profile
     from ..progress import make_reporter
@@ -149,7 +149,7 @@ def _build(loaded, args, jobs: int) -> int:
         refs = _record_refs(engine, loaded.analysis.actions, summary)
         ok = summary.ok
         if args.push:
-            from ..publish import move_tags
+            from ..engine.publish import move_tags
 
             ok = move_tags(loaded, engine, summary, loaded.push_nodes, events) and ok
     finally:

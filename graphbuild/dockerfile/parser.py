@@ -14,8 +14,8 @@ import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
+from graphbuild.dockerfile.errors import DockerfileSyntaxError
 from graphbuild.dockerfile.shell import ShellLex, go_quote, is_space, trim_left_space, trim_space
-from graphbuild.errors import UserError
 
 DEFAULT_ESCAPE = "\\"
 # Directives BuildKit v0.12 knows; any other `# key=value` line ends the directive block.
@@ -28,14 +28,6 @@ _WHITESPACE = re.compile(r"[\t\v\f\r ]+")  # BuildKit's reWhitespace: ASCII only
 _DIRECTIVE = re.compile(r"([a-zA-Z][a-zA-Z0-9]*)[\t\n\f\r ]*=[\t\n\f\r ]*(.+?)[\t\n\f\r ]*\Z")
 _HEREDOC = re.compile(r"([0-9]*)<<(-?)([^<]*)\Z")
 _LEADING_TABS = re.compile(r"^\t+", re.MULTILINE)
-
-
-class DockerfileSyntaxError(UserError, ValueError):
-    """A Dockerfile BuildKit would reject; ``line`` is 1-based where known."""
-
-    def __init__(self, message: str, line: int | None = None, path: str | None = None,
-                 hint: str | None = None) -> None:
-        super().__init__(message, path=path, line=line, hint=hint)
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,8 @@ import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from graphbuild.dockerfile.errors import DockerfileSyntaxError
+
 # Go's unicode.IsSpace: Python's str.isspace also accepts \x1c-\x1f, which Go does not.
 GO_SPACE = frozenset(
     "\t\n\v\f\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009"
@@ -75,9 +77,6 @@ def go_quote(text: str) -> str:
 
 
 def _syntax_error(message: str) -> Exception:
-    # Imported here because parser.py imports this module for heredoc detection.
-    from graphbuild.dockerfile.parser import DockerfileSyntaxError
-
     return DockerfileSyntaxError(message)
 
 

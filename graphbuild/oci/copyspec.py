@@ -45,7 +45,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import BinaryIO
 
-from graphbuild.dockerignore import (
+from graphbuild.dockerfile.dockerignore import (
     DockerIgnore,
     DockerIgnoreError,
     compile_glob,

@@ -119,7 +119,7 @@ def _facts(setup, plan, ignore, walked: list[str]) -> Facts:
 def _check_many_into_one(cmd, root: str, ignore) -> None:
     """Docker's rule that several sources need a destination spelled as a directory, counted
     as the build counts them (a wildcard by its matches), found before anything runs."""
-    from graphbuild.dockerignore import has_glob_meta
+    from graphbuild.dockerfile.dockerignore import has_glob_meta
     from graphbuild.oci import copyspec
 
     if copyspec.resolve_dest(cmd.dest)[1]:

@@ -9,10 +9,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from graphbuild import backends, platforms
+from graphbuild.engine.yamlpos import read_text
 from graphbuild.errors import ActionFailed, UserError, did_you_mean
 from graphbuild.labels import Label
 from graphbuild.rule_api import AnalysisContext, NodeId, Target
-from graphbuild.yamlpos import read_text
 
 from . import image_facts
 
@@ -139,7 +139,7 @@ class Setup:
     def dockerignore(self):
         """The .dockerignore that applies (None when there is none) and its relative path."""
         from graphbuild.backends.plan import dockerignore_path
-        from graphbuild.dockerignore import DockerIgnore
+        from graphbuild.dockerfile.dockerignore import DockerIgnore
 
         path = dockerignore_path(Path(self.context_str), Path(self.dockerfile_str))
         return (DockerIgnore.from_file(path), self.rel(str(path))) if path else (None, None)
@@ -305,7 +305,7 @@ class Setup:
 
     def _pin(self, ref: str) -> str:
         """A base image reference pinned by digest (a tag is resolved once per run)."""
-        from graphbuild.remote import Remote
+        from graphbuild.engine.remote import Remote
 
         return Remote.of(self.ctx.ws).resolve(ref)
 

@@ -33,7 +33,7 @@ def _named_contexts(rc: RunContext, spec) -> dict[str, NamedContext]:
 
 def _pull(rc: RunContext, pinned: str, platform) -> dict:
     """Fetch one platform of a base image (nothing when the store has it)."""
-    from graphbuild.remote import Remote
+    from graphbuild.engine.remote import Remote
 
     return Remote.of(rc.ws).pull(pinned, platform, rc.store)
 

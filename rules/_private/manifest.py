@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from graphbuild import platforms
+from graphbuild.engine.yamlpos import Pos, plain
 from graphbuild.errors import did_you_mean
 from graphbuild.rule_api import (
     Action,
@@ -18,7 +19,6 @@ from graphbuild.rule_api import (
     RunContext,
     Target,
 )
-from graphbuild.yamlpos import Pos, plain
 
 from .image_inputs import check_tag
 from .image_run import check_cached

@@ -61,7 +61,7 @@ class PullRule(Rule):
 
 
 def _run(rc: RunContext, ref: str, plat) -> Outcome:
-    from graphbuild.remote import Remote
+    from graphbuild.engine.remote import Remote
 
     desc = Remote.of(rc.ws).pull(ref, plat, rc.store)
     return Outcome(desc["digest"], {"descriptor": desc, "source": ref})

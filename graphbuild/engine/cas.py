@@ -12,7 +12,7 @@ import stat
 import tempfile
 from pathlib import Path
 
-from .errors import ActionFailed
+from ..errors import ActionFailed
 from .hashing import canonical, digest_bytes, digest_file
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ..oci import mediatypes as mt
 from .hashing import read_pickle, write_pickle
-from .oci import mediatypes as mt
 
 
 def record_refs(store, items: list[tuple[str, dict, list[str]]], memo: Path | None = None) -> int:

@@ -5,12 +5,12 @@ Edges point from a target to what it depends on.
 
 from __future__ import annotations
 
+from ..errors import UserError
+from ..labels import Label, Pattern
+from ..rule_api import Target
 from . import rule_registry
 from .digraph import DiGraph
-from .errors import UserError
-from .labels import Label, Pattern
 from .loader import Loader
-from .rule_api import Target
 
 
 class TargetGraph:

@@ -5,13 +5,13 @@ Nodes are NodeIds carrying their Action; edges point from a dependency to its de
 
 from __future__ import annotations
 
+from ..errors import UserError
+from ..labels import Label
+from ..platforms import Platform
+from ..rule_api import Action, AnalysisContext, NodeId, Provider, Target
+from ..workspace import Workspace
 from . import globs, rule_registry
-from .errors import UserError
-from .labels import Label
-from .platforms import Platform
-from .rule_api import Action, AnalysisContext, NodeId, Provider, Target
 from .target_graph import TargetGraph
-from .workspace import Workspace
 
 
 class Analysis(AnalysisContext):

@@ -8,8 +8,8 @@ import shutil
 import sys
 from pathlib import Path
 
+from ..rule_api import NodeId, Outcome
 from .hashing import read_pickle, write_pickle
-from .rule_api import NodeId, Outcome
 
 HOT_INDEX = "action-index.pickle"
 

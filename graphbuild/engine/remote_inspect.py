@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from .errors import BuildError, UserError
+from ..errors import BuildError, UserError
 
 
 def fetch_remote(ws, text: str):
     """(raw manifest, media type, fetch-by-digest, reference) from the registry."""
-    from .registry.errors import RegistryError
-    from .registry.reference import ReferenceError, parse_reference
+    from ..registry.errors import RegistryError
+    from ..registry.reference import ReferenceError, parse_reference
     from .remote import Remote
 
     try:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+from ..errors import UserError
+from ..labels import Label
 from . import globs, yamlpos
-from .errors import UserError
-from .labels import Label
 
 
 def _git(root: Path, *args: str) -> str:

@@ -11,8 +11,8 @@ from __future__ import annotations
 import sys
 from collections import defaultdict
 
-from .errors import BuildError, UserError
-from .rule_api import Action, NodeId, Outcome, RunContext
+from ..errors import BuildError, UserError
+from ..rule_api import Action, NodeId, Outcome, RunContext
 
 PUSH_SUFFIX = " push"
 # Phase 3 is one PUT per tag and nothing else runs then: as many as the client has connections.
@@ -21,7 +21,7 @@ TAG_WORKERS = 16
 
 def add_push_nodes(analysis) -> list[NodeId]:
     """One Push node after every node whose output has tags; returns their ids."""
-    from .registry.reference import ReferenceError, parse_reference
+    from ..registry.reference import ReferenceError, parse_reference
     from .remote import BlobLedger
 
     ledger = BlobLedger()  # one per run (a Remote outlives a run when runs share a process)
@@ -50,8 +50,8 @@ def add_push_nodes(analysis) -> list[NodeId]:
 
 def _targets(desc: dict, tags, forced=(), move: bool = True):
     """PushTargets (one per repository) for a descriptor and its tags."""
-    from .registry.reference import parse_reference
-    from .registry.transfer import PushTarget
+    from ..registry.reference import parse_reference
+    from ..registry.transfer import PushTarget
 
     by_repo: dict[tuple[str, str], dict[str, str]] = defaultdict(dict)
     for tag in tags:
@@ -70,7 +70,7 @@ def _upload(rc: RunContext, node: NodeId, tags, ledger) -> Outcome:
     a HEAD when their node uploaded or mounted them (this repository is then unlikely to have
     them; a refused mount is followed by the HEAD), and if their node failed, it uploads them
     itself."""
-    from .registry.transfer import PublishError, PushPlan, blobs_of, publish
+    from ..registry.transfer import PublishError, PushPlan, blobs_of, publish
     from .remote import Remote
 
     outcome = rc.deps[node]
@@ -99,8 +99,8 @@ def _upload(rc: RunContext, node: NodeId, tags, ledger) -> Outcome:
 def move_tags(loaded, engine, summary, push_nodes: list[NodeId], events) -> bool:
     """Phase 3, only when every node (push nodes included) succeeded: move all tags (the push
     nodes have uploaded and checked everything they name)."""
-    from .registry.transfer import PublishError, PushPlan
-    from .registry.transfer import move_tags as move
+    from ..registry.transfer import PublishError, PushPlan
+    from ..registry.transfer import move_tags as move
     from .remote import Remote
 
     if not summary.ok:

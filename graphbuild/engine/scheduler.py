@@ -20,14 +20,14 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..errors import ActionFailed, GraphbuildError
+from ..events import Events, Profile
+from ..rule_api import Action, NodeId, Outcome, RunContext
+from ..workspace import Workspace
 from . import explain
 from .action_cache import ActionCache
 from .cas import CAS, replace_dir
-from .errors import ActionFailed, GraphbuildError
-from .events import Events, Profile
 from .hashing import StatCache, digest_bytes, digest_json, read_pickle, write_pickle
-from .rule_api import Action, NodeId, Outcome, RunContext
-from .workspace import Workspace
 
 KEY_SCHEMA = 2  # 2: the inputs enter the key as one digest of their (path, digest) list
 RECORD_BATCH = 64  # finished outcomes are written together: at most this many,
@@ -115,7 +115,7 @@ class Engine:
     def store(self):
         with self._lazy_lock:
             if self._store is None:
-                from .oci.store import Store
+                from ..oci.store import Store
 
                 self._store = Store(self.cache_dir / "oci")
             return self._store

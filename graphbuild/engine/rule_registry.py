@@ -9,7 +9,7 @@ import importlib
 import os
 from functools import cache, lru_cache
 
-from .rule_api import Rule
+from ..rule_api import Rule
 from .treecache import user_cache
 
 GROUP = "graphbuild.rules"

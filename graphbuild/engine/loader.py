@@ -8,13 +8,14 @@ from __future__ import annotations
 import os
 import re
 
-from . import __version__, rule_registry, yamlpos
-from .attrs import AttrError, convert
-from .errors import UserError, did_you_mean
+from .. import __version__
+from ..attrs import AttrError, convert
+from ..errors import UserError, did_you_mean
+from ..labels import Label, Pattern, check_name
+from ..rule_api import Target
+from ..workspace import BUILD_FILE, Workspace
+from . import rule_registry, yamlpos
 from .hashing import read_pickle, write_pickle
-from .labels import Label, Pattern, check_name
-from .rule_api import Target
-from .workspace import BUILD_FILE, Workspace
 
 PARSE_CACHE = "parse-cache.pickle"
 TREE_CACHE = "tree-cache.pickle"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shutil
 
-from .workspace import Workspace
+from ..workspace import Workspace
 
 
 def collect(ws: Workspace) -> tuple[int, int]:
@@ -36,7 +36,7 @@ def collect(ws: Workspace) -> tuple[int, int]:
     if tmp.exists():
         shutil.rmtree(tmp, ignore_errors=True)
     if (cache_dir / "oci" / "index.json").exists():
-        from .oci.store import Store
+        from ..oci.store import Store
 
         n, b = Store(cache_dir / "oci").gc(extra_roots=descriptors)
         removed, freed = removed + n, freed + b

@@ -6,8 +6,8 @@ from __future__ import annotations
 import sys
 import threading
 
-from .errors import BuildError, UserError
-from .workspace import Workspace
+from ..errors import BuildError, UserError
+from ..workspace import Workspace
 
 _REMOTES: dict[str, Remote] = {}
 _GUARD = threading.Lock()
@@ -31,8 +31,8 @@ class Remote:
             return _REMOTES[key]
 
     def client(self, registry: str):
-        from .registry.client import RegistryClient
-        from .registry.credentials import DockerConfigCredentials
+        from ..registry.client import RegistryClient
+        from ..registry.credentials import DockerConfigCredentials
 
         with self._lock:
             if registry not in self._clients:
@@ -50,15 +50,15 @@ class Remote:
         """(client, reference) to pull from: the mirror when WORKSPACE.yaml names one."""
         mirror = (self.ws.registries.get(ref.registry) or {}).get("mirror")
         if mirror:
-            from .registry.reference import Reference
+            from ..registry.reference import Reference
 
             ref = Reference(mirror, ref.repository, ref.tag, ref.digest)
         return self.client(ref.registry), ref
 
     def resolve(self, text: str) -> str:
         """``text`` pinned by digest: a digest reference as is, a tag looked up once per run."""
-        from .registry.errors import RegistryError
-        from .registry.reference import ReferenceError, parse_reference
+        from ..registry.errors import RegistryError
+        from ..registry.reference import ReferenceError, parse_reference
 
         try:
             ref = parse_reference(text)
@@ -86,8 +86,8 @@ class Remote:
 
     def pull(self, pinned: str, platform, store):
         """Fetch one platform of ``pinned`` into the store; returns the image descriptor."""
-        from .registry.reference import parse_reference
-        from .registry.transfer import pull_image
+        from ..registry.reference import parse_reference
+        from ..registry.transfer import pull_image
 
         client, src = self.pull_source(parse_reference(pinned))
         return pull_image(client, src, platform, _Sink(store)).descriptor

@@ -1,7 +1,7 @@
 """Test helpers: OCI schema validation, required external tools, and small real images.
 
-``validate(kind, obj)`` checks JSON against the OCI image-spec v1.1.1 schemas kept in
-``../shared/oci-schemas`` (beside the repository, in CI too). The schemas are draft-04 and refer to
+``validate(kind, obj)`` checks JSON against the OCI image-spec v1.1.1 schemas vendored in
+``tests/oci-schemas`` (with their license). The schemas are draft-04 and refer to
 each other by file name relative to their own ``id``s, which differ per file (and per nested
 property), so one ``referencing.Registry`` resolves any URI by its last path segment.
 """
@@ -27,7 +27,7 @@ from referencing.jsonschema import DRAFT4
 from graphbuild.oci import mediatypes as mt
 from graphbuild.oci.store import Store
 
-SCHEMA_DIR = Path(__file__).resolve().parents[2] / "shared" / "oci-schemas"
+SCHEMA_DIR = Path(__file__).resolve().parent / "oci-schemas"
 SCHEMA_FILES = {
     "manifest": "image-manifest-schema.json",
     "config": "config-schema.json",

@@ -45,13 +45,18 @@ class BlobNotFound(BuildError):
     """A descriptor names a blob that is not in the store."""
 
 
+class InvalidDigest(BuildError, ValueError):
+    """A digest that is not ``sha256:<64 hex>`` (``sha256:../../x``): a failed build, one
+    message, and never a path."""
+
+
 def check_digest(digest: str) -> str:
     """Return ``digest`` if it is ``sha256:<64 lowercase hex>``; raise ValueError otherwise.
 
     Checked before any path is built from it, so a digest can never escape ``blobs/sha256``.
     """
-    if not isinstance(digest, str) or not _DIGEST_RE.match(digest):
-        raise ValueError(f"not a sha256 digest: {digest!r}")
+    if not isinstance(digest, str) or not _DIGEST_RE.fullmatch(digest):
+        raise InvalidDigest(f"not a sha256 digest: {digest!r}")
     return digest
 
 

@@ -28,6 +28,20 @@ def is_digest(text: str) -> bool:
     return bool(match) and len(match.group(2)) == _ALGORITHMS[match.group(1)]
 
 
+def invalid_reference(parsed: object) -> str | None:
+    """The first digest a manifest or index names (config, layers, manifests) that is not a
+    well-formed digest, or None. Such a digest would become a path (``sha256:../../x``): it is
+    refused where documents enter from a registry."""
+    if not isinstance(parsed, dict):
+        return None
+    descriptors = [parsed.get("config"), *(parsed.get("layers") or []),
+                   *(parsed.get("manifests") or [])]
+    for descriptor in descriptors:
+        if isinstance(descriptor, dict) and not is_digest(str(descriptor.get("digest"))):
+            return str(descriptor.get("digest"))
+    return None
+
+
 def hasher_for(digest: str) -> hashlib._Hash:
     """A fresh hash object of the digest's algorithm; ValueError for anything unsupported."""
     if not is_digest(digest):

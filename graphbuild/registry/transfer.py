@@ -28,7 +28,14 @@ from graphbuild import platforms
 from graphbuild.errors import BuildError
 
 from .client import RegistryClient
-from .digests import INDEX_TYPES, OCI_INDEX, OCI_MANIFEST, digest_of, is_digest
+from .digests import (
+    INDEX_TYPES,
+    OCI_INDEX,
+    OCI_MANIFEST,
+    digest_of,
+    invalid_reference,
+    is_digest,
+)
 from .errors import DigestMismatchError, RegistryError
 from .reference import Reference, parse_reference
 
@@ -102,13 +109,13 @@ def pull_image(client: RegistryClient, ref: Reference | str,
     index_digest = None
     if root_type in INDEX_TYPES:
         index_digest = root_digest
-        entry = _select_platform(json.loads(root_data), plat, pinned)
+        entry = _select_platform(_parse_checked(root_data, root_digest, ref), plat, pinned)
         data, media_type, digest = fetcher.manifest(entry["digest"], entry)
         descriptor = {**entry}
     else:
         data, media_type, digest = root_data, root_type, root_digest
         descriptor = {"mediaType": media_type, "digest": digest, "size": len(data)}
-    manifest = json.loads(data)
+    manifest = _parse_checked(data, digest, ref)
     if "config" not in manifest:
         raise RegistryError(ref.registry, ref.repository, f"pull {ref.ref}",
                             f"{digest} ({media_type}) is not an image manifest")
@@ -119,6 +126,17 @@ def pull_image(client: RegistryClient, ref: Reference | str,
     fetcher.layers(manifest.get("layers") or [], max_workers)
     return PulledImage(pinned, descriptor, data, config, index_digest,
                        fetcher.fetched, fetcher.bytes_fetched)
+
+
+def _parse_checked(data: bytes, digest: str, ref: Reference) -> Any:
+    """A pulled manifest or index, parsed; one naming a malformed digest is refused here,
+    before any of its digests becomes a path in the store."""
+    parsed = json.loads(data)
+    bad = invalid_reference(parsed)
+    if bad is not None:
+        raise RegistryError(ref.registry, ref.repository, f"pull {ref.ref}",
+                            f"{digest} names an invalid digest {bad!r}")
+    return parsed
 
 
 class _Fetcher:

@@ -360,6 +360,32 @@ def test_symlink_loop_fails_cleanly(ws, registry, host):
     assert "at 'loop1/x.txt': too many levels of symbolic links" in res.err, res.err
 
 
+def test_a_pull_target_used_as_a_named_context(ws, registry, host):
+    """The same layers reached through a `pull` target and `contexts:` are unpacked the same way."""
+    before = snapshot(host)
+    repo = fx.unique_repo("evil")
+    digest = push_image(registry, repo, [layer(sym("w", str(host)), sym("m", str(host))),
+                                         layer(whiteout("w/keep.txt"), opaque("w/sub"),
+                                               dir_("m", 0o7777))])
+    ws.write({
+        "WORKSPACE.yaml": "default_platforms: [linux/amd64]\n",
+        "app/BUILD.yaml": f"""
+            evil:
+              rule: pull
+              image: "{registry.host}/{repo}@{digest}"
+            img:
+              rule: image
+              contexts: {{e: ":evil"}}
+        """,
+        "app/Dockerfile": "FROM scratch\nCOPY --from=e / /\n",
+    })
+    res = ws.run("run", "//app:all")
+    assert snapshot(host) == before, f"the host changed\n{res}"
+    assert res.code == 0, res
+    files = image_files(ws)
+    assert files["w"] == ("symlink", str(host)) and files["m"][0] == "dir"
+
+
 # -- digests that would be paths ---------------------------------------------------------------
 
 BAD_DIGEST = "sha256:../../../../x"

@@ -26,7 +26,7 @@ WHITEOUT = ".wh."
 OPAQUE = ".wh..wh..opq"
 
 
-class LayerError(BuildError):
+class UnpackError(BuildError):
     """A layer that cannot be unpacked (corrupt, or a path no filesystem can hold)."""
 
 
@@ -62,7 +62,7 @@ _READ_ERRORS = (OSError, tarfile.TarError, EOFError, zlib.error)
 
 
 def _members(store, layer: dict) -> Iterator[tuple[tarfile.TarFile, tarfile.TarInfo]]:
-    """(tar, member) of each entry of ``layer``, in order; a corrupt layer is a LayerError."""
+    """(tar, member) of each entry of ``layer``, in order; a corrupt layer is a UnpackError."""
     member = None
     try:
         with _open_layer(store, layer) as tar:
@@ -72,10 +72,10 @@ def _members(store, layer: dict) -> Iterator[tuple[tarfile.TarFile, tarfile.TarI
         raise _layer_error(layer, member, exc) from None
 
 
-def _layer_error(layer: dict, member: tarfile.TarInfo | None, exc: Exception) -> LayerError:
+def _layer_error(layer: dict, member: tarfile.TarInfo | None, exc: Exception) -> UnpackError:
     where = f" at {member.name!r}" if member is not None else ""
     what = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-    return LayerError(f"cannot unpack layer {layer['digest']}{where}: {what}")
+    return UnpackError(f"cannot unpack layer {layer['digest']}{where}: {what}")
 
 
 def _apply_layer(store, layer: dict, root: rp.Root) -> None:

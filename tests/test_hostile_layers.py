@@ -386,6 +386,16 @@ def test_a_pull_target_used_as_a_named_context(ws, registry, host):
     assert files["w"] == ("symlink", str(host)) and files["m"][0] == "dir"
 
 
+@pytest.mark.parametrize("entry", [
+    file_("n" * 120 + "\x00/etc/x", b"x"),  # a long name goes into a PAX record, NUL and all
+    sym("l", "t" * 120 + "\x00/etc"),
+], ids=["name", "link-target"])
+def test_a_nul_in_a_name_fails_cleanly(ws, registry, host, entry):
+    res, _ = run_hostile(ws, registry, host, layer(entry))
+    assert res.code == 1, res
+    assert "cannot unpack layer sha256:" in res.err and "null" in res.err, res.err
+
+
 # -- digests that would be paths ---------------------------------------------------------------
 
 BAD_DIGEST = "sha256:../../../../x"

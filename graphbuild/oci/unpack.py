@@ -58,7 +58,8 @@ def unpack_layers(store, layers: list[dict], dest: Path) -> None:
             _apply_layer(store, layer, root)
 
 
-_READ_ERRORS = (OSError, tarfile.TarError, EOFError, zlib.error)
+# ValueError: a NUL in a name or link target (PAX records can carry one)
+_READ_ERRORS = (OSError, ValueError, tarfile.TarError, EOFError, zlib.error)
 
 
 def _members(store, layer: dict) -> Iterator[tuple[tarfile.TarFile, tarfile.TarInfo]]:
@@ -130,9 +131,11 @@ def _apply(tar: tarfile.TarFile, member: tarfile.TarInfo, root: rp.Root,
 
 
 def _whiteout(root: rp.Root, parent: list[str], base: str, applied: _Applied) -> None:
-    name = None if base == OPAQUE else _whiteout_target(base)
-    if name is None and base != OPAQUE:
-        return
+    name = None  # an opaque whiteout: everything in ``parent``
+    if base != OPAQUE:
+        name = _whiteout_target(base)
+        if name is None:
+            return
     try:
         with root.directory(parent) as (fd, resolved):
             if name is None:

@@ -21,6 +21,7 @@ COMMANDS = {
     "export": "write an image or index to an oci or docker archive",
     "cache": "local cache: stats, clean, gc",
     "builders": "buildx builders the platforms need: list, --create",
+    "sbom": "print the SPDX SBOM attached to a built image",
 }
 
 

@@ -47,11 +47,23 @@ def scan_layer(store, layer: dict, memo_dir: Path | None = None) -> LayerScan:
             pass  # a damaged memo is made again
     scan = _scan(store, layer)
     if memo is not None:
-        memo.parent.mkdir(parents=True, exist_ok=True)
-        tmp = memo.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(asdict(scan), sort_keys=True))
-        os.replace(tmp, memo)
+        _remember(memo, scan)
     return scan
+
+
+def _remember(memo: Path, scan: LayerScan) -> None:
+    """Write the memo atomically (several nodes may scan one layer at once); a memo that
+    cannot be written is only a lost shortcut."""
+    import tempfile
+
+    try:
+        memo.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=memo.parent, prefix=".scan-", suffix=".tmp")
+        with os.fdopen(fd, "w") as fh:
+            fh.write(json.dumps(asdict(scan), sort_keys=True))
+        os.replace(tmp, memo)
+    except OSError:
+        pass
 
 
 def _open(store, layer: dict) -> tarfile.TarFile:

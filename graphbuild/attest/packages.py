@@ -47,7 +47,10 @@ def find_packages(scans: list[LayerScan]) -> list[Package]:
             found.update(_python(text, path))
     for path, info in go.items():
         found.update(_golang(info, path))
-    return sorted(found)
+    first: dict[str, Package] = {}  # one package per purl, named after where it is first found
+    for pkg in sorted(found):
+        first.setdefault(pkg.purl, pkg)
+    return list(first.values())
 
 
 def _distro(texts: dict[str, str]) -> str:
@@ -108,6 +111,8 @@ def _python(text: str, source: str) -> list[Package]:
 def _golang(info: dict, source: str) -> list[Package]:
     out = [Package(f"pkg:golang/stdlib@{quote(info['go_version'])}", "stdlib",
                    info["go_version"], "golang", source)]
+    if not info.get("main") and info.get("path"):  # built without modules: only its path
+        out.append(Package(f"pkg:golang/{info['path']}", info["path"], "", "golang", source))
     for mod in [info["main"], *info["deps"]] if info.get("main") else info["deps"]:
         version = mod["version"]
         out.append(Package(f"pkg:golang/{mod['path']}@{quote(version)}", mod["path"], version,

@@ -24,10 +24,14 @@ def fallback_tag(digest: str) -> str:
     return digest.replace(":", "-")
 
 
-def update_referrers(targets, store, clients) -> None:
+def update_referrers(targets, store, clients, memo_path=None) -> None:
     """For each pushed record, make sure its subject's referrers list names it: the registry's
     referrers API does so on its own; without one, the fallback tag's index is read, the new
-    records merged in (other tools' entries kept) and written back."""
+    records merged in (other tools' entries kept) and written back.
+
+    ``memo_path`` remembers the fallback indexes this workspace wrote: a re-push whose fallback
+    tag still names one of them, listing the same records, costs one HEAD."""
+    memo = _read_memo(memo_path)
     for target in targets:
         by_subject: dict[str, list[dict]] = {}
         for root in target.roots:
@@ -36,26 +40,66 @@ def update_referrers(targets, store, clients) -> None:
                 by_subject.setdefault(subject, []).append(root)
         client = clients[target.registry]
         for subject, records in sorted(by_subject.items()):
-            if client.referrers(target.repository, subject) is None:
-                _merge_fallback(client, target.repository, subject, records, store)
+            key = f"{target.registry}/{target.repository}@{subject}"
+            wanted = sorted(r["digest"] for r in records)
+            written = _listed(client, target.repository, subject, records, store, memo.get(key),
+                              wanted)
+            if written:
+                memo[key] = {"index": written, "records": wanted}
+    _write_memo(memo_path, memo)
 
 
-def _merge_fallback(client, repo: str, subject: str, records: list[dict], store) -> None:
+def _listed(client, repo: str, subject: str, records: list[dict], store, last: dict | None,
+            wanted: list[str]) -> str | None:
+    """Make the records listed; the fallback index digest now there, or None (the registry
+    lists referrers itself)."""
+    found = client.head_manifest(repo, fallback_tag(subject), accept=(mt.OCI_INDEX,))
+    if found is not None and last and last.get("index") == found.digest \
+            and set(wanted) <= set(last.get("records", ())):
+        return found.digest
+    if found is None and client.referrers(repo, subject) is not None:
+        return None
+    return _merge_fallback(client, repo, subject, records, store, found is not None)
+
+
+def _merge_fallback(client, repo: str, subject: str, records: list[dict], store,
+                    exists: bool) -> str:
     from ..registry.errors import RegistryError
 
     tag = fallback_tag(subject)
-    try:
-        data, _media, _digest = client.get_manifest(repo, tag, accept=(mt.OCI_INDEX,))
-        index = json.loads(data)
-    except (RegistryError, ValueError):  # none yet (or not an index: replaced)
-        index = {"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": []}
+    index = {"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": []}
+    if exists:
+        try:
+            data, _media, digest = client.get_manifest(repo, tag, accept=(mt.OCI_INDEX,))
+            index = json.loads(data)
+        except (RegistryError, ValueError):  # gone meanwhile, or not an index: replaced
+            exists = False
     have = {m.get("digest") for m in index.get("manifests", [])}
     new = [_entry(r, store) for r in records if r["digest"] not in have]
-    if not new:
-        return
+    if exists and not new:
+        return digest
     index["manifests"] = [*index.get("manifests", []), *new]
     body = json.dumps(index, separators=(",", ":"), sort_keys=True).encode()
-    client.put_manifest(repo, tag, body, mt.OCI_INDEX)
+    return client.put_manifest(repo, tag, body, mt.OCI_INDEX)
+
+
+def _read_memo(path) -> dict:
+    try:
+        return json.loads(path.read_text()) if path else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _write_memo(path, memo: dict) -> None:
+    if not path:
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(memo, sort_keys=True))
+        os.replace(tmp, path)
+    except OSError:
+        pass  # only a lost shortcut
 
 
 def _entry(record: dict, store) -> dict:

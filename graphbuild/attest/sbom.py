@@ -108,8 +108,9 @@ def _repository(ref: str) -> str:
 
 
 def _package(p: Package) -> dict:
+    version = {"versionInfo": p.version} if p.version else {}
     return {
-        "SPDXID": _ref("Package", p.purl), "name": p.name, "versionInfo": p.version,
+        "SPDXID": _ref("Package", p.purl), "name": p.name, **version,
         "downloadLocation": "NOASSERTION", "filesAnalyzed": False,
         "primaryPackagePurpose": "APPLICATION" if p.kind == "golang" else "LIBRARY",
         "sourceInfo": f"found in /{p.source}",

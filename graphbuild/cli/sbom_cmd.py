@@ -23,5 +23,5 @@ def main(args) -> int:
         raise UserError(f"{node} has no SBOM in the store",
                         hint="SBOMs are made when the image builds with attest: {sbom: true} "
                              "(the default); rebuild it with `graphbuild run`")
-    sys.stdout.buffer.write(record_content(store, sboms[0]))
+    sys.stdout.write(record_content(store, sboms[0]).decode())
     return 0

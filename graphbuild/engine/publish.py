@@ -149,7 +149,8 @@ def _before_tags(ws, targets, store, clients) -> None:
     if ws.signing:
         sign(ws.signing["command"], targets, str(ws.root))
     try:
-        update_referrers(targets, store, clients)
+        update_referrers(targets, store, clients,
+                         ws.cache_dir / "attest" / "fallback-tags.json")
     except RegistryError as exc:
         raise BuildError(f"push failed while listing referrers; no tag was moved: {exc}") \
             from None

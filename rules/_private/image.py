@@ -71,7 +71,7 @@ def _check_attest(target: Target) -> None:
     from graphbuild.attest import settings
 
     try:
-        settings.check(target.attrs.get("attest"), "attest")
+        settings.check(_plain_attest(target), "attest")
     except settings.SettingsError as exc:
         raise target.error(str(exc), attr="attest",
                            hint="e.g. attest: {sbom: true, provenance: false}") from None
@@ -80,8 +80,15 @@ def _check_attest(target: Target) -> None:
 def _attest(target: Target, ctx: AnalysisContext) -> dict[str, bool]:
     from graphbuild.attest import settings
 
-    own = target.attrs.get("attest")
+    own = _plain_attest(target)
     return settings.check(own, "attest") if own is not None else dict(ctx.ws.attest)
+
+
+def _plain_attest(target: Target):
+    from graphbuild.engine.yamlpos import plain
+
+    value = target.attrs.get("attest")  # a mapping attribute keeps its values Pos-wrapped
+    return {k: plain(v) for k, v in value.items()} if isinstance(value, dict) else value
 
 
 def _split_tags(tags: list[str]) -> tuple[list[str], list[str]]:

@@ -22,6 +22,8 @@ COMMANDS = {
     "cache": "local cache: stats, clean, gc",
     "builders": "buildx builders the platforms need: list, --create",
     "sbom": "print the SPDX SBOM attached to a built image",
+    "verify": "rebuild a target in a scratch cache and compare digests",
+    "load": "load a built image into a local Docker or Podman",
 }
 
 

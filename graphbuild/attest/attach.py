@@ -4,23 +4,23 @@ action key and a no-op makes nothing."""
 
 from __future__ import annotations
 
-from . import provenance, records, sbom
+from . import provenance, records, sbom_store
 from .git_state import git_state
 
 
 def make_records(rc, spec, descriptor: dict) -> list[dict]:
-    """The referrer descriptors (SBOM, provenance) for the image ``descriptor`` names."""
+    """The records made with the image: its provenance (its SBOM is noted, and made on first
+    use)."""
     wanted = spec.attest
     if not any(wanted.values()):
         return []
     name = rc.action.node
     bases = _bases(rc, spec)
     out = []
-    if wanted.get("sbom"):
+    if wanted.get("sbom"):  # made on first use (see sbom_store): noted here
         images = sorted((k, d) for k, d in bases.items() if d and d.startswith("sha256:"))
-        content = sbom.build_sbom(rc.store, descriptor, name, images,
-                                  spec.source_date_epoch, rc.ws.cache_dir / "attest" / "layers")
-        out.append(records.put_record(rc.store, descriptor, "sbom", content))
+        sbom_store.note_request(rc.ws.cache_dir, descriptor["digest"], name, images,
+                                spec.source_date_epoch)
     if wanted.get("provenance"):
         facts = provenance.BuildFacts(
             label=spec.label, platform=str(spec.platform), dockerfile=spec.dockerfile_rel,

@@ -43,6 +43,9 @@ def _referrers(args) -> int:
     loaded, node = load_label(args, args.ref)
     store = Store(loaded.ws.cache_dir / "oci")
     desc = descriptor(store, node)
+    from ..attest.sbom_store import ensure_all
+
+    ensure_all(store, loaded.ws.cache_dir, desc)
     subjects = [desc]
     if mt.is_index(desc.get("mediaType")):
         subjects = store.read_json(desc["digest"]).get("manifests", [])

@@ -13,10 +13,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def main(args) -> int:
     from ..attest.records import record_content, referrers_in_store
+    from ..attest.sbom_store import ensure
     from ..errors import UserError
     from .lookup import image_manifest
 
     store, node, manifest = image_manifest(args, args.label, args.platform)
+    ensure(store, _cache_dir(store), manifest)
     sboms = [r for r in referrers_in_store(store, manifest["digest"])
              if r["artifactType"] == "application/spdx+json"]
     if not sboms:
@@ -25,3 +27,7 @@ def main(args) -> int:
                              "(the default); rebuild it with `graphbuild run`")
     sys.stdout.write(record_content(store, sboms[0]).decode())
     return 0
+
+
+def _cache_dir(store):
+    return store.root.parent  # the store is <cache_dir>/oci

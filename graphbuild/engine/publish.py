@@ -72,12 +72,13 @@ def _upload(rc: RunContext, node: NodeId, tags, ledger) -> Outcome:
     them; a refused mount is followed by the HEAD), and if their node failed, it uploads them
     itself."""
     from ..attest.push import referrer_roots
+    from ..attest.sbom_store import ensure_all
     from ..registry.transfer import PublishError, PushPlan, blobs_of, publish
     from .remote import Remote
 
     outcome = rc.deps[node]
     desc = outcome.data["descriptor"]
-    records = referrer_roots(outcome.data)
+    records = referrer_roots(outcome.data) + ensure_all(rc.store, rc.ws.cache_dir, desc)
     targets = tuple(_targets(desc, tags, outcome.data.get("forced", ()), move=False,
                              records=records))
     try:

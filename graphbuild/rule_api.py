@@ -200,6 +200,10 @@ class RunContext:
     def log(self, text: str) -> None:  # pragma: no cover - interface
         raise NotImplementedError
 
+    def input_digests(self) -> dict[str, str]:  # pragma: no cover - interface
+        """Each of the action's input files (workspace-relative) -> its digest, as keyed."""
+        raise NotImplementedError
+
 
 class Rule:
     """Base of every rule. Subclasses set ``name``, ``doc``, ``mnemonic``, ``attrs``."""

@@ -24,6 +24,8 @@ KEYS = {
     "builders": "platform -> buildx builder name",
     "buildx": "buildx settings: cache_from, cache_to",
     "buildah": "buildah settings: storage_driver, isolation",
+    "attest": "records attached to images: {sbom: bool, provenance: bool}",
+    "signing": "{command: '... {ref} ... {digest} ...'}, run per pushed digest before tags move",
 }
 BACKENDS = ("native", "buildx", "buildah", "auto")
 
@@ -40,6 +42,8 @@ class Workspace:
     builders: dict = field(default_factory=dict)
     buildx: dict = field(default_factory=dict)
     buildah: dict = field(default_factory=dict)
+    attest: dict = field(default_factory=lambda: {"sbom": True, "provenance": True})
+    signing: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.cache_dir is None:
@@ -145,6 +149,19 @@ def _apply(ws: Workspace, key: str, val: yamlpos.Pos) -> None:
         # Checked, but not used yet: say so rather than let a user believe it is shared.
         print(f"{WORKSPACE_FILE}:{val.line}: warning: remote_cache is not implemented yet; "
               "the cache stays local", file=sys.stderr)
+    elif key == "attest":
+        from .attest import settings
+
+        try:
+            ws.attest = settings.check(plain, "attest")
+        except settings.SettingsError as exc:
+            raise _err(str(exc), val, "e.g. attest: {sbom: true, provenance: true}") from None
+    elif key == "signing":
+        command = plain.get("command") if isinstance(plain, dict) else None
+        if not isinstance(command, str) or not command.strip() or set(plain) != {"command"}:
+            raise _err("signing must be {command: '...'}", val,
+                       "e.g. signing: {command: 'cosign sign --yes {ref}@{digest}'}")
+        ws.signing = plain
     else:
         if not isinstance(plain, dict):
             raise _err(f"{key} must be a mapping", val, KEYS[key])

@@ -21,6 +21,9 @@ COMMANDS = {
     "export": "write an image or index to an oci or docker archive",
     "cache": "local cache: stats, clean, gc",
     "builders": "buildx builders the platforms need: list, --create",
+    "sbom": "print the SPDX SBOM attached to a built image",
+    "verify": "rebuild a target in a scratch cache and compare digests",
+    "load": "load a built image into a local Docker or Podman",
 }
 
 

@@ -9,16 +9,54 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("ref", metavar="LABEL|REF", help="//pkg:target, a tag in the store, or a "
                    "registry reference")
     p.add_argument("-v", "--verbose", action="store_true", help="add each image's config")
+    p.add_argument("--referrers", action="store_true",
+                   help="list the records (SBOM, provenance) attached to a built image or to "
+                        "each image of an index, as the OCI referrers API lists them")
 
 
 def main(args) -> int:
     from ..oci.inspect import format_manifest_inspect
 
+    if args.referrers:
+        return _referrers(args)
     raw, media_type, fetch, name = _resolve(args)
     if args.verbose:
         print(_verbose(name, raw, media_type, fetch), end="")
     else:
         print(format_manifest_inspect(raw, media_type), end="")
+    return 0
+
+
+def _referrers(args) -> int:
+    """The referrers index of a label's image, or of each image of its index."""
+    import json
+
+    from ..attest.records import referrers_in_store
+    from ..errors import UserError
+    from ..oci import mediatypes as mt
+    from ..oci.store import Store
+    from .lookup import descriptor, load_label
+
+    if not args.ref.startswith("//"):
+        raise UserError("--referrers takes a label (//pkg:target) built into the store",
+                        hint="for a registry, ask its referrers API or the sha256-<hex> tag")
+    loaded, node = load_label(args, args.ref)
+    store = Store(loaded.ws.cache_dir / "oci")
+    desc = descriptor(store, node)
+    from ..attest.sbom_store import ensure_all
+
+    ensure_all(store, loaded.ws.cache_dir, desc)
+    subjects = [desc]
+    if mt.is_index(desc.get("mediaType")):
+        subjects = store.read_json(desc["digest"]).get("manifests", [])
+    manifests = []
+    for subject in subjects:
+        for record in referrers_in_store(store, subject["digest"]):
+            if len(subjects) > 1 or subject is not desc:
+                record["annotations"] = {"dev.graphbuild.subject": subject["digest"]}
+            manifests.append(record)
+    doc = {"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": manifests}
+    print(json.dumps(doc, indent=2))
     return 0
 
 

@@ -87,3 +87,39 @@ def tags_of(store, node: str) -> list[str]:
     return sorted(e["annotations"][mt.REF_NAME] for e in store.entries()
                   if e.get("annotations", {}).get(mt.LABEL) == node
                   and mt.REF_NAME in e.get("annotations", {}))
+
+
+def image_manifest(args, text: str, platform: str | None):
+    """(store, node, image manifest descriptor) for a label (an image, or an index whose image
+    for ``platform`` is wanted); several images and no platform is exit 2 listing them."""
+    from .. import platforms
+    from ..oci import mediatypes as mt
+    from ..oci.store import Store
+
+    want = None
+    if platform is not None:
+        from .common import platform_filter
+
+        want = platform_filter([platform])[0]  # a bad spelling is exit 2 with the right one
+    loaded, node = load_label(args, text)
+    store = Store(loaded.ws.cache_dir / "oci")
+    desc = descriptor(store, node)
+    if not mt.is_index(desc.get("mediaType")):
+        return store, node, desc
+    images = [c for c in store.read_json(desc["digest"]).get("manifests", [])
+              if mt.is_manifest(c.get("mediaType"))]
+    if want is not None:
+        images = [c for c in images if platforms.parse(_platform_text(c)) == want]
+        if not images:
+            raise UserError(f"{node} has no image for {want}",
+                            hint="graphbuild inspect " + split_node(text)[0] + " lists them")
+    if len(images) != 1:
+        plats = ", ".join(_platform_text(c) for c in images)
+        raise UserError(f"{node} has an image for each of {plats}",
+                        hint="pick one with --platform os/arch")
+    return store, node, images[0]
+
+
+def _platform_text(desc: dict) -> str:
+    p = desc.get("platform", {})
+    return "/".join(x for x in (p.get("os"), p.get("architecture"), p.get("variant")) if x)

@@ -24,8 +24,9 @@ def collect(ws: Workspace) -> tuple[int, int]:
         ac.forget(key)
         removed += 1
     trees = {rec["data"]["tree"] for _, rec in ac.records() if "tree" in rec.get("data", {})}
-    descriptors = [rec["data"]["descriptor"] for _, rec in ac.records()
-                   if "descriptor" in rec.get("data", {})]
+    descriptors = [d for _, rec in ac.records() for d in
+                   [rec.get("data", {}).get("descriptor"), *rec.get("data", {}).get("referrers", ())]
+                   if d]
     ac.close()
     cas = CAS(cache_dir / "cas")
     keep = cas.referenced(trees)

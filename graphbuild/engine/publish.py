@@ -48,8 +48,9 @@ def add_push_nodes(analysis) -> list[NodeId]:
     return added
 
 
-def _targets(desc: dict, tags, forced=(), move: bool = True):
-    """PushTargets (one per repository) for a descriptor and its tags."""
+def _targets(desc: dict, tags, forced=(), move: bool = True, records=()):
+    """PushTargets (one per repository) for a descriptor and its tags; ``records`` (artifact
+    manifests about it) go up by digest beside it."""
     from ..registry.reference import parse_reference
     from ..registry.transfer import PushTarget
 
@@ -58,7 +59,7 @@ def _targets(desc: dict, tags, forced=(), move: bool = True):
         ref = parse_reference(tag)
         by_repo[(ref.registry, ref.repository)][ref.tag or "latest"] = desc["digest"]
     pairs = frozenset((desc["digest"], child) for child in forced)
-    return [PushTarget(reg, repo, (desc,), tag_map if move else {}, pairs)
+    return [PushTarget(reg, repo, (desc, *records), tag_map if move else {}, pairs)
             for (reg, repo), tag_map in sorted(by_repo.items())]
 
 
@@ -70,12 +71,16 @@ def _upload(rc: RunContext, node: NodeId, tags, ledger) -> Outcome:
     a HEAD when their node uploaded or mounted them (this repository is then unlikely to have
     them; a refused mount is followed by the HEAD), and if their node failed, it uploads them
     itself."""
+    from ..attest.push import referrer_roots
+    from ..attest.sbom_store import ensure_all
     from ..registry.transfer import PublishError, PushPlan, blobs_of, publish
     from .remote import Remote
 
     outcome = rc.deps[node]
     desc = outcome.data["descriptor"]
-    targets = tuple(_targets(desc, tags, outcome.data.get("forced", ()), move=False))
+    records = referrer_roots(outcome.data) + ensure_all(rc.store, rc.ws.cache_dir, desc)
+    targets = tuple(_targets(desc, tags, outcome.data.get("forced", ()), move=False,
+                             records=records))
     try:
         needed = blobs_of(PushPlan(targets), rc.store)
     except PublishError as exc:
@@ -93,7 +98,8 @@ def _upload(rc: RunContext, node: NodeId, tags, ledger) -> Outcome:
            f"{len(claim.owned)} of its {len(needed)} blobs first in this run")
     # where this node PUT the output's own manifest: no tag there can name it yet
     added = sorted([reg, repo] for reg, repo, digest in result.added if digest == desc["digest"])
-    return Outcome(desc["digest"], {"descriptor": desc, "tags": list(tags), "added": added})
+    return Outcome(desc["digest"], {"descriptor": desc, "tags": list(tags), "added": added,
+                                    "referrers": records})
 
 
 def move_tags(loaded, engine, summary, push_nodes: list[NodeId], events) -> bool:
@@ -112,7 +118,8 @@ def move_tags(loaded, engine, summary, push_nodes: list[NodeId], events) -> bool
         out = summary.results[node].outcome
         build_node = node[: -len(PUSH_SUFFIX)]
         forced = summary.results[build_node].outcome.data.get("forced", ())
-        targets.extend(_targets(out.data["descriptor"], out.data["tags"], forced))
+        targets.extend(_targets(out.data["descriptor"], out.data["tags"], forced,
+                                records=out.data.get("referrers", ())))
         added.update((reg, repo, out.digest) for reg, repo in out.data["added"])
     if not targets:
         return True
@@ -123,10 +130,28 @@ def move_tags(loaded, engine, summary, push_nodes: list[NodeId], events) -> bool
         events.emit({"event": "pushed", "label": str(label_of.get(digest, "")), "ref": ref,
                      "digest": digest})
 
+    clients = Remote.of(loaded.ws).clients_for(targets)
     try:
-        move(PushPlan(tuple(targets)), engine.store, Remote.of(loaded.ws).clients_for(targets),
+        _before_tags(loaded.ws, targets, engine.store, clients)
+        move(PushPlan(tuple(targets)), engine.store, clients,
              on_event, added=added, max_workers=TAG_WORKERS)
-    except PublishError as exc:
+    except (PublishError, BuildError) as exc:
         print(f"graphbuild: {exc}", file=sys.stderr)
         return False
     return True
+
+
+def _before_tags(ws, targets, store, clients) -> None:
+    """What must be true before any tag moves: each tagged digest signed (when the workspace
+    says how) and every record listed among its subject's referrers."""
+    from ..attest.push import sign, update_referrers
+    from ..registry.errors import RegistryError
+
+    if ws.signing:
+        sign(ws.signing["command"], targets, str(ws.root))
+    try:
+        update_referrers(targets, store, clients,
+                         ws.cache_dir / "attest" / "fallback-tags.json")
+    except RegistryError as exc:
+        raise BuildError(f"push failed while listing referrers; no tag was moved: {exc}") \
+            from None

@@ -53,9 +53,16 @@ def _record(store, items: list[tuple[str, dict, list[str]]]) -> int:
 
 
 def built_refs(actions: dict, summary) -> list[tuple[str, dict, list[str]]]:
-    """(label, descriptor, tags) for every successful node with an image or index output."""
+    """(label, descriptor, tags) for every successful node with an image or index output, and
+    ("NODE sbom" / "NODE provenance", descriptor, []) for each record attached to an image."""
+    from ..attest.records import kind_of
+
     out = []
     for node, res in summary.results.items():
         if res.status in ("built", "cached") and res.outcome and "descriptor" in res.outcome.data:
-            out.append((node, res.outcome.data["descriptor"], list(actions[node].tags)))
+            desc = res.outcome.data["descriptor"]
+            out.append((node, desc, list(actions[node].tags)))
+            if mt.is_manifest(desc.get("mediaType")):
+                out += [(f"{node} {kind_of(r)}", r, []) for r in res.outcome.data.get(
+                    "referrers", ())]
     return out

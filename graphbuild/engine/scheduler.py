@@ -211,6 +211,9 @@ class ActionContext(RunContext):
         code = self.engine.run_process(argv, cwd=cwd, env=env, stdin=stdin, log_path=self.log_path)
         return code, self.log_tail() if code else ""
 
+    def input_digests(self) -> dict[str, str]:
+        return self.engine.stat_cache.digest_many(self.engine.root_str, self.action.inputs)
+
     def log(self, text: str) -> None:
         with open(self.log_path, "a", encoding="utf-8") as fh:
             fh.write(text.rstrip("\n") + "\n")

@@ -296,6 +296,29 @@ class RegistryClient:
         self.stats.add("manifests_put")
         return digest
 
+    def referrers(self, repo: str, digest: str) -> dict | None:
+        """The OCI 1.1 referrers index of ``digest``, or None when the registry has no
+        referrers API (it answers 404; clients then use the ``sha256-<hex>`` fallback tag)."""
+        op = _Op(repo, f"list referrers of {digest}")
+        response = self._request(op, "GET", self._url(repo, "referrers", digest),
+                                 scopes=_pull(repo), headers={"Accept": "application/vnd.oci.image.index.v1+json"},
+                                 stream=True, follow=True)
+        try:
+            if response.status_code in (404, 405):
+                response.read()
+                return None
+            if response.status_code != 200:
+                response.read()
+                raise self._failure(op, response)
+            data = self._read_capped(op, response)
+        finally:
+            response.close()
+        try:
+            index = json.loads(data)
+        except ValueError:
+            return None
+        return index if isinstance(index, dict) and "manifests" in index else None
+
     def list_tags(self, repo: str, page_size: int = 1000) -> list[str]:
         """Every tag of the repository, following ``Link: <…>; rel="next"`` pages."""
         op = _Op(repo, "list tags")

@@ -34,18 +34,24 @@ class ImageRule(Rule):
                      default=[]),
         "backend": Attr("string", "native, buildx, buildah or auto (default: the workspace's)",
                         default=""),
+        "attest": Attr("mapping", "records attached as OCI referrers: {sbom: bool, provenance: "
+                       "bool} (default: the workspace's attest, else both)", default=None),
     }
 
     def check(self, target: Target) -> None:
         image_inputs.check_attrs(target)
+        _check_attest(target)
 
     def analyze(self, target: Target, ctx: AnalysisContext) -> Provider:
         plats = ctx.resolve_platforms(target)
         setup = image_inputs.Setup.of(target, ctx, plats)
         provider = Provider(self.name, platforms=plats, data={"image": True})
         templated, plain = _split_tags(target.attrs["tags"])
+        attest = _attest(target, ctx)
         for plat in plats:
             spec = setup.node_spec(plat)
+            spec.attest = attest
+            spec.key_data["attest"] = attest
             action = Action(
                 label=target.label, platform=plat, rule=self.name, rule_version=self.version,
                 mnemonic=self.mnemonic, progress=f"Building {target.label} for {plat}",
@@ -59,6 +65,30 @@ class ImageRule(Rule):
         if len(plats) > 1:  # //x:img names the multi-platform image, as a buildx build does
             provider.data["index"] = ctx.declare(_index_action(target, provider, plain))
         return provider
+
+
+def _check_attest(target: Target) -> None:
+    from graphbuild.attest import settings
+
+    try:
+        settings.check(_plain_attest(target), "attest")
+    except settings.SettingsError as exc:
+        raise target.error(str(exc), attr="attest",
+                           hint="e.g. attest: {sbom: true, provenance: false}") from None
+
+
+def _attest(target: Target, ctx: AnalysisContext) -> dict[str, bool]:
+    from graphbuild.attest import settings
+
+    own = _plain_attest(target)
+    return settings.check(own, "attest") if own is not None else dict(ctx.ws.attest)
+
+
+def _plain_attest(target: Target):
+    from graphbuild.engine.yamlpos import plain
+
+    value = target.attrs.get("attest")  # a mapping attribute keeps its values Pos-wrapped
+    return {k: plain(v) for k, v in value.items()} if isinstance(value, dict) else value
 
 
 def _split_tags(tags: list[str]) -> tuple[list[str], list[str]]:
@@ -76,7 +106,7 @@ def _index_action(target: Target, provider: Provider, tags: list[str]) -> Action
     """A plain tag on a multi-platform image names an index over its platforms (as bake does)."""
     nodes = list(provider.nodes.values())
     return Action(
-        label=target.label, platform=None, rule="image", rule_version=1, mnemonic="Index",
+        label=target.label, platform=None, rule="image", rule_version=2, mnemonic="Index",
         progress=f"Indexing {target.label}", deps=nodes, key_data={"media_type": "oci"},
         run=lambda rc, n=nodes: image_run.run_index(rc, n), check_cached=image_run.check_cached,
         tags=tags,

@@ -83,6 +83,7 @@ class NodeSpec:
     ref_platforms: dict = field(default_factory=dict)  # reference -> FROM --platform
     context_platforms: dict = field(default_factory=dict)  # contexts key -> FROM --platform
     builder: str = ""  # buildx builder instance ("" = the default)
+    attest: dict = field(default_factory=dict)  # records to attach: {sbom, provenance}
 
     @property
     def plan(self):

@@ -50,7 +50,12 @@ def run(rc: RunContext, spec) -> Outcome:
     result = backends.get(spec.backend).build(req, rc.store, rc.scratch_dir(), rc.cancelled)
     for note in result.notes:
         rc.note(note)
-    return Outcome(result.descriptor["digest"], {"descriptor": result.descriptor})
+    data = {"descriptor": result.descriptor}
+    if spec.attest and any(spec.attest.values()):
+        from graphbuild.attest.attach import make_records
+
+        data["referrers"] = make_records(rc, spec, result.descriptor)
+    return Outcome(result.descriptor["digest"], data)
 
 
 def check_cached(rc: RunContext, outcome: Outcome) -> bool:
@@ -58,7 +63,8 @@ def check_cached(rc: RunContext, outcome: Outcome) -> bool:
     a manifest is stored only after every blob it names, and `cache gc` keeps what action
     records name, so its presence vouches for its blobs."""
     desc = outcome.data.get("descriptor")
-    return bool(desc) and rc.store.has_blob(desc["digest"])
+    return bool(desc) and all(rc.store.has_blob(d["digest"])
+                              for d in [desc, *outcome.data.get("referrers", ())])
 
 
 def run_index(rc: RunContext, nodes: list[str]) -> Outcome:
@@ -66,4 +72,10 @@ def run_index(rc: RunContext, nodes: list[str]) -> Outcome:
 
     entries = [IndexEntry(rc.deps[n].data["descriptor"], n) for n in nodes]
     desc = build_index(rc.store, entries)
-    return Outcome(desc["digest"], {"descriptor": desc})
+    return Outcome(desc["digest"], {"descriptor": desc, **children_records(rc, nodes)})
+
+
+def children_records(rc: RunContext, nodes: list[str]) -> dict:
+    """The records of an index's images, so that pushing the index pushes them too."""
+    records = [r for n in nodes for r in rc.deps[n].data.get("referrers", ())]
+    return {"referrers": records} if records else {}

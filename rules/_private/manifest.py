@@ -29,7 +29,7 @@ MEDIA_TYPES = ("oci", "docker")
 
 class ManifestRule(Rule):
     name = "manifest"
-    version = 1
+    version = 2  # 2: outcomes carry the images' records
     mnemonic = "Manifest"
     doc = "An image index over the per-platform images of `images`."
     attrs: ClassVar[dict[str, Attr]] = {
@@ -212,5 +212,8 @@ def _run(rc: RunContext, target: Target, entries, overrides: dict) -> Outcome:
                        annotations=target.attrs["annotations"])
     children = rc.store.read_json(desc["digest"])["manifests"]
     forced = [m["digest"] for m, item in zip(children, items) if item.force]
-    return Outcome(desc["digest"], {"descriptor": desc, "forced": forced})
+    from .image_run import children_records
+
+    records = children_records(rc, [node for _, node, _ in entries])
+    return Outcome(desc["digest"], {"descriptor": desc, "forced": forced, **records})
 

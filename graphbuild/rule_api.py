@@ -131,7 +131,8 @@ class AnalysisContext:
     def declare(self, action: Action) -> NodeId:
         raise NotImplementedError  # pragma: no cover - interface
 
-    def glob(self, package: str, patterns: list[str]) -> list[str]:
+    def glob(self, package: str, patterns: list[str], *, allow_empty: bool = True,
+             attr: str = "srcs") -> list[str]:
         raise NotImplementedError  # pragma: no cover - interface
 
     def nodes_of(self, label: Label) -> list[NodeId]:

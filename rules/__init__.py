@@ -11,6 +11,7 @@ import importlib
 
 _WHERE = {
     "CommandRule": "command",
+    "FilegroupRule": "filegroup",
     "GroupRule": "group",
     "ImageRule": "image",
     "ManifestRule": "manifest",
@@ -18,7 +19,7 @@ _WHERE = {
     "PullRule": "pull",
 }
 
-__all__ = ["CommandRule", "GroupRule", "ImageRule", "ManifestRule", "PlatformRule", "PullRule"]
+__all__ = ["CommandRule", "FilegroupRule", "GroupRule", "ImageRule", "ManifestRule", "PlatformRule", "PullRule"]
 
 
 def __getattr__(name: str):

@@ -84,16 +84,34 @@ class Analysis(AnalysisContext):
             self.graph.add_edge(dep, node)
         return node
 
-    def glob(self, package: str, patterns: list[str]) -> list[str]:
-        """Workspace-relative files under ``package`` matched by ``patterns`` (with ``**``)."""
+    def glob(self, package: str, patterns: list[str], *, allow_empty: bool = True,
+             attr: str = "srcs") -> list[str]:
+        """Workspace-relative files under ``package`` matched by ``patterns`` (with ``**``),
+        and the workspace files that symlinks among them lead to. Unless ``allow_empty``, a
+        pattern matching nothing is exit 2 (Bazel's ``allow_empty = False``)."""
         for pat in patterns:
             if pat.startswith("/") or ".." in pat.split("/"):
-                raise self._current.error(f"glob '{pat}' leaves the package", "srcs",
-                                          "globs are relative to the package directory")
+                raise self._current.error(f"glob '{pat}' leaves the package", attr,
+                                          "globs are relative to the package directory; a file "
+                                          "of another directory is a filegroup there, in deps")
         root = f"{self.ws.root}/{package}" if package else str(self.ws.root)
-        found = self.remembered(("glob", root, tuple(patterns)),
-                                lambda walked: globs.match_files(root, patterns, walked))
-        return [f"{package}/{m}" if package else m for m in found]
+
+        def compute(walked: list[str]) -> tuple[list[str], list[str], list[str]]:
+            unmatched: list[str] = []
+            found = globs.match_files(root, patterns, walked, unmatched)
+            return found, unmatched, globs.link_targets(str(self.ws.root), root, found)
+
+        found, unmatched, targets = self.remembered(("glob", 2, root, tuple(patterns)), compute)
+        if unmatched and not allow_empty:
+            where = f"in {package}/" if package else "at the workspace root"
+            raise self._current.error(
+                f"'{attr}' pattern '{unmatched[0]}' matches no files", attr,
+                f"patterns are relative to the package directory (files {where}); fix or remove "
+                "it. A file of another directory is declared by a filegroup target there and "
+                "listed in deps")
+        out = [f"{package}/{m}" if package else m for m in found]
+        seen = set(out)
+        return out + [t for t in dict.fromkeys(targets) if t not in seen]
 
     def remembered(self, key, compute):
         """``compute(walked)``, or its earlier answer while every directory it listed and file

@@ -73,21 +73,44 @@ def _files_under(top: str, recursive: bool, walked: list[str]):
     return out
 
 
-def match_files(root: str, patterns: list[str], walked: list[str] | None = None) -> list[str]:
+def match_files(root: str, patterns: list[str], walked: list[str] | None = None,
+                unmatched: list[str] | None = None) -> list[str]:
     """Files under ``root`` (a directory path) that match any pattern; sorted, relative.
-    The directories listed are appended to ``walked`` (so the answer can be cached)."""
+    The directories listed are appended to ``walked`` (so the answer can be cached), and the
+    patterns that match no file to ``unmatched``."""
     walked = [] if walked is None else walked
     found: set[str] = set()
     for pattern in patterns:
         prefix, rest = _split(pattern)
         top = f"{root}/{prefix}" if prefix else root
+        hit = False
         if not MAGIC.search(rest):
             if os.path.isfile(f"{top}/{rest}"):
                 found.add(pattern)
+                hit = True
             walked.append(top)  # a literal name appearing or vanishing changes its directory
-            continue
-        rx = regex(rest)
-        for rel in _files_under(top, "/" in rest or "**" in rest, walked):
-            if rx.match(rel) and _hidden_ok(rest, rel):
-                found.add(f"{prefix}/{rel}" if prefix else rel)
+        else:
+            rx = regex(rest)
+            for rel in _files_under(top, "/" in rest or "**" in rest, walked):
+                if rx.match(rel) and _hidden_ok(rest, rel):
+                    found.add(f"{prefix}/{rel}" if prefix else rel)
+                    hit = True
+        if not hit and unmatched is not None:
+            unmatched.append(pattern)
     return sorted(found)
+
+
+def link_targets(ws_root: str, root: str, rels: list[str]) -> list[str]:
+    """Workspace-relative regular files that the symlinks among ``root/rel`` lead to, inside
+    the workspace. An input symlink is hashed as its text: a command reading through it lists
+    its target too, so editing the target reruns the command."""
+    prefix = ws_root.rstrip("/") + "/"
+    out: list[str] = []
+    for rel in rels:
+        path = f"{root}/{rel}"
+        if not os.path.islink(path):
+            continue
+        real = os.path.realpath(path)
+        if real.startswith(prefix) and os.path.isfile(real) and not os.path.islink(real):
+            out.append(real[len(prefix):])
+    return out

@@ -60,10 +60,10 @@ class CommandRule(Rule):
     def analyze(self, target: Target, ctx: AnalysisContext) -> Provider:
         fanned = target.attrs["platforms"] is not None
         plats: list[Platform | None] = ctx.resolve_platforms(target) if fanned else [None]
-        srcs = ctx.glob(target.package, target.attrs["srcs"])
-        if target.attrs["srcs"] and not srcs:
-            raise target.error("'srcs' matches no files", "srcs",
-                               "globs are relative to the package directory")
+        srcs = ctx.glob(target.package, target.attrs["srcs"], allow_empty=False)
+        extra, extra_globs = _filegroup_files(ctx, target.attrs["deps"])
+        own = set(srcs)
+        srcs += [f for f in extra if f not in own]
         provider = Provider(self.name, platforms=[p for p in plats if p], data={"tree": True})
         for plat in plats:
             mounts = _mounts(target, ctx, plat)
@@ -71,7 +71,8 @@ class CommandRule(Rule):
                 label=target.label, platform=plat, rule=self.name, rule_version=self.version,
                 mnemonic=self.mnemonic, progress=f"Running {target.label}",
                 deps=ctx.nodes_for(target.attrs["deps"], plat), inputs=srcs,
-                input_globs=[f"{target.package}/{g}".lstrip("/") for g in target.attrs["srcs"]],
+                input_globs=[f"{target.package}/{g}".lstrip("/") for g in target.attrs["srcs"]]
+                + extra_globs,
                 key_data={"cmd": target.attrs["cmd"], "env": target.attrs["env"],
                           "outs": sorted(target.attrs["outs"]), "mounts": mounts},
                 run=lambda rc, t=target, p=plat, m=mounts: _run(rc, t, p, m),
@@ -88,6 +89,18 @@ def _flatten(ctx: AnalysisContext, labels: list[Label]) -> list[Label]:
         out.append(lab)
         out.extend(_flatten(ctx, prov.members))
     return out
+
+
+def _filegroup_files(ctx: AnalysisContext, labels: list[Label]) -> tuple[list[str], list[str]]:
+    """The files (and their globs) of the filegroups among ``labels``, groups flattened: inputs
+    of the command like its own srcs."""
+    files: dict[str, None] = {}
+    patterns: list[str] = []
+    for lab in _flatten(ctx, labels):
+        data = ctx.provider(lab).data
+        files.update(dict.fromkeys(data.get("files", ())))
+        patterns += data.get("globs", [])
+    return list(files), patterns
 
 
 def _mounts(target: Target, ctx: AnalysisContext, plat: Platform | None) -> dict[str, NodeId]:

@@ -439,9 +439,11 @@ class Scheduler:
         hit = self._input_memo.get(memo_key)
         if hit is None:
             inputs = self.engine.stat_cache.digest_many(self.engine.root_str, paths)
-            # NUL-separated: no path or digest holds one, and it is cheaper than JSON
+            # NUL-separated: no path or digest holds one, and it is cheaper than JSON; a name
+            # that is not UTF-8 keeps its bytes (surrogateescape)
             flat = "\0".join(f"{p}\0{d}" for p, d in sorted(inputs.items()))
-            hit = self._input_memo[memo_key] = (inputs, digest_bytes(flat.encode()))
+            flat_bytes = flat.encode("utf-8", "surrogateescape")
+            hit = self._input_memo[memo_key] = (inputs, digest_bytes(flat_bytes))
         return hit
 
     def _prepare(self, node: NodeId) -> NodeResult | None:

@@ -351,6 +351,21 @@ class _Tree:
                     out.pop()  # an excluded directory is kept only for re-included content
 
 
+def _is_fifo_or_device(mode: int) -> bool:
+    return stat.S_ISFIFO(mode) or stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+
+
+def _special_file_error(rel: str, st: os.stat_result) -> CopyError:
+    """A FIFO or device node met by COPY: never opened (reading it could block or never end)."""
+    kind = "FIFO" if stat.S_ISFIFO(st.st_mode) else "device node"
+    return CopyError(
+        f"{rel!r} is a {kind}: the native backend copies regular files, directories and "
+        "symlinks only",
+        hint=f"exclude it in .dockerignore (or COPY --exclude), or build with backend: buildah, "
+             f"which copies a {kind} as one",
+    )
+
+
 # --- building the entries ------------------------------------------------------------------------
 
 
@@ -404,11 +419,13 @@ class _Emitter:
             entry = LayerEntry(target, "dir", self.mode(st), *self.owner(rel))
         elif stat.S_ISREG(st.st_mode):
             entry = LayerEntry(target, "file", self.mode(st), *self.owner(rel), source=host)
-        elif stat.S_ISLNK(st.st_mode):
+        elif stat.S_ISLNK(st.st_mode):  # dangling or looping ones too: it is never followed
             link = os.readlink(host)
             entry = LayerEntry(target, "symlink", 0o777, *self.owner(rel), linkname=link)
+        elif stat.S_ISSOCK(st.st_mode):
+            return  # a tar cannot hold one: buildah and Docker's archive skip sockets too
         else:
-            raise CopyError(f"{rel!r}: cannot copy a device, FIFO or socket")
+            raise _special_file_error(rel, st)
         self.entries[target] = entry
 
     def copy_dir_contents(self, target: str, rel: str) -> None:
@@ -738,13 +755,16 @@ def copy_from_tree(
 def copy_inputs(
     context_root: Path, sources: Sequence[str], ignore: DockerIgnore | None,
     walked: list[str] | None = None, exclude: Sequence[str] = (),
+    specials: list[tuple[str, str]] | None = None,
 ) -> list[Path]:
     """Every context file a ``COPY``/``ADD`` of ``sources`` reads, sorted: regular files and
     symlinks (including symlinks followed on the way to a source), never directories.
 
     This is what the instruction can reach after .dockerignore, for cache keys. URL sources
     (``ADD <url>``, which other backends fetch) reach no context file and are skipped. Raises
-    CopyError for the same bad sources as ``resolve_copy``.
+    CopyError for the same bad sources as ``resolve_copy``. A FIFO or device node reached
+    appends the (message, hint) native COPY would fail with to ``specials`` (other backends
+    copy them).
     """
     tree = _Tree(context_root, scoped=False, ignore=ignore, walked=walked)
     excluder = _excluder(exclude)
@@ -754,12 +774,15 @@ def copy_inputs(
             continue
         for item in tree.find(_context_source(src, tree.root), follow=True, display=src):
             paths.update(tree.host(link) for link in item.links)
-            if not stat.S_ISDIR(item.st.st_mode):
-                paths.add(tree.host(item.rel))
-                continue
-            for sub, st in tree.walk(item.rel, excluder):
-                if not stat.S_ISDIR(st.st_mode):
-                    paths.add(tree.host(_join(item.rel, sub)))
+            found = [(item.rel, item.st)] if not stat.S_ISDIR(item.st.st_mode) else [
+                (_join(item.rel, sub), st) for sub, st in tree.walk(item.rel, excluder)]
+            for rel, st in found:
+                if stat.S_ISDIR(st.st_mode):
+                    continue
+                paths.add(tree.host(rel))
+                if specials is not None and _is_fifo_or_device(st.st_mode):
+                    err = _special_file_error(rel, st)
+                    specials.append((err.message, err.hint or ""))
     if walked is not None:  # a named file vanishing or appearing changes its directory
         walked.extend({str(p.parent) for p in paths} | {str(tree.root)})
     return sorted(paths, key=lambda p: _name_key(str(p)))

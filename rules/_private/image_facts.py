@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from graphbuild import __version__, platforms
 from graphbuild.errors import UserError
 
-FACTS_VERSION = 3  # bumped when Facts change shape or meaning (3: context_platforms)
+FACTS_VERSION = 4  # bumped when Facts change shape or meaning (4: symlinks, native_special)
 
 
 @dataclass
@@ -29,6 +29,7 @@ class Facts:
     context_bases: list[tuple[str, int]]  # FROM <context>: (name, line)
     refs: list[tuple[int, str, str | None]]  # FROM <image ref>: (line, ref, --platform)
     native_unsupported: tuple[int, str] | None  # the first COPY flag native cannot do
+    native_special: tuple[int, str, str] | None  # a FIFO or device COPY reaches: (line, why, hint)
     inputs: list[str]  # workspace-relative files, the Dockerfile and .dockerignore included
     input_globs: list[str]
 
@@ -77,7 +78,7 @@ def _facts(setup, plan, ignore, walked: list[str]) -> Facts:
 
     files: set[str] = set()
     globs: list[str] = []
-    unsupported = None
+    unsupported = special = None
     for idx in plan.order:
         for cmd in plan.stages[idx].commands:
             if not isinstance(cmd, ins.Copy):
@@ -96,9 +97,13 @@ def _facts(setup, plan, ignore, walked: list[str]) -> Facts:
                                                      cmd.dest, cmd.is_add)  # wildcards: later
                         continue
                     root, ign = str(value), None
-                paths = copyspec.copy_inputs(root, cmd.sources, ign, walked, cmd.excludes)
-                # a symlink to a directory is no file to hash: the files under it are listed
-                files.update(setup.rel(p) for p in paths if not p.is_dir())
+                specials: list[tuple[str, str]] = []
+                paths = copyspec.copy_inputs(root, cmd.sources, ign, walked, cmd.excludes,
+                                             specials)
+                if specials and special is None:
+                    special = (cmd.line, *specials[0])
+                # copy_inputs lists no directory: a symlink (to a directory too) is its text
+                files.update(setup.rel(p) for p in paths)
                 _check_many_into_one(cmd, root, ign)
             except copyspec.CopyError as exc:
                 raise UserError(exc.message, path=plan.path, line=cmd.line,
@@ -112,7 +117,8 @@ def _facts(setup, plan, ignore, walked: list[str]) -> Facts:
         contexts_used=sorted(plan.contexts_used), context_platforms=list(plan.context_platforms),
         context_bases=[(b.value, plan.stages[i].line) for i, b in plan.bases.items()
                        if b.kind == "context"],
-        refs=list(plan.refs), native_unsupported=unsupported, inputs=sorted(files),
+        refs=list(plan.refs), native_unsupported=unsupported, native_special=special,
+        inputs=sorted(files),
         input_globs=globs)
 
 

@@ -205,6 +205,10 @@ class Setup:
             raise UserError(f"the native backend does not support COPY {flag}",
                             path=self.dockerfile_rel, line=line, label=str(t.label),
                             hint="use backend: buildah or buildx for this instruction")
+        if backend == "native" and facts.native_special:
+            line, why, hint = facts.native_special
+            raise UserError(why, path=self.dockerfile_rel, line=line, label=str(t.label),
+                            hint=hint)
         spec = NodeSpec(str(t.label), plat, backend, backends.version(backend),
                         self.context_str, self.dockerfile_str, self.dockerfile_rel,
                         t.attrs["build_args"], t.attrs["target"], t.attrs["labels"], {}, {},

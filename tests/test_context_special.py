@@ -161,3 +161,12 @@ def test_buildah_copies_the_same_context(ws):
     ours = members(ws)
     kinds = {n: (m.type, m.linkname) for n, m in ours.items()}
     assert kinds == {n: (m.type, m.linkname) for n, m in theirs.items() if n != "app/pipe"}
+
+
+def test_a_fifo_dockerfile_is_exit_2(ws):
+    context_ws(ws)
+    ws.path("p/Dockerfile").unlink()
+    os.mkfifo(ws.path("p/Dockerfile"))
+    res = ws.run_subprocess("run", "//p:img", timeout=GUARD)
+    assert res.code == 2, res
+    assert res.err.startswith("p/Dockerfile: //p:img: not a regular file"), res

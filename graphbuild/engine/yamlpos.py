@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
@@ -77,8 +78,15 @@ def _scalar(node, path: str, loader) -> Any:
 
 
 def read_text(file, path: str) -> str:
-    """A YAML file's text; bytes that are not UTF-8 are a UserError at their line."""
-    data = Path(file).read_bytes()
+    """A YAML file's (or Dockerfile's) text; bytes that are not UTF-8 are a UserError at their
+    line. Only a regular file is read: a FIFO or a device (a symlink to /dev/zero) would block
+    or never end."""
+    fd = os.open(file, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    with open(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise UserError("not a regular file", path=path,
+                            hint="BUILD files and Dockerfiles must be regular files")
+        data = fh.read()
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -1,4 +1,4 @@
-"""What graphbuild prints and writes: JSON events (SPEC §7), --events, --profile, --explain,
+"""What graphbuild prints and writes: JSON events (docs/events.md), --events, --profile, --explain,
 --dry-run, the plain summary, `query` and `graph`."""
 
 from __future__ import annotations

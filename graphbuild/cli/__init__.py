@@ -10,6 +10,7 @@ import importlib
 import signal
 import sys
 
+from .. import __version__
 from ..errors import GraphbuildError
 
 COMMANDS = {
@@ -32,13 +33,15 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str):
         self.print_usage(sys.stderr)
-        self.exit(2, f"graphbuild: error: {message}\n  hint: graphbuild {self.prog.split()[-1]} --help\n")
+        # prog is "graphbuild" or "graphbuild run": the command to ask for help is prog itself
+        self.exit(2, f"graphbuild: error: {message}\n  hint: {self.prog} --help\n")
 
 
 def build_parser() -> Parser:
     parser = Parser(prog="graphbuild", description="Build multi-architecture container images "
                     "from BUILD.yaml files, in parallel, cached and explained.")
     parser.add_argument("-C", "--workspace", metavar="DIR", help="the workspace root")
+    parser.add_argument("--version", action="version", version=f"graphbuild {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     sub.required = True
     for name, help_text in COMMANDS.items():

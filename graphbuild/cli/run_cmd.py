@@ -21,6 +21,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--output", choices=("auto", "plain", "json"), default="auto")
     p.add_argument("--events", metavar="FILE", help="write JSON Lines events to FILE")
     p.add_argument("--profile", metavar="FILE", help="write a Chrome trace to FILE")
+    p.add_argument("--affected-since", metavar="GITREF",
+                   help="build only the targets of PATTERN that `affected --since GITREF` "
+                        "finds (and what they need); nothing affected is success")
 
 
 def main(args) -> int:
@@ -35,10 +38,21 @@ def main(args) -> int:
             output_file(flag, path)
     split = [split_node(text) for text in args.patterns]
     for text, (base, plat) in zip(args.patterns, split):
+        if plat is not None and args.affected_since is not None:
+            raise UserError(f"pattern '{text}': --affected-since takes target patterns, not "
+                            "one platform's node", hint=f"--platform {plat} limits the build to "
+                            f"that platform: graphbuild run --affected-since "
+                            f"{args.affected_since} {base} --platform {plat}")
         if plat is not None and (base.endswith((":all", "/...")) or base == "//..."):
             raise UserError(f"pattern '{text}': [os/arch] names one platform of one target",
                             hint=f"--platform {plat} limits every target to that platform: "
                                  f"graphbuild run {base} --platform {plat}")
+    if args.affected_since is not None:
+        split = _affected(args)
+        if not split:
+            print(f"nothing affected since {args.affected_since} in "
+                  f"{' '.join(args.patterns)}: nothing to build", file=sys.stderr)
+            return 0
     loaded = load(args, [base for base, _ in split], plat_texts=args.platform)
     if any(plat is not None for _, plat in split):
         from .lookup import select_nodes
@@ -55,6 +69,15 @@ def main(args) -> int:
     if args.dry_run:
         return _dry_run(loaded, args, jobs)
     return _build(loaded, args, jobs)
+
+
+def _affected(args) -> list[tuple[str, None]]:
+    """The patterns narrowed to what changed since --affected-since (dependencies are added
+    by the build itself)."""
+    from .affected_cmd import affected_labels
+
+    labels = affected_labels(args, args.affected_since, args.patterns)
+    return [(str(label), None) for label in labels]
 
 
 def _dry_run(loaded, args, jobs: int) -> int:

@@ -116,20 +116,55 @@ def _record_refs(engine, actions, summary) -> list:
     return items
 
 
-def _where(ws, items) -> str:
+def _where(loaded, items, ok: bool) -> str:
     """Where the images are and how to look at them (shown after a build)."""
     import os
 
+    ws = loaded.ws
     store = os.path.relpath(ws.cache_dir / "oci")
-    tagged = [(label, tags[0]) for label, _, tags in items if tags]
-    label, tag = tagged[-1] if tagged else (items[-1][0], None)
+    lines = [f"images: {store} (an OCI image layout)"]
+    shown = _shown(loaded, items, ok)
+    if shown is None:  # what was asked for did not build: no dependency stands in for it
+        return lines[0]
+    node, tag = shown
     root = os.path.relpath(ws.root)
     where = "" if root == "." else f"-C {root} "
-    lines = [f"images: {store} (an OCI image layout)",
-             f"  graphbuild {where}inspect '{label}'"]
+    lines.append(f"  graphbuild {where}inspect '{node}'")
     if tag:
         lines.append(f"  skopeo inspect oci:{store}:{tag}")
     return "\n".join(lines)
+
+
+def _shown(loaded, items, ok: bool) -> tuple[str, str | None] | None:
+    """The image to suggest looking at: one of the targets asked for (a group stands for its
+    members), its index before its per-platform images, a tagged one first, then by name, so
+    the same build always names the same node. After a successful build that asked for no
+    image, a dependency's image will do."""
+    actions = loaded.analysis.actions
+    asked = _asked(loaded.tgraph)
+    images = [(node, tags) for node, _, tags in items if node in actions]
+    candidates = [(node, tags) for node, tags in images if str(actions[node].label) in asked]
+    if not candidates and ok:
+        candidates = images
+    if not candidates:
+        return None
+    node, tags = min(candidates, key=lambda c: (actions[c[0]].platform is not None, not c[1],
+                                                c[0]))
+    return node, tags[0] if tags else None
+
+
+def _asked(tgraph) -> set[str]:
+    """The labels the patterns named, groups replaced by their members (recursively)."""
+    out: set[str] = set()
+    stack = list(tgraph.roots)
+    while stack:
+        label = stack.pop()
+        if str(label) in out:
+            continue
+        out.add(str(label))
+        if tgraph.targets[label].rule == "group":
+            stack.extend(tgraph.graph.successors(label))
+    return out
 
 
 def _build(loaded, args, jobs: int) -> int:
@@ -189,5 +224,5 @@ def _build(loaded, args, jobs: int) -> int:
     if reporter:
         reporter.summary(summary)
         if refs:
-            print(_where(loaded.ws, refs), file=sys.stderr)
+            print(_where(loaded, refs, ok), file=sys.stderr)
     return 0 if ok else 1

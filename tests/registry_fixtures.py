@@ -435,7 +435,9 @@ class FaultRule:
     """Fault every request matching ``method`` and ``path_pattern``: ``action`` is an HTTP
     status (``"500"``), ``"drop"``, ``"drop-after"``, ``"corrupt"`` (flip a body byte) or
     ``"redirect"`` (307 to the same path on ``localhost:PORT``, another origin that reaches the
-    same proxy; a redirected request is not redirected again)."""
+    same proxy; a redirected request is not redirected again) or ``"hold"`` (forwarded only a
+    moment after the proxy has answered another request with an injected status: still in
+    flight when the client learns of that failure)."""
 
     method: str
     path_pattern: str
@@ -469,6 +471,8 @@ class FaultProxy:
     _streak: Counter = field(default_factory=Counter)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _server: http.server.ThreadingHTTPServer | None = None
+    # set once an injected status has been sent: "hold" requests wait for it
+    failed_one: threading.Event = field(default_factory=threading.Event)
 
     @property
     def host(self) -> str:
@@ -535,6 +539,10 @@ class _ProxyHandler(http.server.BaseHTTPRequestHandler):
         if fault == "drop":
             self.close_connection = True
             return
+        if fault == "hold":
+            self.proxy.failed_one.wait(30)
+            time.sleep(0.3)  # the client handles that failure meanwhile
+            fault = None
         if fault and fault.isdigit():
             self._fail(int(fault))
             return
@@ -601,6 +609,8 @@ class _ProxyHandler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(data)
+        self.wfile.flush()
+        self.proxy.failed_one.set()
 
 
 @pytest.fixture

@@ -100,6 +100,8 @@ def test_failure_while_moving_tags_says_which_moved(registry: RegistryServer,
     images = ImageSet(DictSource(), salt=repo)
     digest = images.index["digest"]
     fault_proxy.rules.append(FaultRule("PUT", "/manifests/v2$", "403"))
+    # v1's move is still under way when v2's refusal arrives: it counts once it has finished
+    fault_proxy.rules.append(FaultRule("PUT", "/manifests/v1$", "hold"))
     plan = PushPlan((PushTarget.to(f"{fault_proxy.host}/{repo}", [images.index],
                                    {"v1": digest, "v2": digest}),))
     with pytest.raises(PublishError) as caught:

@@ -749,8 +749,9 @@ class _TaskLoop:
     ``task`` on a worker and ``then(its result)`` on the thread that leaves the ``with`` block,
     which may submit more (from that thread, never from a worker, so nothing waits for a slot
     in a full pool). Leaving the block waits for all of it. On the first failure, what has not
-    started is cancelled, what runs finishes (an upload cut midway helps nobody), and that
-    failure is raised."""
+    started is cancelled, what runs finishes (an upload cut midway helps nobody) and has its
+    ``then`` called (so a tag moved meanwhile is counted as moved; follow-ups it submits are
+    dropped), and that failure is raised."""
 
     def __init__(self, max_workers: int) -> None:
         self._pool = ThreadPoolExecutor(max_workers=max(1, max_workers))
@@ -782,6 +783,12 @@ class _TaskLoop:
             for future in self._then:
                 future.cancel()
             self._pool.shutdown(wait=True)
+        for future, then in self._then.items():  # in flight at the failure, finished since
+            if not future.cancelled() and future.exception() is None:
+                try:
+                    then(future.result())
+                except Exception as failure:  # noqa: BLE001 - logged with the others below
+                    errors.append(failure)
         errors += [f.exception() for f in self._then
                    if not f.cancelled() and f.exception() is not None]
         for extra in errors[1:]:

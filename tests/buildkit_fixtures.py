@@ -21,6 +21,7 @@ modules bind the fixtures they use, e.g. ``registry = fx.registry`` and
 from __future__ import annotations
 
 import atexit
+import json
 import os
 import shutil
 import signal
@@ -94,13 +95,18 @@ class Daemon:
         return subprocess.run([need_tool("buildctl"), "--addr", self.addr, *args], check=check,
                               capture_output=True, text=True, timeout=60)
 
-    def running_builds(self) -> list[str]:
-        """``buildctl debug histories`` lines of builds that have not finished."""
-        out = self.buildctl("debug", "histories").stdout.splitlines()
-        return [line for line in out[1:] if line.split() and "running" in line.lower()]
+    def records(self) -> list[dict]:
+        """``buildctl debug histories`` as records (FrontendAttrs, CreatedAt, CompletedAt…)."""
+        out = self.buildctl("debug", "histories", "--format", "json").stdout
+        return [json.loads(line)["record"] for line in out.splitlines() if line.startswith("{")]
 
-    def histories(self) -> list[str]:
-        return self.buildctl("debug", "histories").stdout.splitlines()[1:]
+    def running_builds(self) -> list[str]:
+        """The refs of builds BuildKit has not finished."""
+        return [r["Ref"] for r in self.records() if not r.get("CompletedAt")]
+
+    def built_platforms(self) -> list[str]:
+        """The platform of every build this daemon ran, in no particular order."""
+        return [r.get("FrontendAttrs", {}).get("platform", "") for r in self.records()]
 
     def stop(self) -> None:
         proc, self.proc = self.proc, None

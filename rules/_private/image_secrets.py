@@ -30,7 +30,6 @@ def check(target: Target) -> None:
 
 def secrets(target: Target, package_dir: str) -> list[Secret]:
     value = target.attrs.get("secrets") or {}
-    where = f"{target.build_file}:{target.line_of('secrets')}: {target.label}"
     out = []
     for sid, pos in value.items():
         if not ID_RE.match(str(sid)):
@@ -47,7 +46,8 @@ def secrets(target: Target, package_dir: str) -> list[Secret]:
         source = src.value
         if kind == "src":
             source = os.path.join(package_dir, os.path.expanduser(source))
-        out.append(Secret(str(sid), kind, source, where))
+        out.append(Secret(str(sid), kind, source,
+                          f"{target.build_file}:{pos.line}: {target.label}"))
     return out
 
 

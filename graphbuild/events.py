@@ -1,5 +1,5 @@
-"""Build events (SPEC §7) fanned out to sinks: a JSON Lines file, stdout, the progress display;
-and the Chrome trace written by --profile."""
+"""Build events (docs/events.md) fanned out to sinks: a JSON Lines file, stdout, the progress
+display; and the Chrome trace written by --profile."""
 
 from __future__ import annotations
 

@@ -8,6 +8,8 @@ import time
 from collections import Counter
 
 STATUS_ORDER = ("built", "cached", "failed", "skipped")
+RUNNING_TIME_WIDTH = 8  # "  1234.5" before the "s" of a running node's line
+ELLIPSIS = "\u2026"
 
 
 def make_reporter(output: str, *, explain: bool, nodes: dict):
@@ -29,6 +31,7 @@ class PlainReporter:
         self.stream = stream or sys.stderr
         self.counts: Counter = Counter()
         self.by_mnemonic: dict[str, Counter] = {}
+        self.failures: list[dict] = []  # repeated after the summary
         self.lock = threading.Lock()
 
     def start(self) -> None:
@@ -59,15 +62,17 @@ class PlainReporter:
         text = f"[{self.done}/{self.total}] {status:7} {ev['node']}"
         if status == "built":
             text += f" ({ev['duration_s']:.2f}s)"
-            if self.explain:
-                text += f": {ev['reason']}"
-            elif ev.get("notes"):  # e.g. emulation in use: worth seeing without --explain
+            # why it ran was said when it started (--explain); notes (say, emulation in use)
+            # are worth seeing either way
+            if ev.get("notes"):
                 text += f": {'; '.join(ev['notes'])}"
         else:
             text += f": {ev['reason']}"
         self._print(text)
-        if status == "failed" and ev.get("log"):
-            self._print("  | " + "\n  | ".join(ev["log"].splitlines()))
+        if status == "failed":
+            self.failures.append(ev)
+            if ev.get("log"):
+                self._print("  | " + "\n  | ".join(ev["log"].splitlines()))
 
     def _print(self, text: str) -> None:
         print(text, file=self.stream, flush=True)
@@ -81,19 +86,31 @@ class PlainReporter:
         for mnem, c in rows:
             lines.append(f"{mnem:<12}" + "".join(f"{c.get(s, 0):>9}" for s in STATUS_ORDER))
         lines.append(f"{'total':<12}" + "".join(f"{self.counts.get(s, 0):>9}" for s in STATUS_ORDER))
+        lines += self.failure_lines()
         verdict = "success" if summary.ok else "FAILED"
         lines.append(f"{verdict} in {summary.duration:.2f}s")
         self._print("\n".join(lines))
+
+    def failure_lines(self) -> list[str]:
+        """The failures again, after the summary: with --keep-going they scrolled away among
+        hundreds of lines."""
+        if not self.failures:
+            return []
+        out = [f"failed ({len(self.failures)}):"]
+        for ev in self.failures:
+            first = (ev["reason"] or "").splitlines()[0] if ev["reason"] else ""
+            out.append(f"  {ev['node']}: {first}")
+        return out
 
 
 class RichReporter(PlainReporter):
     """A live table of running nodes and counts (per platform) above scrolling result lines."""
 
-    def __init__(self, explain: bool, nodes: dict) -> None:
+    def __init__(self, explain: bool, nodes: dict, console=None) -> None:
         super().__init__(explain, nodes)
         from rich.console import Console
 
-        self.console = Console(stderr=True)
+        self.console = console or Console(stderr=True)
         self.running: dict[str, float] = {}
         self.per_platform: dict[str, Counter] = {}
         self.live = None
@@ -145,9 +162,18 @@ class RichReporter(PlainReporter):
                 row(f"  {plat}", "", f"built {pc['built']}", f"cached {pc['cached']}",
                     f"failed {pc['failed']}", f"skipped {pc['skipped']}")
             now = time.monotonic()
-            for node, t0 in sorted(self.running.items(), key=lambda kv: kv[1])[:12]:
-                row(Text(f"  {node}", style="cyan"), f"{now - t0:.1f}s", "", "", "", "")
-        return table
+            running = sorted(self.running.items(), key=lambda kv: kv[1])[:12]
+        # one line per running node, below the counts: the name gets the console's width,
+        # shortened from the middle so that two names never look the same
+        width = max(self.console.width - 3 - RUNNING_TIME_WIDTH, 12)
+        names = shorten_distinct([node for node, _ in running], width)
+        pad = max(map(len, names.values()), default=0)
+        lines = [Text.assemble(("  " + names[node].ljust(pad), "cyan"),
+                               f"{now - t0:>{RUNNING_TIME_WIDTH}.1f}s", no_wrap=True)
+                 for node, t0 in running]
+        from rich.console import Group
+
+        return Group(table, *lines)
 
     def summary(self, summary) -> None:
         if summary is None:
@@ -162,5 +188,50 @@ class RichReporter(PlainReporter):
             table.add_row(mnem, *(str(c.get(s, 0)) for s in STATUS_ORDER))
         table.add_row("total", *(str(self.counts.get(s, 0)) for s in STATUS_ORDER), style="bold")
         self.console.print(table)
+        for line in self.failure_lines():
+            self._print(line)
         verdict = "[green]success" if summary.ok else "[red]FAILED"
         self.console.print(f"{verdict}[/] in {summary.duration:.2f}s")
+
+
+def shorten_middle(text: str, width: int) -> str:
+    """``text`` cut to ``width`` by dropping its middle: the package at the start and the
+    target and platform at the end are what tell nodes apart."""
+    if len(text) <= width:
+        return text
+    tail = (width - 1) * 2 // 3
+    return text[:width - 1 - tail] + ELLIPSIS + text[len(text) - tail:]
+
+
+def shorten_distinct(names: list[str], width: int) -> dict[str, str]:
+    """Each name shortened to ``width``. Names that would look the same are shown, after a
+    short head, from where they start to differ; repeated until none look the same."""
+    import os
+
+    out = {n: shorten_middle(n, width) for n in names}
+    for _ in range(len(names)):
+        by_short: dict[str, list[str]] = {}
+        for n, short in out.items():
+            by_short.setdefault(short, []).append(n)
+        groups = [g for g in by_short.values() if len(g) > 1]
+        if not groups:
+            break
+        for group in groups:
+            at = len(os.path.commonprefix(group))
+            for n in group:
+                out[n] = _window(n, at, width)
+    return out
+
+
+def _window(text: str, at: int, width: int) -> str:
+    """``text`` in ``width`` characters with ``text[at]`` at the same column whatever the text:
+    a head, an ellipsis, the text from ``at`` on and, if that is too long, an ellipsis and
+    the tail."""
+    if len(text) <= width:
+        return text
+    head = min(at, width // 4)
+    rest = text[at:]
+    if head + 1 + len(rest) <= width:
+        return text[:head] + ELLIPSIS + rest
+    tail = (width - head - 2) // 2
+    return text[:head] + ELLIPSIS + rest[:width - head - 2 - tail] + ELLIPSIS + text[-tail:]

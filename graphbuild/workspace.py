@@ -10,6 +10,7 @@ from pathlib import Path
 from . import platforms
 from .engine import yamlpos
 from .errors import UserError, did_you_mean
+from .values import BUILTIN, NAME_RE, PLATFORM_KEYS, Values
 
 WORKSPACE_FILE = "WORKSPACE.yaml"
 BUILD_FILE = "BUILD.yaml"
@@ -26,6 +27,7 @@ KEYS = {
     "buildah": "buildah settings: storage_driver, isolation",
     "attest": "records attached to images: {sbom: bool, provenance: bool}",
     "signing": "{command: '... {ref} ... {digest} ...'}, run per pushed digest before tags move",
+    "vars": "values used as {NAME} in tags, build_args, labels, annotations: NAME -> default",
 }
 BACKENDS = ("native", "buildx", "buildah", "auto")
 
@@ -44,6 +46,8 @@ class Workspace:
     buildah: dict = field(default_factory=dict)
     attest: dict = field(default_factory=lambda: {"sbom": True, "provenance": True})
     signing: dict = field(default_factory=dict)
+    var_defaults: dict[str, str] = field(default_factory=dict)  # `vars:`
+    values: Values | None = None  # with --set and the environment applied (see load)
 
     def __post_init__(self) -> None:
         if self.cache_dir is None:
@@ -77,8 +81,16 @@ def find_root(start: Path) -> Path:
                     hint=f"create an empty {WORKSPACE_FILE} at your repository root, or pass -C DIR")
 
 
-def load(root_arg: str | None = None, cwd: Path | None = None) -> Workspace:
-    """Find and read the workspace; ``root_arg`` is ``-C DIR``."""
+def load(root_arg: str | None = None, cwd: Path | None = None,
+         sets: list[str] | None = None) -> Workspace:
+    """Find and read the workspace; ``root_arg`` is ``-C DIR``, ``sets`` the ``--set NAME=VALUE``
+    overrides of its values."""
+    ws = _load(root_arg, cwd)
+    ws.values = Values(ws.root, ws.var_defaults, sets)
+    return ws
+
+
+def _load(root_arg: str | None, cwd: Path | None) -> Workspace:
     if root_arg is not None:
         root = Path(root_arg).resolve()
         if not (root / WORKSPACE_FILE).is_file():
@@ -156,6 +168,8 @@ def _apply(ws: Workspace, key: str, val: yamlpos.Pos) -> None:
             ws.attest = settings.check(plain, "attest")
         except settings.SettingsError as exc:
             raise _err(str(exc), val, "e.g. attest: {sbom: true, provenance: true}") from None
+    elif key == "vars":
+        ws.var_defaults = _vars(val)
     elif key == "signing":
         command = plain.get("command") if isinstance(plain, dict) else None
         if not isinstance(command, str) or not command.strip() or set(plain) != {"command"}:
@@ -175,6 +189,29 @@ def _apply(ws: Workspace, key: str, val: yamlpos.Pos) -> None:
                                "{linux/arm64: [arm-1, arm-2]}")
             for name, p in val.value.items():
                 _platform(yamlpos.Pos(name, p.line), p)
+
+
+def _vars(val: yamlpos.Pos) -> dict[str, str]:
+    if not isinstance(val.value, dict):
+        raise _err("vars must map names to default values", val,
+                   "e.g. vars: {REGISTRY: 127.0.0.1:5000, VERSION: dev}")
+    out = {}
+    for name, pos in val.value.items():
+        if not NAME_RE.fullmatch(name):
+            raise _err(f"vars: '{name}' is not a name", pos,
+                       "names are letters, digits and _, not starting with a digit")
+        if name in BUILTIN or name in PLATFORM_KEYS:
+            raise _err(f"vars: '{name}' is built in", pos,
+                       f"choose another name; built in: {', '.join([*BUILTIN, *PLATFORM_KEYS])}")
+        v = pos.value
+        if isinstance(v, bool):
+            v = "true" if v else "false"
+        if v is None:
+            v = ""
+        if not isinstance(v, (str, int, float)):
+            raise _err(f"vars: '{name}' must be a string", pos, "e.g. VERSION: '1.4'")
+        out[name] = str(v)
+    return out
 
 
 def _platform(p: yamlpos.Pos, where: yamlpos.Pos) -> platforms.Platform:

@@ -1,5 +1,5 @@
 """Shared fixtures: a workspace written from a dict, run through the CLI in-process or as a
-subprocess (DESIGN example 9), and the rule for tools that CI must have."""
+subprocess, and the rule for tools that CI must have."""
 
 from __future__ import annotations
 

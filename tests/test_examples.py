@@ -1,4 +1,4 @@
-"""Examples are tests (DESIGN example 8): each workspace under examples/ builds, and being
+"""Examples are tests: each workspace under examples/ builds, and being
 reproducible, its indexes have exactly these digests on any machine and in any directory."""
 
 from __future__ import annotations

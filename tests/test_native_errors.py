@@ -1,5 +1,5 @@
 """What the native builder and the image and manifest rules refuse (issue 3, items 2, 6 and 9;
-SPEC §6): exit 2 before anything runs, one `file:LINE: //label: what is wrong` line and a hint,
+docs/build-files.md): exit 2 before anything runs, one `file:LINE: //label: what is wrong` line and a hint,
 and nothing written to the store, not even for the good targets of the same run."""
 
 from __future__ import annotations

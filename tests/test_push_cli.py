@@ -1,5 +1,5 @@
 """`run --push`, `pull` targets, FROM by reference and `inspect REF`, through the CLI against the
-real registry (DESIGN: never a mock of it), read back with skopeo."""
+real registry (never a mock of it), read back with skopeo."""
 
 from __future__ import annotations
 

@@ -10,6 +10,7 @@ import importlib
 import signal
 import sys
 
+from .. import __version__
 from ..errors import GraphbuildError
 
 COMMANDS = {
@@ -26,25 +27,34 @@ COMMANDS = {
     "load": "load a built image into a local Docker or Podman",
 }
 
+SET_HELP = ("give a value of WORKSPACE.yaml vars (or a built-in git value) for {NAME} in tags, "
+            "build_args, labels, annotations; repeatable; beats GRAPHBUILD_VAR_NAME")
+
 
 class Parser(argparse.ArgumentParser):
     """argparse that exits 2 with one readable message (its default is also 2)."""
 
     def error(self, message: str):
         self.print_usage(sys.stderr)
-        self.exit(2, f"graphbuild: error: {message}\n  hint: graphbuild {self.prog.split()[-1]} --help\n")
+        # prog is "graphbuild" or "graphbuild run": the command to ask for help is prog itself
+        self.exit(2, f"graphbuild: error: {message}\n  hint: {self.prog} --help\n")
 
 
 def build_parser() -> Parser:
     parser = Parser(prog="graphbuild", description="Build multi-architecture container images "
                     "from BUILD.yaml files, in parallel, cached and explained.")
     parser.add_argument("-C", "--workspace", metavar="DIR", help="the workspace root")
+    parser.add_argument("--version", action="version", version=f"graphbuild {__version__}")
+    parser.add_argument("--set", action="append", dest="sets_top", metavar="NAME=VALUE",
+                        help=SET_HELP)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     sub.required = True
     for name, help_text in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
         p.add_argument("-C", "--workspace", metavar="DIR", default=argparse.SUPPRESS,
                        help="the workspace root")
+        p.add_argument("--set", action="append", dest="sets", metavar="NAME=VALUE",
+                       default=argparse.SUPPRESS, help=SET_HELP)
         module = importlib.import_module(f".{name}_cmd", __name__)
         module.add_arguments(p)
     return parser

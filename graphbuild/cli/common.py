@@ -20,7 +20,8 @@ class Loaded:
 def workspace(args):
     from .. import workspace as wsmod
 
-    return wsmod.load(getattr(args, "workspace", None))
+    sets = [*(getattr(args, "sets_top", None) or []), *(getattr(args, "sets", None) or [])]
+    return wsmod.load(getattr(args, "workspace", None), sets=sets)
 
 
 def patterns(texts: list[str]) -> list[Pattern]:

@@ -16,7 +16,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def main(args) -> int:
     from ..errors import UserError
-    from ..oci.export import ExportError, export_docker_archive, export_oci_archive
+    from ..oci.export import (
+        ExportError,
+        export_docker_archive,
+        export_oci_archive,
+        image_platforms,
+    )
     from ..oci.store import Store
     from .common import output_file
     from .lookup import descriptor, load_label, tags_of
@@ -33,17 +38,42 @@ def main(args) -> int:
     store = Store(loaded.ws.cache_dir / "oci")
     desc = descriptor(store, node)
     tags = tags_of(store, node)
+    chosen = ""
     try:
         if args.format == "oci":
             export_oci_archive(store, desc, args.output, tags[0] if tags else None)
         else:
+            chosen = _platform_choice(store, desc, node, args.platform)
             export_docker_archive(store, desc, args.output, tags, args.platform)
     except ExportError as exc:
-        raise UserError(str(exc), hint="pass --platform os/arch to pick one image") from None
+        plats = ", ".join(map(str, image_platforms(store, desc)))
+        raise UserError(str(exc), hint=f"pass --platform with one of: {plats}" if plats else
+                        "pass --platform os/arch to pick one image") from None
     except OSError as exc:
         if exc.filename is None or Path(exc.filename).parent != out.parent:
             raise  # not the archive being written: a store problem, reported as it is
         raise UserError(f"-o: cannot write {args.output}: {exc.strerror}",
                         hint="name a file in an existing, writable directory") from None
-    print(f"wrote {args.output} ({args.format}) for {node} {desc['digest']}")
+    print(f"wrote {args.output} ({args.format}{chosen}) for {node} {desc['digest']}")
     return 0
+
+
+def _platform_choice(store, desc: dict, node: str, platform: str | None) -> str:
+    """A docker archive holds one platform. Without --platform, a multi-platform image gives
+    the host's platform, as `docker save` does; say so, and which others there are."""
+    import sys
+
+    from .. import platforms
+    from ..oci.export import image_platforms
+
+    plats = image_platforms(store, desc)
+    if platform is not None:
+        return f", {platforms.parse(platform)}"
+    if len(plats) < 2:
+        return f", {plats[0]}" if plats else ""
+    host = platforms.host()
+    if any(p.same_as(host) for p in plats):
+        print(f"note: {node} has {len(plats)} platforms ({', '.join(map(str, plats))}); a "
+              f"docker archive holds one: {host}, the host's (--platform picks another)",
+              file=sys.stderr)
+    return f", {host}"

@@ -21,6 +21,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--output", choices=("auto", "plain", "json"), default="auto")
     p.add_argument("--events", metavar="FILE", help="write JSON Lines events to FILE")
     p.add_argument("--profile", metavar="FILE", help="write a Chrome trace to FILE")
+    p.add_argument("--affected-since", metavar="GITREF",
+                   help="build only the targets of PATTERN that `affected --since GITREF` "
+                        "finds (and what they need); nothing affected is success")
 
 
 def main(args) -> int:
@@ -35,10 +38,21 @@ def main(args) -> int:
             output_file(flag, path)
     split = [split_node(text) for text in args.patterns]
     for text, (base, plat) in zip(args.patterns, split):
+        if plat is not None and args.affected_since is not None:
+            raise UserError(f"pattern '{text}': --affected-since takes target patterns, not "
+                            "one platform's node", hint=f"--platform {plat} limits the build to "
+                            f"that platform: graphbuild run --affected-since "
+                            f"{args.affected_since} {base} --platform {plat}")
         if plat is not None and (base.endswith((":all", "/...")) or base == "//..."):
             raise UserError(f"pattern '{text}': [os/arch] names one platform of one target",
                             hint=f"--platform {plat} limits every target to that platform: "
                                  f"graphbuild run {base} --platform {plat}")
+    if args.affected_since is not None:
+        split = _affected(args)
+        if not split:
+            print(f"nothing affected since {args.affected_since} in "
+                  f"{' '.join(args.patterns)}: nothing to build", file=sys.stderr)
+            return 0
     loaded = load(args, [base for base, _ in split], plat_texts=args.platform)
     if any(plat is not None for _, plat in split):
         from .lookup import select_nodes
@@ -55,6 +69,15 @@ def main(args) -> int:
     if args.dry_run:
         return _dry_run(loaded, args, jobs)
     return _build(loaded, args, jobs)
+
+
+def _affected(args) -> list[tuple[str, None]]:
+    """The patterns narrowed to what changed since --affected-since (dependencies are added
+    by the build itself)."""
+    from .affected_cmd import affected_labels
+
+    labels = affected_labels(args, args.affected_since, args.patterns)
+    return [(str(label), None) for label in labels]
 
 
 def _dry_run(loaded, args, jobs: int) -> int:
@@ -93,20 +116,55 @@ def _record_refs(engine, actions, summary) -> list:
     return items
 
 
-def _where(ws, items) -> str:
+def _where(loaded, items, ok: bool) -> str:
     """Where the images are and how to look at them (shown after a build)."""
     import os
 
+    ws = loaded.ws
     store = os.path.relpath(ws.cache_dir / "oci")
-    tagged = [(label, tags[0]) for label, _, tags in items if tags]
-    label, tag = tagged[-1] if tagged else (items[-1][0], None)
+    lines = [f"images: {store} (an OCI image layout)"]
+    shown = _shown(loaded, items, ok)
+    if shown is None:  # what was asked for did not build: no dependency stands in for it
+        return lines[0]
+    node, tag = shown
     root = os.path.relpath(ws.root)
     where = "" if root == "." else f"-C {root} "
-    lines = [f"images: {store} (an OCI image layout)",
-             f"  graphbuild {where}inspect '{label}'"]
+    lines.append(f"  graphbuild {where}inspect '{node}'")
     if tag:
         lines.append(f"  skopeo inspect oci:{store}:{tag}")
     return "\n".join(lines)
+
+
+def _shown(loaded, items, ok: bool) -> tuple[str, str | None] | None:
+    """The image to suggest looking at: one of the targets asked for (a group stands for its
+    members), its index before its per-platform images, a tagged one first, then by name, so
+    the same build always names the same node. After a successful build that asked for no
+    image, a dependency's image will do."""
+    actions = loaded.analysis.actions
+    asked = _asked(loaded.tgraph)
+    images = [(node, tags) for node, _, tags in items if node in actions]
+    candidates = [(node, tags) for node, tags in images if str(actions[node].label) in asked]
+    if not candidates and ok:
+        candidates = images
+    if not candidates:
+        return None
+    node, tags = min(candidates, key=lambda c: (actions[c[0]].platform is not None, not c[1],
+                                                c[0]))
+    return node, tags[0] if tags else None
+
+
+def _asked(tgraph) -> set[str]:
+    """The labels the patterns named, groups replaced by their members (recursively)."""
+    out: set[str] = set()
+    stack = list(tgraph.roots)
+    while stack:
+        label = stack.pop()
+        if str(label) in out:
+            continue
+        out.add(str(label))
+        if tgraph.targets[label].rule == "group":
+            stack.extend(tgraph.graph.successors(label))
+    return out
 
 
 def _build(loaded, args, jobs: int) -> int:
@@ -166,5 +224,5 @@ def _build(loaded, args, jobs: int) -> int:
     if reporter:
         reporter.summary(summary)
         if refs:
-            print(_where(loaded.ws, refs), file=sys.stderr)
+            print(_where(loaded, refs, ok), file=sys.stderr)
     return 0 if ok else 1

@@ -20,6 +20,15 @@ def _changed_keys(old: dict, new: dict) -> list[str]:
     return sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
 
 
+def _which(old, new) -> str:
+    """For a mapping attribute (build_args, labels), the keys that changed: ' (VERSION)'."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        keys = _changed_keys(old, new)
+        if keys:
+            return f" ({', '.join(keys)})"
+    return ""
+
+
 def reason(old: dict | None, new: dict, limit: int = 5) -> str:
     """A short human reason, most specific first."""
     if old is None:
@@ -37,8 +46,9 @@ def reason(old: dict | None, new: dict, limit: int = 5) -> str:
         parts.append(f"and {len(files) - limit} more inputs")
     for dep in _changed_keys(old.get("deps", {}), new["deps"]):
         parts.append(f"dependency changed: {dep}")
-    for attr in _changed_keys(old.get("data", {}), new["data"]):
-        parts.append(f"attribute changed: {attr}")
+    old_data = old.get("data", {})
+    for attr in _changed_keys(old_data, new["data"]):
+        parts.append(f"attribute changed: {attr}{_which(old_data.get(attr), new['data'].get(attr))}")
     for key in _changed_keys(old.get("resolved", {}), new.get("resolved", {})):
         parts.append(f"resolved changed: {key}")
     for key in ("rule", "platform", "tool"):

@@ -14,7 +14,7 @@ CHUNK = 1 << 20
 
 
 def canonical(obj) -> bytes:
-    """Canonical JSON: sorted keys, no whitespace, UTF-8 (DESIGN example 3)."""
+    """Canonical JSON: sorted keys, no whitespace, UTF-8, so equal data always hashes equal."""
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 

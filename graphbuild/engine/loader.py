@@ -7,17 +7,20 @@ from __future__ import annotations
 
 import os
 import re
+from dataclasses import replace
 
-from .. import __version__
+from .. import __version__, values
 from ..attrs import AttrError, convert
 from ..errors import UserError, did_you_mean
 from ..labels import Label, Pattern, check_name
 from ..rule_api import Target
+from ..values import Values
 from ..workspace import BUILD_FILE, Workspace
 from . import rule_registry, yamlpos
 from .hashing import read_pickle, write_pickle
 
 PARSE_CACHE = "parse-cache.pickle"
+PARSE_FORMAT = 2  # 2: entries carry each target's {NAME} references
 TREE_CACHE = "tree-cache.pickle"
 
 
@@ -26,6 +29,7 @@ class Loader:
 
     def __init__(self, ws: Workspace) -> None:
         self.ws = ws
+        self.values = ws.values or Values(ws.root, ws.var_defaults)
         self.packages: dict[str, dict[str, Target]] = {}
         self._cache_path = ws.cache_dir / PARSE_CACHE
         self._cache: dict = self._read_cache()
@@ -38,7 +42,7 @@ class Loader:
     def _read_cache(self) -> dict:
         # Parsed targets depend on the installed rules too (their names, attributes, defaults):
         # a plugin installed, removed or upgraded invalidates the cache.
-        version = (__version__, _rules_fingerprint())
+        version = (__version__, _rules_fingerprint(), PARSE_FORMAT)
         data = read_pickle(self._cache_path)
         return data if data.get("version") == version else {"version": version}
 
@@ -101,15 +105,55 @@ class Loader:
         stamp = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
         hit = self._cache.get(rel)
         if hit and hit[0] == stamp:
-            targets = hit[1]
+            targets, refs = hit[1], hit[2]
         else:
-            targets = self._parse(package, rel, yamlpos.read_text(path, rel))
-            self._cache[rel] = (stamp, targets)
+            targets, refs = self._parse(package, rel, yamlpos.read_text(path, rel))
+            self._cache[rel] = (stamp, targets, refs)
             self._cache_dirty = True
+        if refs:  # values change from run to run: the cache keeps targets as written
+            targets = {name: self._with_values(t, refs.get(name)) for name, t in targets.items()}
         self.packages[package] = targets
         return targets
 
-    def _parse(self, package: str, rel: str, text: str) -> dict[str, Target]:
+    def _with_values(self, target: Target, refs: list[tuple[str, int, str]] | None) -> Target:
+        """``target`` with its {NAME} references expanded, then checked by its rule."""
+        if not refs:
+            return target
+        attrs = dict(target.attrs)
+        expansions = []
+        for attr, line, text in refs:
+            try:
+                expanded = self.values.expand(text)
+            except values.UnknownValue as exc:
+                raise UserError(f"unknown value {{{exc.name}}} in '{attr}'",
+                                path=target.build_file, line=line, label=str(target.label),
+                                hint=exc.hint) from None
+            except values.NoGitValue as exc:
+                raise UserError(f"{{{exc.name}}} has no value: {exc.why}", path=target.build_file,
+                                line=line, label=str(target.label),
+                                hint=f"run in a git checkout, or give it: --set {exc.name}=VALUE "
+                                f"or {values.ENV_PREFIX}{exc.name}=VALUE") from None
+            attrs[attr] = _replace_text(attrs[attr], text, expanded)
+            expansions.append((attr, line, text, expanded))
+        out = replace(target, attrs=attrs)
+        try:
+            rule_registry.get(out.rule).check(out)
+        except UserError as exc:
+            self._point_at_value(exc, out, expansions)
+            raise
+        return out
+
+    def _point_at_value(self, exc: UserError, target: Target, expansions: list) -> None:
+        """An error about an expanded text: point at its line and say where its values came
+        from (the rule's check knows only the attribute)."""
+        for attr, line, text, expanded in expansions:
+            if exc.line in (line, target.line_of(attr)) and repr(expanded) in exc.message:
+                exc.line = line
+                exc.message += f" ({self.values.describe(values.references(text))})"
+                return
+
+    def _parse(self, package: str, rel: str,
+               text: str) -> tuple[dict[str, Target], dict[str, list]]:
         try:
             doc = yamlpos.load(text, rel)
         except yamlpos.DuplicateKey as exc:
@@ -123,16 +167,23 @@ class Loader:
                 exc.label = _target_near(text, exc.line, package)
             raise
         if doc is None:
-            return {}
+            return {}, {}
         if not isinstance(doc.value, dict):
             raise UserError("a BUILD.yaml must map target names to their attributes",
                             path=rel, line=doc.line, hint="e.g.\n  server:\n    rule: image")
         targets = {}
+        refs: dict[str, list[tuple[str, int, str]]] = {}  # name -> (attr, line, text)
         for name, body in doc.value.items():
             targets[name] = self._target(package, rel, name, body)
-        for t in targets.values():
-            rule_registry.get(t.rule).check(t)
-        return targets
+            found = [(attr, line, text) for attr in values.ATTRS if attr in body.value
+                     for line, text in values.strings_with_references(body.value[attr],
+                                                                      body.value[attr].line)]
+            if found:
+                refs[name] = sorted(found, key=lambda ref: ref[1])  # the first in the file first
+        for name, t in targets.items():
+            if name not in refs:  # the others are checked once their values are in
+                rule_registry.get(t.rule).check(t)
+        return targets, refs
 
     def _target(self, package: str, rel: str, name: str, body: yamlpos.Pos) -> Target:
         label = Label(package, name)
@@ -217,6 +268,17 @@ class Loader:
 def _rules_fingerprint() -> tuple:
     """The installed rules: entry-point name, object and distribution version."""
     return rule_registry.fingerprint()
+
+
+def _replace_text(value, text: str, expanded: str):
+    """An attribute's value (a string, list or mapping of strings) with ``text`` replaced."""
+    if isinstance(value, str):
+        return expanded if value == text else value
+    if isinstance(value, list):
+        return [_replace_text(v, text, expanded) for v in value]
+    if isinstance(value, dict):
+        return {k: _replace_text(v, text, expanded) for k, v in value.items()}
+    return value
 
 
 _TOP_KEY = re.compile(r"([A-Za-z0-9][A-Za-z0-9._+-]*)\s*:")

@@ -484,8 +484,15 @@ class Scheduler:
         return {d: self.summary.results[d].outcome for d in self.graph.predecessors(node)}
 
     def _start(self, node: NodeId, pool: _Pool, running: int) -> None:
+        why = self._keys[node][2]
         if self.on_start:
-            self.on_start(node, self._keys[node][2])
+            self.on_start(node, why)
+        action = self.actions[node]
+        self.engine.events.emit({  # so a consumer of the events can show what is running
+            "event": "action_started", "label": str(action.label),
+            "platform": str(action.platform) if action.platform else None,
+            "rule": action.rule, "mnemonic": action.mnemonic, "node": node, "reason": why,
+        })
         pool.submit(node, running)
 
     def _work(self, node: NodeId) -> None:

@@ -18,10 +18,14 @@ class TargetGraph:
         self.loader = loader
         self.graph = DiGraph()
         self.targets: dict[Label, Target] = {}
-        self.roots: list[Label] = []
+        self.roots: list[Label] = []  # what the patterns name, each once, in pattern order
+        named: set[Label] = set()
         for pattern in patterns:
             for t in loader.expand(pattern):
-                if t.label not in self.targets:
+                # a root may already be in the graph as an earlier root's dependency: it is
+                # still a root (query, affected and run report what the patterns name)
+                if t.label not in named:
+                    named.add(t.label)
                     self.roots.append(t.label)
                 self._add(t)
         self._check_cycles()

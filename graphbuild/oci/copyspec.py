@@ -19,7 +19,7 @@ AttemptUnpack: ADD, CreateDestPath, AllowWildcard, AllowEmptyWildcard}``) and fs
   ``dest`` keeping the archive's modes and owners (BuildKit's untar applies neither ``--chmod``
   nor ``--chown`` to the members).
 
-graphbuild's own rules on top (SPEC §6): a source that is absolute, that climbs out with ``..``,
+graphbuild's own rules on top (docs/security.md): a source that is absolute, that climbs out with ``..``,
 or that must follow a symlink leading out of the context is an error, where BuildKit would quietly
 re-root it. Permission bits from the context lose group/other write (``CONTEXT_MODE_MASK``) so a
 checkout under umask 002 and one under 022 give the same image.

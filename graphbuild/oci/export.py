@@ -105,6 +105,15 @@ def export_docker_archive(
             _add_bytes(tar, "repositories", canonical_json(_repositories(repo_tags, chain[-1])))
 
 
+def image_platforms(store: Store, desc: dict) -> list[platforms.Platform]:
+    """The platforms a docker archive of ``desc`` can be made for (attestations left out)."""
+    if not mt.is_index(desc.get("mediaType")):
+        return []
+    return [platforms.from_oci(m.get("platform", {}))
+            for m in store.read_json(desc["digest"]).get("manifests", [])
+            if mt.is_manifest(m.get("mediaType")) and _runnable(m)]
+
+
 def _pick_manifest(store: Store, desc: dict, platform: str | platforms.Platform | None) -> dict:
     if mt.is_manifest(desc.get("mediaType")):
         return desc

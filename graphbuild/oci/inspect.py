@@ -174,11 +174,14 @@ def _oci_descriptor(d: dict, platform: dict) -> dict:
 def format_manifest_inspect(raw: bytes, media_type: str) -> str:
     """What ``docker manifest inspect REF`` prints for a manifest or index with bytes ``raw``."""
     if mt.is_index(media_type):
-        entries = json.loads(raw).get("manifests") or []
+        index = json.loads(raw)
+        entries = index.get("manifests") or []
         rebuilt = _struct(
             ("schemaVersion", 2, False),
             ("mediaType", _list_media_type(entries), True),
             ("manifests", [_list_entry(e) for e in entries], False),
+            # docker drops the index's own annotations; we print them (the one addition)
+            ("annotations", _go_map(index.get("annotations")), True),
         )
         return go_indent(go_marshal(rebuilt), "", "   ") + "\n"
     _check_manifest(media_type)

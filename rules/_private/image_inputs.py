@@ -42,19 +42,40 @@ def expand_tag(tag: str, plat: platforms.Platform) -> str:
 
 def check_tag(target: Target, written: str, tag: str | None = None) -> None:
     """A tag (as ``written``, or as expanded for a platform) must name an image in the store's
-    index.json, so a bad one is exit 2 before anything runs rather than a failure at the end."""
+    index.json and be a reference a registry accepts, so a bad one is exit 2 before anything
+    runs, for every command, rather than a failure at the end of a --push."""
     from graphbuild.oci.store import check_ref_name
+    from graphbuild.registry.reference import ReferenceError, parse_reference
 
+    text = written if tag is None else tag
+    shown = repr(written) if tag in (None, written) else f"{written!r} (here {tag!r})"
     try:
-        check_ref_name(written if tag is None else tag)
+        check_ref_name(text)
+        parse_reference(text)
+    except ReferenceError as exc:
+        raise target.error(f"invalid tag {shown}: {exc.problem}", "tags",
+                           _pushable_hint(text)) from None
     except ValueError:
-        shown = repr(written) if tag in (None, written) else f"{written!r} (here {tag!r})"
         hint = "a tag is [host/]name:tag of letters, digits and . _ - separators, e.g. myapp:v1"
         if any(k in written for k in TEMPLATE_KEYS) and target.rule == "manifest":
             hint = "{os} {arch} {variant} name per-platform images: use them in an image's tags"
         elif "{variant}" in written:
             hint = "{variant} is empty on platforms without one (linux/amd64): keep it off the end"
         raise target.error(f"invalid tag {shown}", "tags", hint) from None
+
+
+def _pushable_hint(text: str) -> str:
+    """The same tag as registries would take it: a lower-case repository and no '+' in the tag
+    (semver build metadata), when that is what is wrong."""
+    host, slash, rest = text.partition("/")
+    if not (slash and ("." in host or ":" in host or host == "localhost")):
+        host, slash, rest = "", "", text
+    repo, colon, tag = rest.rpartition(":") if ":" in rest else (rest, "", "")
+    fixed = f"{host}{slash}{repo.lower()}{colon}{tag.replace('+', '-')}"
+    if fixed != text:
+        return f"registries refuse it: write {fixed!r} (lower-case repository; no '+' in a tag)"
+    return ("a tag is [host[:port]/]repository[:tag]: a lower-case repository, a tag of letters, "
+            "digits, '_', '.' and '-'")
 
 
 @dataclass

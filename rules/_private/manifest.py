@@ -104,12 +104,19 @@ def _check_override(target: Target, key: str, pos: Pos) -> None:
                                "platform_annotations", f"e.g. {OVERRIDE_EXAMPLES[field]}",
                                line=val.line)
     ov = plain(pos)
-    os_, arch, variant = ov.get("os", "linux"), ov.get("arch", "amd64"), ov.get("variant", "")
-    if "arch" in ov or "variant" in ov or "os" in ov:
-        try:
-            platforms.check(str(os_), str(arch), str(variant))
-        except platforms.PlatformError as exc:
-            raise target.error(str(exc), "platform_annotations", exc.hint, line=pos.line) from None
+    # What the override names can be checked now; a variant alone is checked once the entry's
+    # own platform is known (_check_platforms), as `docker manifest annotate --variant` allows.
+    if "arch" in ov or "os" in ov:
+        variant = ov.get("variant", "") if "arch" in ov else ""
+        _check_platform(target, pos, str(ov.get("os", "linux")), str(ov.get("arch", "amd64")),
+                        str(variant))
+
+
+def _check_platform(target: Target, pos: Pos, os_: str, arch: str, variant: str) -> None:
+    try:
+        platforms.check(os_, arch, variant)
+    except platforms.PlatformError as exc:
+        raise target.error(str(exc), "platform_annotations", exc.hint, line=pos.line) from None
 
 
 OVERRIDE_EXAMPLES = {
@@ -173,12 +180,15 @@ def _declares(ctx, label, plat, declared) -> bool:
 
 def _check_platforms(target: Target, entries, ctx) -> None:
     """Duplicate platforms and require_platforms, known before anything runs."""
-    overrides = {w: plain(p) for w, p in target.attrs["platform_annotations"].items()}
+    positions = target.attrs["platform_annotations"]
     seen: dict[str, str] = {}
     for written, _, plat in entries:
-        ov = overrides.get(written.split("[")[0], overrides.get(written, {}))
+        pos = positions.get(written.split("[")[0], positions.get(written))
+        ov = plain(pos) if pos is not None else {}
         final = platforms.Platform(ov.get("os", plat.os), ov.get("arch", plat.arch),
                                    ov.get("variant", plat.variant))
+        if "variant" in ov:
+            _check_platform(target, pos, final.os, final.arch, final.variant)
         if not ov.get("force") and (final.os, final.arch) != (plat.os, plat.arch):
             raise target.error(f"platform_annotations for {written} set {final} but the image is "
                                f"built for {plat}", "platform_annotations",

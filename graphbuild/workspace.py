@@ -182,9 +182,11 @@ def _apply(ws: Workspace, key: str, val: yamlpos.Pos) -> None:
         setattr(ws, key, plain)
         if key == "builders":
             for p in val.value.values():
-                if not isinstance(p.value, str):
-                    raise _err("builder names must be strings", p,
-                               "e.g. builders: {linux/arm64: arm-builder}")
+                names = p.value if isinstance(p.value, list) else [p]
+                if not names or not all(isinstance(n.value, str) and n.value for n in names):
+                    raise _err("builder names must be strings (a list of them is a pool)", p,
+                               "e.g. builders: {linux/arm64: arm-builder} or "
+                               "{linux/arm64: [arm-1, arm-2]}")
             for name, p in val.value.items():
                 _platform(yamlpos.Pos(name, p.line), p)
 

@@ -280,7 +280,7 @@ def test_command_lines_builder_per_platform_cache_and_import(ws, docker):
         layout, digest = ctx[len("base=oci-layout://"):].split("@")
         assert digest == base_digest and Path(layout).name == f"base-{digest[7:19]}"
         dest = next(a for a in argv if a.startswith("type=oci,dest="))
-        assert dest.endswith("/image.tar,tar=true")
+        assert dest.endswith("/image.tar,tar=true,rewrite-timestamp=true")
         tag = plat.replace("/", "-")
         assert argv == [
             "buildx", "build", "--builder", builder, "--platform", plat,
@@ -290,6 +290,7 @@ def test_command_lines_builder_per_platform_cache_and_import(ws, docker):
             "--cache-from", f"type=local,src=/var/cache/bx-{tag}",
             "--cache-to", f"type=local,dest=/var/cache/bx-{tag},mode=max",
             "--cache-to", "type=inline",
+            "--provenance=false", "--sbom=false",
             "--progress", "plain", "--output", dest, f"{root}/app",
         ]
     # named builders exist: nothing is created, and the default builder is never consulted
@@ -392,7 +393,7 @@ def test_missing_docker_plugin_and_daemon(ws, docker, tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(empty))
     res = ws.run("run", "//app:app")
     assert res.code == 2, res
-    assert "backend 'buildx' cannot run here: Docker is not installed (no `docker` on PATH)" \
+    assert "backend 'buildx' cannot run here: Docker is not installed (no `docker` or `docker-buildx` on PATH)" \
         in res.err
     res = ws.run("builders")
     assert res.code == 2 and "Docker is not installed" in res.err
@@ -420,7 +421,8 @@ def test_a_missing_named_builder_is_an_error_until_created(ws, docker):
     res = ws.run("builders")
     assert res.code == 0, res
     lines = res.out.splitlines()
-    assert lines[0].split() == ["BUILDER", "PLATFORMS", "NEEDED", "BY", "STATUS"]
+    assert lines[0].split() == ["BUILDER", "PLATFORMS", "NEEDED", "BY", "STATUS", "BUILDKIT",
+                                "REPORTS"]
     rows = {line.split()[0]: line for line in lines[1:4]}
     assert "linux/amd64" in rows["amd-native"] and "//platforms:amd64" in rows["amd-native"]
     assert rows["amd-native"].endswith("missing")
@@ -440,7 +442,8 @@ def test_a_missing_named_builder_is_an_error_until_created(ws, docker):
     ]
     assert res.out.count("created") == 3
     res = ws.run("builders")
-    assert "missing" not in res.out and res.out.count("exists (docker-container)") == 3
+    assert "missing" not in res.out and res.out.count("running (docker-container)") == 3
+    assert res.out.count("v0.12.5") == 3
     assert ws.run("run", "//app:app").code == 0
     builders = {p: a[a.index("--builder") + 1] for p, a in docker.builds().items()}
     assert builders == {"linux/amd64": "amd-native", "linux/arm64": "arm-native",

@@ -23,6 +23,24 @@ class NamedContext:
 
 
 @dataclass
+class Secret:
+    """A build secret: where its value comes from (``src`` a file, ``env`` a variable)."""
+
+    id: str
+    kind: str  # "src" | "env"
+    source: str
+    where: str = ""  # "path/BUILD.yaml:LINE: //label", for messages
+
+
+@dataclass
+class SshAgent:
+    """An SSH agent socket or keys forwarded to ``RUN --mount=type=ssh``; no paths: $SSH_AUTH_SOCK."""
+
+    id: str
+    paths: list[str] = field(default_factory=list)
+
+
+@dataclass
 class BuildRequest:
     label: str
     node: str
@@ -40,6 +58,8 @@ class BuildRequest:
     builder: str = ""  # buildx builder instance for this platform; "" = the default builder
     settings: dict = field(default_factory=dict)  # WORKSPACE.yaml's section for this backend
     state_dir: Path | None = None  # state kept across builds (buildah storage): <cache_dir>/<name>
+    secrets: list[Secret] = field(default_factory=list)
+    ssh: list[SshAgent] = field(default_factory=list)
 
 
 @dataclass

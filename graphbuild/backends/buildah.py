@@ -111,7 +111,7 @@ def command(req: BuildRequest, exe: str, state_dir: Path, context_args: list[str
     ignore = dockerignore_path(req.context_dir, req.dockerfile)
     if ignore:
         argv += ["--ignorefile", str(ignore)]
-    argv += external.dockerfile_flags(req, context_args)
+    argv += external.dockerfile_flags(req, context_args) + external.secret_flags(req)
     return argv + ["--tag", f"oci:{out}", str(req.context_dir)]
 
 
@@ -134,6 +134,7 @@ def build(req: BuildRequest, store, scratch: Path, cancelled: threading.Event) -
     if exe is None:
         raise ActionFailed(f"{missing()}; {MISSING_HINT}")
     opts = settings(req.settings)
+    external.check_secrets(req)
     state_dir = req.state_dir or store.root.parent / NAME
     state_dir.mkdir(parents=True, exist_ok=True)
     (scratch / "tmp").mkdir(exist_ok=True)

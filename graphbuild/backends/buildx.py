@@ -18,11 +18,22 @@ archive and imported into the store.
   ``{arch}``, ``{variant}`` and ``{platform}`` (``linux-arm64``) in a SPEC are filled in per node,
   so platforms do not overwrite each other's cache.
 - SOURCE_DATE_EPOCH (0 when unset) is passed in the environment, which buildx forwards to
-  BuildKit for the image's dates.
+  BuildKit for the image's dates, and the OCI exporter gets ``rewrite-timestamp=true`` so the
+  files' dates in the layers are clamped to it too: two cold builds give the same digest.
+- BuildKit's own attestations are off (``--provenance=false --sbom=false``): graphbuild attaches
+  its own SLSA provenance and SBOM as OCI referrers (docs/supply-chain.md), and an attestation
+  manifest in the image's index would be an ``unknown/unknown`` entry that is not a platform.
+- ``secrets`` and ``ssh`` of the image go to ``--secret id=ID,src=PATH|env=NAME`` and ``--ssh``;
+  only their ids and sources are part of the action key, never a secret's value.
+- Without a ``docker`` CLI, the ``docker-buildx`` plugin binary runs standalone, as it can. Its
+  version is remembered per executable identity (path, size, mtime of the CLI and the plugin),
+  so a no-op runs no ``docker buildx version``.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import re
 import shutil
@@ -45,7 +56,8 @@ DAEMON_ERRORS = ("Cannot connect to the Docker daemon", "Is the docker daemon ru
                  "error during connect", "permission denied while trying to connect")
 NO_PLUGIN_HINT = ("install the buildx plugin (Debian/Ubuntu: apt-get install docker-buildx, or "
                   "docker-buildx-plugin from Docker's repository), or use backend: buildah")
-NO_DOCKER_HINT = "install Docker with the buildx plugin, or use backend: buildah (daemonless)"
+NO_DOCKER_HINT = ("install the Docker CLI with the buildx plugin (or the docker-buildx binary "
+                  "alone, on PATH), or use backend: buildah (daemonless)")
 DAEMON_HINT = ("start Docker (systemctl start docker), check DOCKER_HOST or `docker context "
                "ls`, or use backend: buildah (daemonless)")
 
@@ -62,43 +74,111 @@ class Builder:
     driver: str = ""
     status: str = ""
     platforms: list[str] = field(default_factory=list)
+    endpoint: str = ""
+    buildkit: str = ""  # the BuildKit version its node reports
 
 
 class DockerUnavailable(ActionFailed):
     """Docker, its daemon or the buildx plugin is missing."""
 
 
-# -- the docker executable --------------------------------------------------------------------
+class BuilderDown(ActionFailed):
+    """A named builder exists but its BuildKit does not answer."""
+
+
+# -- the buildx executable --------------------------------------------------------------------
+
+PLUGIN_DIRS = ("/usr/local/lib/docker/cli-plugins", "/usr/local/libexec/docker/cli-plugins",
+               "/usr/lib/docker/cli-plugins", "/usr/libexec/docker/cli-plugins")
+
 
 def _docker() -> str | None:
     return shutil.which("docker")
 
 
-def _key(exe: str) -> tuple:
-    """What a cached answer depends on: the executable and where it points."""
+def tool() -> tuple[str, ...] | None:
+    """The buildx command: ``docker buildx`` with a Docker CLI, else the plugin binary alone."""
+    exe = _docker()
+    if exe is not None:
+        return (exe, "buildx")
+    alone = shutil.which("docker-buildx")
+    return (alone,) if alone else None
+
+
+def _plugin() -> str | None:
+    """The plugin file the Docker CLI would run (its config dir first, as the CLI looks)."""
+    config = os.environ.get("DOCKER_CONFIG") or os.path.expanduser("~/.docker")
+    for d in (os.path.join(config, "cli-plugins"), *PLUGIN_DIRS):
+        path = os.path.join(d, "docker-buildx")
+        if os.path.isfile(path):
+            return os.path.realpath(path)
+    return None
+
+
+def _stamp(path: str | None) -> tuple | None:
     try:
-        st = os.stat(exe)
-        stamp = (st.st_mtime_ns, st.st_size)
+        st = os.stat(path) if path else None
     except OSError:
-        stamp = None
+        return None
+    return (path, st.st_mtime_ns, st.st_size, st.st_ino) if st else None
+
+
+def _key(exe: tuple[str, ...]) -> tuple:
+    """What a cached answer depends on: the executables and where they point."""
     env = tuple(os.environ.get(k) for k in ("DOCKER_HOST", "DOCKER_CONTEXT", "DOCKER_CONFIG",
                                             "BUILDX_BUILDER"))
-    return (exe, stamp, env)
+    return (exe, _stamp(exe[0]), _stamp(_plugin()) if len(exe) > 1 else None, env)
 
 
-def _buildx_version(exe: str) -> tuple[int, str]:
+def _memory() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+    return Path(base) / "graphbuild" / "buildx-version.json"
+
+
+def _remembered(ident: tuple) -> tuple[int, str] | None:
+    try:
+        found = json.loads(_memory().read_text()).get(_ident_hash(ident))
+    except (OSError, ValueError, AttributeError):
+        return None
+    return (0, found) if isinstance(found, str) else None
+
+
+def _remember(ident: tuple, out: str) -> None:
+    path = _memory()
+    try:
+        known = json.loads(path.read_text()) if path.exists() else {}
+        known = known if isinstance(known, dict) and len(known) < 64 else {}
+        known[_ident_hash(ident)] = out
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}")
+        tmp.write_text(json.dumps(known))
+        os.replace(tmp, path)
+    except OSError:  # a read-only home only costs the next run one `buildx version`
+        pass
+
+
+def _ident_hash(ident: tuple) -> str:
+    return hashlib.sha256(repr(ident[:3]).encode()).hexdigest()[:32]
+
+
+def _buildx_version(exe: tuple[str, ...]) -> tuple[int, str]:
     key = _key(exe)
     with _lock:
         if key not in _versions:
-            _versions[key] = external.capture([exe, "buildx", "version"], timeout=30)
+            found = _remembered(key)
+            if found is None:
+                found = external.capture([*exe, "version"], timeout=30)
+                if found[0] == 0:
+                    _remember(key, found[1])
+            _versions[key] = found
         return _versions[key]
 
 
 def missing() -> str | None:
     """Why this backend cannot run here (no docker, no buildx plugin), or None."""
-    exe = _docker()
+    exe = tool()
     if exe is None:
-        return "Docker is not installed (no `docker` on PATH)"
+        return "Docker is not installed (no `docker` or `docker-buildx` on PATH)"
     code, out = _buildx_version(exe)
     if code != 0:
         first = out.splitlines()[0] if out else f"exit status {code}"
@@ -107,7 +187,7 @@ def missing() -> str | None:
 
 
 def version() -> str:
-    exe = _docker()
+    exe = tool()
     ver = "unavailable"
     if exe is not None:
         code, out = _buildx_version(exe)
@@ -116,13 +196,13 @@ def version() -> str:
     return f"{NAME}/{__version__}/{ver}"
 
 
-def require() -> str:
-    """The docker executable, when buildx works; else DockerUnavailable with what to do."""
+def require() -> tuple[str, ...]:
+    """The buildx command, when buildx works; else DockerUnavailable with what to do."""
     why = missing()
     if why is not None:
-        hint = NO_DOCKER_HINT if _docker() is None else NO_PLUGIN_HINT
+        hint = NO_DOCKER_HINT if tool() is None else NO_PLUGIN_HINT
         raise DockerUnavailable(f"{why}\n  hint: {hint}")
-    exe = _docker()
+    exe = tool()
     assert exe is not None
     return exe
 
@@ -136,13 +216,14 @@ def _daemon_error(out: str) -> str | None:
 
 # -- builder instances ------------------------------------------------------------------------
 
-def inspect(exe: str, name: str = "", *, fresh: bool = False) -> Builder:
-    """``docker buildx inspect [NAME]``: whether the builder exists and its driver."""
+def inspect(exe: tuple[str, ...], name: str = "", *, fresh: bool = False) -> Builder:
+    """``docker buildx inspect [NAME]``: whether the builder exists, its driver, status,
+    platforms and BuildKit version."""
     key = (_key(exe), name)
     with _lock:
         if not fresh and key in _builders:
             return _builders[key]
-    code, out = external.capture([exe, "buildx", "inspect", *([name] if name else [])])
+    code, out = external.capture([*exe, "inspect", *([name] if name else [])])
     daemon = _daemon_error(out)
     if daemon:
         raise DockerUnavailable(f"the Docker daemon is not reachable ({daemon})\n  hint: "
@@ -167,12 +248,13 @@ def _parse_inspect(name: str, out: str) -> Builder:
             fields[k.strip()] = v.strip()
     plats = [p.strip().rstrip("*") for p in fields.get("Platforms", "").split(",") if p.strip()]
     return Builder(fields.get("Name", name), True, fields.get("Driver", ""),
-                   fields.get("Status", ""), plats)
+                   fields.get("Status", ""), plats, fields.get("Endpoint", ""),
+                   fields.get("BuildKit version") or fields.get("BuildKit", ""))
 
 
-def create(exe: str, name: str, plats: list[str] | None = None) -> Builder:
+def create(exe: tuple[str, ...], name: str, plats: list[str] | None = None) -> Builder:
     """``docker buildx create --name NAME --driver docker-container [--platform ...]``."""
-    argv = [exe, "buildx", "create", "--name", name, "--driver", "docker-container"]
+    argv = [*exe, "create", "--name", name, "--driver", "docker-container"]
     if plats:
         argv += ["--platform", ",".join(plats)]
     code, out = external.capture(argv, timeout=120)
@@ -185,21 +267,46 @@ def create(exe: str, name: str, plats: list[str] | None = None) -> Builder:
     return inspect(exe, name, fresh=True)
 
 
-def resolve_builder(exe: str, wanted: str) -> str:
+def _usable(exe: tuple[str, ...], wanted: str) -> Builder:
+    """A named builder that exists, can export OCI and is running; else ActionFailed naming it.
+    Its status is asked afresh once per run: a remote node that is down would otherwise cost
+    BuildKit's 20 s connection timeout."""
+    b = inspect(exe, wanted)
+    if not b.exists:
+        raise ActionFailed(
+            f"the buildx builder '{wanted}' does not exist\n  hint: create it with `docker "
+            f"buildx create --name {wanted} --driver docker-container [ENDPOINT]` (a native "
+            "node: ssh://host, tcp://host:1234 or a docker context), or run `graphbuild "
+            "builders --create`")
+    if b.driver in NO_OCI_DRIVERS:
+        raise ActionFailed(f"the buildx builder '{wanted}' uses the {b.driver} driver, which "
+                           "cannot export an OCI image\n  hint: use a docker-container, "
+                           "kubernetes or remote builder")
+    if b.driver == "remote" and b.status.lower() not in ("running", ""):
+        raise BuilderDown(f"the buildx builder '{wanted}' is not running (status "
+                          f"{b.status or 'unknown'}, endpoint {b.endpoint or '?'})\n  hint: "
+                          f"start the BuildKit daemon at {b.endpoint or 'its endpoint'}, check "
+                          f"`docker buildx inspect {wanted}`, or route its platform to another "
+                          "builder (WORKSPACE.yaml builders)")
+    return b
+
+
+def resolve_builder(exe: tuple[str, ...], wanted: str) -> str:
     """The ``--builder`` value for a node ("" = the current builder), creating the
-    ``graphbuild`` docker-container builder when the current one cannot export OCI."""
+    ``graphbuild`` docker-container builder when the current one cannot export OCI.
+
+    ``wanted`` may be a pool, ``a,b,c`` in the node's order of preference: the first that is
+    running builds it, so a target's BuildKit cache stays on one node while it is up."""
     if wanted:
-        b = inspect(exe, wanted)
-        if not b.exists:
-            raise ActionFailed(
-                f"the buildx builder '{wanted}' does not exist\n  hint: create it with `docker "
-                f"buildx create --name {wanted} --driver docker-container [ENDPOINT]` (a native "
-                "node: ssh://host or a docker context), or run `graphbuild builders --create`")
-        if b.driver in NO_OCI_DRIVERS:
-            raise ActionFailed(f"the buildx builder '{wanted}' uses the {b.driver} driver, which "
-                               "cannot export an OCI image\n  hint: use a docker-container, "
-                               "kubernetes or remote builder")
-        return wanted
+        pool = wanted.split(",")
+        for i, name in enumerate(pool):
+            try:
+                _usable(exe, name)
+                return name
+            except BuilderDown:
+                if i == len(pool) - 1:
+                    raise
+        raise AssertionError("unreachable")
     current = inspect(exe)
     if current.driver not in NO_OCI_DRIVERS:
         return ""
@@ -209,16 +316,25 @@ def resolve_builder(exe: str, wanted: str) -> str:
     return DEFAULT_BUILDER
 
 
-
-def builder_for(ws_builders: dict, plat: platforms.Platform, declared: str = "") -> str:
+def builder_for(ws_builders: dict, plat: platforms.Platform, declared: str = "",
+                label: str = "") -> str:
     """The builder named for ``plat``: the platform target's ``builder`` attribute, else
-    WORKSPACE.yaml ``builders``; "" when neither names one."""
-    if declared:
-        return declared
-    for key, name in (ws_builders or {}).items():
-        if platforms.parse(key).same_as(plat):
-            return name
-    return ""
+    WORKSPACE.yaml ``builders``; "" when neither names one. A pool (a list of names, or
+    ``a,b`` in a ``builder`` attribute) comes back as ``a,b`` in ``label``'s order."""
+    names = declared
+    if not names:
+        for key, value in (ws_builders or {}).items():
+            if platforms.parse(key).same_as(plat):
+                names = value if isinstance(value, str) else ",".join(value)
+                break
+    pool = [n.strip() for n in names.split(",") if n.strip()]
+    return ",".join(spread(pool, label))
+
+
+def spread(pool: list[str], label: str) -> list[str]:
+    """``pool`` in rendezvous-hash order for ``label``: each target prefers one node (its
+    BuildKit cache stays there), targets spread evenly, and a node's loss moves only its own."""
+    return sorted(pool, key=lambda n: hashlib.sha256(f"{label}\0{n}".encode()).hexdigest())
 
 
 def declared_builder(target, provider_of, plat: platforms.Platform) -> str:
@@ -234,8 +350,10 @@ def declared_builder(target, provider_of, plat: platforms.Platform) -> str:
 
 
 def node_builder(target, ctx, plat: platforms.Platform) -> str:
-    """The builder an image node for ``plat`` uses, decided at analysis."""
-    return builder_for(ctx.ws.builders, plat, declared_builder(target, ctx.provider, plat))
+    """The builder (or pool, in this target's order) an image node for ``plat`` uses, decided
+    at analysis."""
+    return builder_for(ctx.ws.builders, plat, declared_builder(target, ctx.provider, plat),
+                       str(target.label))
 
 
 # -- one build --------------------------------------------------------------------------------
@@ -289,23 +407,25 @@ def contexts(req: BuildRequest, store, scratch: Path) -> list[str]:
     return out
 
 
-def command(req: BuildRequest, exe: str, builder: str, context_args: list[str],
+def command(req: BuildRequest, exe: tuple[str, ...], builder: str, context_args: list[str],
             opts: dict[str, list[str]], dest: Path) -> list[str]:
-    argv = [exe, "buildx", "build"]
+    argv = [*exe, "build"]
     if builder:
         argv += ["--builder", builder]
     argv += ["--platform", str(req.platform), "--file", str(req.dockerfile)]
     argv += external.dockerfile_flags(req, context_args)
+    argv += external.secret_flags(req)
     for key, flag in (("cache_from", "--cache-from"), ("cache_to", "--cache-to")):
         for spec in opts.get(key, []):
             argv += [flag, _fill(spec, req.platform)]
-    return argv + ["--progress", "plain", "--output", f"type=oci,dest={dest},tar=true",
-                   str(req.context_dir)]
+    return argv + ["--provenance=false", "--sbom=false", "--progress", "plain", "--output",
+                   f"type=oci,dest={dest},tar=true,rewrite-timestamp=true", str(req.context_dir)]
 
 
 def build(req: BuildRequest, store, scratch: Path, cancelled: threading.Event) -> BuildResult:
     exe = require()
     opts = settings(req.settings)
+    external.check_secrets(req)
     builder = resolve_builder(exe, req.builder)
     dest = scratch / ARCHIVE
     argv = command(req, exe, builder, contexts(req, store, scratch), opts, dest)
@@ -313,7 +433,7 @@ def build(req: BuildRequest, store, scratch: Path, cancelled: threading.Event) -
     env = {**os.environ, "SOURCE_DATE_EPOCH": str(req.source_date_epoch)}
     code = external.run_tool(argv, cwd=scratch, log_path=log, cancelled=cancelled, env=env)
     if code != 0:
-        raise failure(req, log.read_text(errors="replace"), code, external.tail(log))
+        raise failure(req, log.read_text(errors="replace"), code, external.tail(log), builder)
     if not dest.is_file():
         raise ActionFailed(f"{req.dockerfile_rel}: {req.label}: docker buildx build exited 0 "
                            f"but wrote no OCI archive at {dest}", external.tail(log))
@@ -328,7 +448,8 @@ def build(req: BuildRequest, store, scratch: Path, cancelled: threading.Event) -
 _LOCATION_RE = re.compile(r"^(\S+):(\d+)$")
 
 
-def failure(req: BuildRequest, output: str, code: int, log_tail: str) -> ActionFailed:
+def failure(req: BuildRequest, output: str, code: int, log_tail: str,
+            builder: str = "") -> ActionFailed:
     """The error for a failed build, at the Dockerfile line BuildKit's report names::
 
         Dockerfile:3
@@ -341,6 +462,13 @@ def failure(req: BuildRequest, output: str, code: int, log_tail: str) -> ActionF
     if daemon:
         return DockerUnavailable(f"{req.dockerfile_rel}: {req.label}: the Docker daemon is not "
                                  f"reachable ({daemon})\n  hint: {DAEMON_HINT}", log_tail)
+    if "waiting for connection" in output and "context deadline exceeded" in output:
+        name = builder or "the current builder"
+        return BuilderDown(f"{req.dockerfile_rel}: {req.label}: the buildx builder {name} did "
+                           "not answer (its BuildKit is down or unreachable)\n  hint: check "
+                           f"`docker buildx inspect {builder}`, start its daemon, or route "
+                           f"{req.platform} to another builder (WORKSPACE.yaml builders)",
+                           log_tail)
     line = None
     for i, text in enumerate(lines[:-1]):
         m = _LOCATION_RE.match(text.strip())

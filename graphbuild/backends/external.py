@@ -166,3 +166,32 @@ def dockerfile_flags(req, context_args: list[str]) -> list[str]:
     for arg in context_args:
         argv += ["--build-context", arg]
     return argv
+
+
+def secret_flags(req) -> list[str]:
+    """``--secret id=ID,src=PATH|env=NAME`` and ``--ssh ID[=PATH,...]`` (buildx and buildah
+    spell them alike): where a value comes from, never the value."""
+    argv: list[str] = []
+    for s in req.secrets:
+        argv += ["--secret", f"id={s.id},{s.kind}={s.source}"]
+    for a in req.ssh:
+        argv += ["--ssh", f"{a.id}={','.join(a.paths)}" if a.paths else a.id]
+    return argv
+
+
+def check_secrets(req) -> None:
+    """Every secret's source exists before the tool runs (the tool's own message would not say
+    which BUILD.yaml entry it came from); the message names the source, never a value."""
+    for s in req.secrets:
+        if s.kind == "src" and not os.path.isfile(s.source):
+            raise ActionFailed(f"{s.where}: secret '{s.id}': file {s.source} not found\n  hint: "
+                               "create it, or take the secret from the environment with "
+                               f"`secrets: {{{s.id}: {{env: NAME}}}}`")
+        if s.kind == "env" and s.source not in os.environ:
+            raise ActionFailed(f"{s.where}: secret '{s.id}': environment variable {s.source} is "
+                               f"not set\n  hint: export {s.source} before the build")
+    for a in req.ssh:
+        if not a.paths and a.id == "default" and not os.environ.get("SSH_AUTH_SOCK"):
+            raise ActionFailed(f"{req.label}: ssh 'default' forwards $SSH_AUTH_SOCK, which is not "
+                               "set\n  hint: start an agent (eval $(ssh-agent); ssh-add), or "
+                               "name key files: `ssh: {default: [~/.ssh/id_ed25519]}`")

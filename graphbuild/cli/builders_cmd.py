@@ -1,5 +1,6 @@
 """`graphbuild builders`: the buildx builder instances the workspace's platforms need, whether
-each exists, and (with --create) creating the missing ones."""
+each exists, its status, the platforms it reports and its BuildKit version, and (with --create)
+creating the missing ones."""
 
 from __future__ import annotations
 
@@ -34,8 +35,9 @@ def needed(analysis) -> dict[str, Need]:
         need.platforms.add(str(plat))
         need.why.add(why)
 
-    for key, name in (ws.builders or {}).items():
-        add(name, platforms.parse(key), "WORKSPACE.yaml builders")
+    for key, names in (ws.builders or {}).items():
+        for name in [names] if isinstance(names, str) else names:
+            add(name, platforms.parse(key), "WORKSPACE.yaml builders")
     for label, prov in analysis.providers.items():
         if prov.rule == "platform" and (prov.data or {}).get("builder"):
             add(prov.data["builder"], prov.platform, str(label))
@@ -45,9 +47,10 @@ def needed(analysis) -> dict[str, Need]:
         if (action.key_data or {}).get("backend") != "buildx":
             continue
         target = analysis.target_of[node]
-        name = buildx.node_builder(target, analysis, action.platform)
-        add(name, action.platform, "images built with buildx" if name else
-            "images built with buildx on platforms no builder is named for")
+        pool = buildx.node_builder(target, analysis, action.platform)
+        for name in pool.split(",") if pool else [""]:
+            add(name, action.platform, "images built with buildx" if name else
+                "images built with buildx on platforms no builder is named for")
     return out
 
 
@@ -66,11 +69,11 @@ def main(args) -> int:
     for name in sorted(needs, key=lambda n: (n == "", n)):
         need = needs[name]
         plats = sorted(need.platforms)
-        shown, status, create_as = name, "", name
+        shown, status, create_as, b = name, "", name, None
         if not name:
             current = buildx.inspect(exe)
             if current.driver not in buildx.NO_OCI_DRIVERS:
-                shown, status, create_as = current.name or "(current)", _exists(current), ""
+                shown, status, create_as, b = current.name or "(current)", _exists(current), "", current
             else:
                 shown = create_as = buildx.DEFAULT_BUILDER
                 why = (f"the default, as the current builder '{current.name}' uses the "
@@ -86,8 +89,9 @@ def main(args) -> int:
                     status = "created"
                 else:
                     missing += 1
-        rows.append((shown, ", ".join(plats), "; ".join(sorted(need.why)), status))
-    _table([("BUILDER", "PLATFORMS", "NEEDED BY", "STATUS"), *rows])
+        rows.append((shown, ", ".join(plats), "; ".join(sorted(need.why)), status,
+                      (b.buildkit or "-") if b and b.exists else "", _reported(b)))
+    _table([("BUILDER", "PLATFORMS", "NEEDED BY", "STATUS", "BUILDKIT", "REPORTS"), *rows])
     if missing:
         print(f"\n{missing} missing: `graphbuild builders --create` creates them as "
               "docker-container builders on this Docker; for a native node of another "
@@ -97,7 +101,17 @@ def main(args) -> int:
 
 
 def _exists(b) -> str:
-    return f"exists ({b.driver})" if b.exists else "missing"
+    if not b.exists:
+        return "missing"
+    return f"{(b.status or 'exists').lower()} ({b.driver})"
+
+
+def _reported(b, shown: int = 3) -> str:
+    """The first platforms the builder's nodes report (its native ones first)."""
+    if b is None or not b.exists or not b.platforms:
+        return ""
+    more = len(b.platforms) - shown
+    return ",".join(b.platforms[:shown]) + (f" (+{more})" if more > 0 else "")
 
 
 def _table(rows: list[tuple[str, ...]]) -> None:

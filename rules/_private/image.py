@@ -11,7 +11,7 @@ from typing import ClassVar
 from graphbuild import platforms
 from graphbuild.rule_api import Action, AnalysisContext, Attr, Provider, Rule, Target
 
-from . import image_inputs, image_run
+from . import image_inputs, image_run, image_secrets
 from .image_inputs import TEMPLATE_KEYS, check_tag
 
 
@@ -36,10 +36,15 @@ class ImageRule(Rule):
                         default=""),
         "attest": Attr("mapping", "records attached as OCI referrers: {sbom: bool, provenance: "
                        "bool} (default: the workspace's attest, else both)", default=None),
+        "secrets": Attr("mapping", "build secrets for RUN --mount=type=secret: id -> {src: "
+                        "path} or {env: NAME}; values are not build inputs", default={}),
+        "ssh": Attr("string_list", "SSH agent or keys for RUN --mount=type=ssh: default or "
+                    "id=path[,path]", default=[]),
     }
 
     def check(self, target: Target) -> None:
         image_inputs.check_attrs(target)
+        image_secrets.check(target)
         _check_attest(target)
 
     def analyze(self, target: Target, ctx: AnalysisContext) -> Provider:

@@ -14,7 +14,7 @@ from graphbuild.errors import ActionFailed, UserError, did_you_mean
 from graphbuild.labels import Label
 from graphbuild.rule_api import AnalysisContext, NodeId, Target
 
-from . import image_facts
+from . import image_facts, image_secrets
 
 DOCKER_IMAGE = "docker-image://"
 SOURCE_DATE_EPOCH = "SOURCE_DATE_EPOCH"
@@ -104,6 +104,8 @@ class NodeSpec:
     ref_platforms: dict = field(default_factory=dict)  # reference -> FROM --platform
     context_platforms: dict = field(default_factory=dict)  # contexts key -> FROM --platform
     builder: str = ""  # buildx builder instance ("" = the default)
+    secrets: list = field(default_factory=list)  # backends.base.Secret
+    ssh: list = field(default_factory=list)  # backends.base.SshAgent
     attest: dict = field(default_factory=dict)  # records to attach: {sbom, provenance}
 
     @property
@@ -248,6 +250,10 @@ class Setup:
             "refs": spec.refs,
             "ref_platforms": {k: str(v) for k, v in spec.ref_platforms.items()},
         }
+        pkg_dir = f"{self.root_prefix}{t.package}"
+        spec.secrets = image_secrets.secrets(t, pkg_dir)
+        spec.ssh = image_secrets.ssh(t, pkg_dir)
+        spec.key_data.update(image_secrets.key_data(t))  # ids and sources, never values
         if spec.context_platforms:  # only then: the keys of other images stay as they were
             spec.key_data["context_platforms"] = {k: str(v)
                                                   for k, v in spec.context_platforms.items()}

@@ -44,7 +44,7 @@ def run(rc: RunContext, spec) -> Outcome:
         context_dir=Path(spec.context_dir), dockerfile=Path(spec.dockerfile),
         dockerfile_rel=spec.dockerfile_rel, plan=spec.plan, build_args=spec.build_args,
         target=spec.target or None, labels=spec.labels, contexts=_named_contexts(rc, spec),
-        source_date_epoch=spec.source_date_epoch,
+        source_date_epoch=spec.source_date_epoch, secrets=spec.secrets, ssh=spec.ssh,
         **backends.request_options(rc.ws, spec),
     )
     result = backends.get(spec.backend).build(req, rc.store, rc.scratch_dir(), rc.cancelled)

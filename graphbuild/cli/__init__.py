@@ -20,7 +20,7 @@ COMMANDS = {
     "affected": "targets whose inputs changed since a git commit",
     "inspect": "show a manifest list or image like `docker manifest inspect`",
     "export": "write an image or index to an oci or docker archive",
-    "cache": "local cache: stats, clean, gc",
+    "cache": "local cache: stats, clean, gc, verify [--repair]",
     "builders": "buildx builders the platforms need: list, --create",
     "sbom": "print the SPDX SBOM attached to a built image",
     "verify": "rebuild a target in a scratch cache and compare digests",
@@ -83,6 +83,9 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         import gc
 
+        from ..engine import run_lock
+
+        run_lock.release_all()  # what the command held of the cache directory's lock
         gc.unfreeze()  # what hashing.gc_paused froze is collectable again for whoever runs next
 
 

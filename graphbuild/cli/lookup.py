@@ -65,11 +65,14 @@ def select_nodes(loaded, texts: list[str]) -> None:
 
 
 def load_label(args, text: str):
-    """Load the workspace for one label and return (loaded, node)."""
+    """Load the workspace for one label and return (loaded, node); the cache directory stays
+    locked (shared) until the command ends, so gc deletes nothing it reads or adds."""
+    from ..engine import run_lock
     from .common import load
 
     base, _ = split_node(text)
     loaded = load(args, [base])
+    run_lock.hold(loaded.ws.cache_dir)
     return loaded, node_for_label(loaded, text)
 
 

@@ -1,8 +1,9 @@
-"""Garbage collection: drop cached outputs that no action record or store tag refers to."""
+"""Garbage collection: drop cached outputs that no action record or store tag refers to.
+
+Runs holding the cache directory's lock exclusive (`cache gc`), so no build is live: every temp
+file is a killed build's leftover, and every blob not yet recorded is garbage."""
 
 from __future__ import annotations
-
-import shutil
 
 from ..workspace import Workspace
 
@@ -12,11 +13,13 @@ def collect(ws: Workspace) -> tuple[int, int]:
     refers to any more, and temp files."""
     from .action_cache import ActionCache
     from .cas import CAS
+    from .run_lock import reclaim_leftovers
 
     cache_dir = ws.cache_dir
-    removed = freed = 0
+
+    removed, freed = reclaim_leftovers(cache_dir)
     if not (cache_dir / "actions").exists():
-        return 0, 0
+        return removed, freed
     ac = ActionCache(cache_dir / "actions")
     # Only each node's latest outcome is kept: older ones were superseded by a rebuild.
     live = {rec["key"] for _, rec in ac.node_records()}
@@ -33,12 +36,9 @@ def collect(ws: Workspace) -> tuple[int, int]:
     for digest in cas.all_digests() - keep:
         freed += cas.remove(digest)
         removed += 1
-    tmp = cache_dir / "tmp"
-    if tmp.exists():
-        shutil.rmtree(tmp, ignore_errors=True)
     if (cache_dir / "oci" / "index.json").exists():
         from ..oci.store import Store
 
-        n, b = Store(cache_dir / "oci").gc(extra_roots=descriptors)
+        n, b = Store(cache_dir / "oci").gc(extra_roots=descriptors, tmp_max_age=0)
         removed, freed = removed + n, freed + b
     return removed, freed

@@ -24,7 +24,7 @@ from ..errors import ActionFailed, GraphbuildError
 from ..events import Events, Profile
 from ..rule_api import Action, NodeId, Outcome, RunContext
 from ..workspace import Workspace
-from . import explain
+from . import explain, run_lock
 from .action_cache import ActionCache
 from .cas import CAS, replace_dir
 from .hashing import StatCache, digest_bytes, digest_json, read_pickle, write_pickle
@@ -90,13 +90,18 @@ class Engine:
         self.profile = profile
         self.cache_dir: Path = ws.cache_dir
         self.root_str = str(ws.root)
-        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        # shared with other builds; `cache gc`/`clean` wait for it (and a build for them)
+        self.lock = run_lock.shared(self.cache_dir)
         self.stat_cache = StatCache(self.cache_dir / "stat-cache.pickle")
         # node -> tree digest of its materialised output directory (one file, not one per node)
         self._published_path = self.cache_dir / "published.pickle"
         self.published: dict[NodeId, str] = read_pickle(self._published_path)
         self._published_dirty = False
-        self.actions = ActionCache(self.cache_dir / "actions")
+        try:
+            self.actions = ActionCache(self.cache_dir / "actions")
+        except BaseException:
+            self.lock.release()
+            raise
         self.cancelled = threading.Event()
         self._procs: dict[int, subprocess.Popen] = {}
         self._procs_lock = threading.Lock()
@@ -170,7 +175,10 @@ class Engine:
         self.stat_cache.save()
         if self._published_dirty:
             write_pickle(self._published_path, self.published)
-        self.actions.close()
+        try:
+            self.actions.close()
+        finally:
+            self.lock.release()
 
 
 class ActionContext(RunContext):

@@ -13,11 +13,11 @@ literal character, not a regexp escape, and ``^`` outside a class is a literal c
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from graphbuild.dockerfile.globmatch import Matcher, Token, compile_tokens
 from graphbuild.errors import UserError
 
 __all__ = [
@@ -90,12 +90,12 @@ def _class_char(pattern: str, pos: int) -> tuple[str, int]:
     return pattern[pos], pos + 1
 
 
-def _class_regex(pattern: str, pos: int) -> tuple[str, int]:
-    """Translate the class starting after ``[`` at ``pos``; return (regex, position after ``]``)."""
+def _class_token(pattern: str, pos: int) -> tuple[Token, int]:
+    """Read the class starting after ``[`` at ``pos``; return (its token, position after ``]``)."""
     negated = pos < len(pattern) and pattern[pos] == "^"
     if negated:
         pos += 1
-    ranges: list[str] = []
+    ranges: list[tuple[str, str]] = []
     count = 0
     while True:
         if pos < len(pattern) and pattern[pos] == "]" and count > 0:
@@ -106,18 +106,15 @@ def _class_regex(pattern: str, pos: int) -> tuple[str, int]:
         if pattern[pos] == "-":
             hi, pos = _class_char(pattern, pos + 1)
         count += 1
-        if lo <= hi:  # Go accepts a reversed range that matches nothing; Python's re would not
-            ranges.append(re.escape(lo) if lo == hi else f"{re.escape(lo)}-{re.escape(hi)}")
-    body = "".join(ranges)
-    if negated:
-        # Like Go's filepath.Match (and patternmatcher), a negated class may match "/".
-        return (f"[^{body}]" if body else "(?s:.)"), pos
-    return (f"[{body}]" if body else "(?!)"), pos
+        if lo <= hi:  # Go accepts a reversed range that matches nothing
+            ranges.append((lo, hi))
+    # Like Go's filepath.Match (and patternmatcher), a negated class may match "/".
+    return ("class", tuple(ranges), negated), pos
 
 
-def _translate(pattern: str) -> tuple[str, str]:
-    """patternmatcher's ``Pattern.compile``: (match kind, regex source without anchors)."""
-    out: list[str] = []
+def _translate(pattern: str) -> tuple[str, list[Token]]:
+    """patternmatcher's ``Pattern.compile``: (match kind, the tokens of its regexp)."""
+    out: list[Token] = []
     kind = _EXACT
     pos, first = 0, True
     n = len(pattern)
@@ -133,37 +130,38 @@ def _translate(pattern: str) -> tuple[str, str]:
                     if kind == _EXACT:
                         kind = _PREFIX
                     else:
-                        out.append(".*")
+                        out.append(("rest",))
                         kind = _REGEXP
                 else:
-                    out.append("(.*/)?")
+                    out.append(("dirs",))
                     kind = _REGEXP
                 if first:
                     kind = _SUFFIX
             else:
-                out.append("[^/]*")
+                out.append(("star",))
                 kind = _REGEXP
         elif ch == "?":
-            out.append("[^/]")
+            out.append(("one",))
             kind = _REGEXP
         elif ch == "\\":
             if pos >= n:
                 raise DockerIgnoreError(f"syntax error in pattern {pattern!r}: trailing \\")
-            out.append(re.escape(pattern[pos]))
+            out.append(("lit", pattern[pos]))
             pos += 1
             kind = _REGEXP
         elif ch == "[":
-            cls, pos = _class_regex(pattern, pos)
+            cls, pos = _class_token(pattern, pos)
             out.append(cls)
             kind = _REGEXP
         else:
-            out.append(re.escape(ch))
+            out.append(("lit", ch))
         first = False
-    return kind, "".join(out)
+    return kind, out
 
 
-def compile_glob(pattern: str) -> re.Pattern[str]:
-    """Compile a Go ``filepath.Match`` pattern; ``fullmatch`` it against a slash path.
+def compile_glob(pattern: str) -> Matcher:
+    """Compile a Go ``filepath.Match`` pattern; ``fullmatch`` it against a slash path (in time
+    linear in the path: see globmatch).
 
     Raises DockerIgnoreError for what Go reports as ErrBadPattern.
     """
@@ -173,20 +171,20 @@ def compile_glob(pattern: str) -> re.Pattern[str]:
         ch = pattern[pos]
         pos += 1
         if ch == "*":
-            out.append("[^/]*")
+            out.append(("star",))
         elif ch == "?":
-            out.append("[^/]")
+            out.append(("one",))
         elif ch == "\\":
             if pos >= n:
                 raise DockerIgnoreError(f"syntax error in pattern {pattern!r}: trailing \\")
-            out.append(re.escape(pattern[pos]))
+            out.append(("lit", pattern[pos]))
             pos += 1
         elif ch == "[":
-            cls, pos = _class_regex(pattern, pos)
+            cls, pos = _class_token(pattern, pos)
             out.append(cls)
         else:
-            out.append(re.escape(ch))
-    return re.compile("".join(out))
+            out.append(("lit", ch))
+    return compile_tokens(out)
 
 
 # --- patterns ----------------------------------------------------------------------------------
@@ -197,7 +195,7 @@ class _Pattern:
     text: str
     exclusion: bool
     kind: str
-    regex: re.Pattern[str] | None
+    regex: Matcher | None
 
     def match(self, path: str) -> bool:
         if self.kind == _EXACT:
@@ -208,7 +206,7 @@ class _Pattern:
             suffix = self.text[2:]
             return path.endswith(suffix) or (suffix.startswith("/") and path == suffix[1:])
         assert self.regex is not None
-        return self.regex.fullmatch(path) is not None
+        return bool(self.regex.fullmatch(path))
 
     def could_match_below(self, reldir: str) -> bool:
         """Conservatively: can this pattern match some path strictly below ``reldir``?"""
@@ -238,8 +236,8 @@ def _compile_pattern(line: str) -> _Pattern | None:
         if len(text) == 1:
             raise DockerIgnoreError('illegal exclusion pattern: "!"')
         text = text[1:]
-    kind, source = _translate(text)
-    regex = re.compile(source) if kind == _REGEXP else None
+    kind, tokens = _translate(text)
+    regex = compile_tokens(tokens) if kind == _REGEXP else None
     return _Pattern(text, exclusion, kind, regex)
 
 

@@ -14,7 +14,6 @@ from .values import BUILTIN, NAME_RE, PLATFORM_KEYS, Values
 
 WORKSPACE_FILE = "WORKSPACE.yaml"
 BUILD_FILE = "BUILD.yaml"
-LOOPBACK_HOSTS = ("127.", "localhost", "[::1]", "::1")
 KEYS = {
     "default_platforms": "list of platforms built when a target names none",
     "backend": "default image backend: native, buildx, buildah or auto",
@@ -62,7 +61,9 @@ class Workspace:
 
     def insecure(self, host: str) -> bool:
         """Plain HTTP for loopback hosts and hosts marked insecure."""
-        if host.startswith(LOOPBACK_HOSTS):
+        from .registry.hosts import is_loopback
+
+        if is_loopback(host):
             return True
         return bool(self.registries.get(host, {}).get("insecure"))
 

@@ -10,7 +10,6 @@ said, with credentials redacted. Thread-safe: one client serves a whole push's w
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import logging
 import os
@@ -32,6 +31,7 @@ from .errors import (
     RegistryError,
     describe_response,
 )
+from .hosts import is_loopback
 from .reference import DOCKER_HUB, DOCKER_HUB_ENDPOINT
 from .retry import RetryPolicy, is_retryable
 from .transport import HttpxHTTP, PlainHTTP, Response, TransportError
@@ -97,25 +97,6 @@ class ClientStats:
         return f"ClientStats({self.snapshot()})"
 
 
-def is_loopback(host: str) -> bool:
-    """``host[:port]`` names this machine: 127.0.0.0/8, ::1 or localhost."""
-    name = _hostname(host)
-    if name == "localhost" or name.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
-
-
-def _hostname(host: str) -> str:
-    if host.startswith("["):
-        return host[1:host.index("]")] if "]" in host else host
-    if host.count(":") == 1:
-        return host.split(":", 1)[0]
-    return host
-
-
 class RegistryClient:
     """The distribution API of one registry host (``host[:port]``, or ``docker.io``)."""
 
@@ -147,7 +128,7 @@ class RegistryClient:
         self._routes: dict[str, bool] = {}  # netloc -> served by the lean plain-HTTP pool
         self._auth = Authenticator(
             registry, credentials, self._send_plain, self.redact,
-            plain_http_ok=lambda host: insecure or is_loopback(host))
+            plain_http_ok=is_loopback)  # marking a registry insecure trusts it, not its realm
 
     def __repr__(self) -> str:
         return f"RegistryClient({self.base_url!r}, auth={self._auth!r})"

@@ -192,10 +192,9 @@ def _run_helper(name: str, server: str, env: Mapping[str, str]) -> Credentials |
     if proc.returncode != 0:
         if "credentials not found" in out.lower():
             return None
-        # Helpers print their own diagnostics, not secrets, on failure; keep only the first line.
-        reason = (out.strip() or proc.stderr.decode("utf-8", "replace").strip()).splitlines()
-        raise CredentialsError(f"credential helper '{program}' failed for {server}: "
-                               f"{reason[0][:200] if reason else f'exit {proc.returncode}'}")
+        # What a failing helper prints may hold the secret: say only who failed and how.
+        raise CredentialsError(f"credential helper '{program}' failed for {server} "
+                               f"(exit status {proc.returncode})")
     return _parse_helper_output(out, program, server)
 
 

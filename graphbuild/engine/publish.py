@@ -87,7 +87,7 @@ def _upload(rc: RunContext, node: NodeId, tags, ledger) -> Outcome:
         raise BuildError(str(exc)) from None
     claim = ledger.claim(needed, rc.cancelled)
     try:
-        result = publish(PushPlan(targets), rc.store, Remote.of(rc.ws).clients_for(targets),
+        result = publish(PushPlan(targets), rc.store, Remote.of(rc.ws).clients_for(targets, ledger.writes),
                          on_blob=claim.landed, pending=claim)
     except PublishError as exc:
         raise BuildError(str(exc)) from None

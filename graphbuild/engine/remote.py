@@ -42,9 +42,14 @@ class Remote:
                     registry, insecure=self.ws.insecure(registry), credentials=self._credentials)
             return self._clients[registry]
 
-    def clients_for(self, targets) -> dict:
-        """registry -> client for every registry the push targets name."""
-        return {t.registry: self.client(t.registry) for t in targets}
+    def clients_for(self, targets, writes=None) -> dict:
+        """registry -> client for every registry the push targets name; ``writes``: the run's
+        WriteLedger, so that its push nodes write each (repository, digest) once."""
+        clients = {t.registry: self.client(t.registry) for t in targets}
+        if writes is not None:
+            for client in clients.values():
+                client.writes = writes
+        return clients
 
     def pull_source(self, ref):
         """(client, reference) to pull from: the mirror when WORKSPACE.yaml names one."""
@@ -109,8 +114,11 @@ class BlobLedger:
     """
 
     def __init__(self) -> None:
+        from ..registry.ledger import WriteLedger
+
         self._lock = threading.Lock()
         self._entries: dict[tuple[str, str], _Entry] = {}  # (registry, digest) -> its entry
+        self.writes = WriteLedger()  # each (registry, repository, digest) written once
 
     def claim(self, blobs, cancelled: threading.Event | None = None) -> Claim:
         """Claim ``(registry, digest)`` pairs: the unclaimed ones (or those whose claimer failed)

@@ -32,6 +32,7 @@ from .errors import (
     describe_response,
 )
 from .hosts import is_loopback
+from .ledger import WriteLedger
 from .reference import DOCKER_HUB, DOCKER_HUB_ENDPOINT
 from .retry import RetryPolicy, is_retryable
 from .transport import HttpxHTTP, PlainHTTP, Response, TransportError
@@ -116,6 +117,7 @@ class RegistryClient:
         plain = insecure or is_loopback(self.endpoint)
         self.base_url = f"{'http' if plain else 'https'}://{self.endpoint}"
         self.retry = retry or RetryPolicy()
+        self.writes = WriteLedger()  # the run's, when a run sets it (engine.remote)
         self.chunk_threshold = chunk_threshold
         self.chunk_size = chunk_size
         self.stats = ClientStats()
@@ -150,6 +152,8 @@ class RegistryClient:
     def blob_exists(self, repo: str, digest: str) -> bool:
         """HEAD the blob: True if the repository has it."""
         op = _Op(repo, f"check blob {digest}")
+        if self.writes.written((self.registry, repo, digest)):
+            return True
         response = self._request(op, "HEAD", self._url(repo, "blobs", digest),
                                  scopes=_pull(repo), follow=True)
         if response.status_code == 200:
@@ -161,17 +165,21 @@ class RegistryClient:
     def mount_blob(self, repo: str, digest: str, from_repo: str) -> bool:
         """Cross-repository mount; False when the registry would rather have an upload."""
         op = _Op(repo, f"mount blob {digest} from {from_repo}")
-        url = self._url(repo, "blobs", "uploads/")
-        scopes = merge_scopes(_push(repo), _pull(from_repo))
-        response = self._request(op, "POST", url, scopes=scopes,
-                                 params={"mount": digest, "from": from_repo})
-        if response.status_code == 201:
-            self.stats.add("blobs_mounted")
-            return True
-        if response.status_code == 202:
-            self._cancel_upload(op, response, scopes)
-            return False
-        raise self._failure(op, response)
+        with self.writes.once((self.registry, repo, digest)) as write:
+            if write is None:  # this run has put it there already
+                return True
+            url = self._url(repo, "blobs", "uploads/")
+            scopes = merge_scopes(_push(repo), _pull(from_repo))
+            response = self._request(op, "POST", url, scopes=scopes,
+                                     params={"mount": digest, "from": from_repo})
+            if response.status_code == 201:
+                self.stats.add("blobs_mounted")
+                return True
+            write.declined = True
+            if response.status_code == 202:
+                self._cancel_upload(op, response, scopes)
+                return False
+            raise self._failure(op, response)
 
     def upload_blob(self, repo: str, digest: str, size: int, open_fn: OpenFn) -> None:
         """Upload a blob streamed from ``open_fn()`` (called again for each attempt).
@@ -180,11 +188,20 @@ class RegistryClient:
         last answer was lost (distribution rejects a stale upload state).
         """
         op = _Op(repo, f"upload blob {digest}")
+        with self.writes.once((self.registry, repo, digest)) as write:
+            if write is None:  # this run has put it there already
+                return
+            self._upload_retried(op, repo, digest, size, open_fn)
+        self.stats.add("blobs_uploaded")
+        self.stats.add("bytes_uploaded", size)
+
+    def _upload_retried(self, op: _Op, repo: str, digest: str, size: int,
+                        open_fn: OpenFn) -> None:
         attempt = 1
         while True:
             try:
                 self._upload_once(op, repo, digest, size, open_fn)
-                break
+                return
             except TransientError as exc:
                 if attempt >= self.retry.attempts:
                     raise TransientError(self.registry, repo, op.name,
@@ -194,9 +211,7 @@ class RegistryClient:
             self.retry.sleep(self.retry.backoff(attempt))
             attempt += 1
             if self.blob_exists(repo, digest):  # the lost answer may have been a success
-                break
-        self.stats.add("blobs_uploaded")
-        self.stats.add("bytes_uploaded", size)
+                return
 
     def get_blob(self, repo: str, digest: str, dest: BinaryIO, size: int | None = None) -> int:
         """Stream a blob into the seekable file ``dest``, verifying digest (and size)."""
@@ -265,6 +280,15 @@ class RegistryClient:
         if is_digest(ref) and ref != digest:
             raise DigestMismatchError(self.registry, repo, op.name,
                                       f"the manifest's content has digest {digest}")
+        if not is_digest(ref):  # a tag moves each time it is asked to
+            return self._put_manifest(op, repo, ref, data, media_type, digest)
+        with self.writes.once((self.registry, repo, digest)) as write:
+            if write is not None:  # None: this run has PUT it there already
+                self._put_manifest(op, repo, ref, data, media_type, digest)
+        return digest
+
+    def _put_manifest(self, op: _Op, repo: str, ref: str, data: bytes, media_type: str,
+                      digest: str) -> str:
         response = self._request(op, "PUT", self._url(repo, "manifests", ref),
                                  scopes=_push(repo), headers={"Content-Type": media_type},
                                  body=data)

@@ -51,6 +51,8 @@ MAX_MANIFEST_BYTES = 4 * MiB
 # A blob this small is read into memory and sent in one piece with its headers.
 SMALL_BODY = 1 * MiB
 MAX_REDIRECTS = 10
+# A blob download stops this far past the size its descriptor declares.
+OVERRUN_MARGIN = 64 * 1024
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _PROXY_VARIABLES = ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY")
 
@@ -398,10 +400,16 @@ class RegistryClient:
             if response.status_code != 200:
                 response.read()
                 raise self._failure(op, response)
+            limit = None if size is None else size + OVERRUN_MARGIN
             for chunk in response.iter_bytes():
                 hasher.update(chunk)
                 dest.write(chunk)
                 written += len(chunk)
+                if limit is not None and written > limit:  # a hostile endless body
+                    raise DigestMismatchError(
+                        self.registry, repo, op.name,
+                        f"the registry sent more than the {size} bytes the descriptor "
+                        f"declares; stopped after {written}")
         except TransportError as exc:
             raise self._transport_failure(op, exc, 1) from None
         finally:

@@ -16,6 +16,7 @@ def record_refs(store, items: list[tuple[str, dict, list[str]]], memo: Path | No
     (a no-op build) nothing is read but that file; index.json holds every build's entries and
     parsing it costs a large workspace's no-op tens of milliseconds.
     """
+    store.ensure_layout()  # a store that lost oci-layout or index.json is whole again
     if memo is not None:
         last, stamp = read_pickle(memo), _stamp(store)
         if stamp is not None and last.get("stamp") == stamp and last.get("items") == items:

@@ -16,6 +16,7 @@ import json
 import os
 import re
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Iterable, Iterator
@@ -108,8 +109,9 @@ class Store:
 
     # -- layout --------------------------------------------------------------------------------
 
-    def _ensure_layout(self) -> None:
-        """Create the layout files once per Store; when they exist this costs two stats."""
+    def ensure_layout(self) -> None:
+        """Create (or repair) the layout files once per Store; when they exist this costs two
+        stats."""
         if self._ready:
             return
         if not (self.root / "index.json").is_file() or not (self.root / "oci-layout").is_file():
@@ -219,7 +221,7 @@ class Store:
         """
         if expected_digest is not None:
             check_digest(expected_digest)
-        self._ensure_layout()
+        self.ensure_layout()
         fd, name = tempfile.mkstemp(dir=self.tmp_dir(), prefix="blob-")
         tmp = Path(name)
         try:
@@ -253,7 +255,7 @@ class Store:
         if expected is not None and expected != digest:
             tmp.unlink(missing_ok=True)
             raise BlobCorrupt(f"content hashes to {digest}, expected {expected}")
-        self._ensure_layout()
+        self.ensure_layout()
         os.chmod(tmp, 0o444)  # blobs are immutable; make accidental edits fail loudly
         # Replacing an existing blob is harmless (same bytes) and keeps concurrent writers simple.
         os.replace(tmp, self.blob_path(digest))
@@ -262,7 +264,7 @@ class Store:
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
-        self._ensure_layout()
+        self.ensure_layout()
         with open(self.root / ".lock", "a+b") as lock:
             fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
             try:
@@ -271,11 +273,26 @@ class Store:
                 fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
 
     def _read_index(self) -> dict:
+        path = self.root / "index.json"
         try:
-            with open(self.root / "index.json", "rb") as f:
-                return json.load(f)
+            raw = path.read_bytes()
         except FileNotFoundError:
             return _empty_index()
+        try:
+            index = json.loads(raw)
+        except ValueError:
+            index = None
+        if _index_ok(index):
+            return index
+        # A crash or a full disk left it unreadable: keep it for a post-mortem, start afresh
+        # (the run names its outputs again; the blobs are untouched).
+        aside = path.with_name(f"index.json.broken-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
+        with contextlib.suppress(OSError):
+            if path.read_bytes() == raw:  # not replaced meanwhile by a writer
+                os.replace(path, aside)
+                print(f"graphbuild: warning: {path} was unreadable; set aside as {aside.name}, "
+                      "and the store's entries are written again", file=sys.stderr)
+        return _empty_index()
 
     def _write_index(self, index: dict) -> None:
         tmp = self._write_temp(canonical_json(index))
@@ -385,6 +402,14 @@ class Store:
         """``{"blobs": count, "bytes": total size, "entries": index.json entries}``."""
         sizes = [p.stat().st_size for p in self._blobs.iterdir()] if self._blobs.is_dir() else []
         return {"blobs": len(sizes), "bytes": sum(sizes), "entries": len(self.entries())}
+
+
+def _index_ok(index: object) -> bool:
+    """An image index whose entries are descriptors (what every reader of it assumes)."""
+    if not isinstance(index, dict) or not isinstance(index.get("manifests", []), list):
+        return False
+    return all(isinstance(e, dict) and isinstance(e.get("digest"), str)
+               and isinstance(e.get("annotations", {}), dict) for e in index.get("manifests", []))
 
 
 def _empty_index() -> dict:

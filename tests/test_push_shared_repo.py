@@ -57,3 +57,27 @@ def _digest_param(path: str) -> str:
     from urllib.parse import parse_qs, urlsplit
 
     return parse_qs(urlsplit(path).query).get("mount", [""])[0]
+
+
+def test_a_pool_thread_that_wrote_a_digest_does_not_write_it_again() -> None:
+    """Push nodes run on a thread pool: the thread that wrote a manifest for one node may serve
+    the other node later, and must then learn that it is written (CI once saw one PUT twice)."""
+    from graphbuild.registry.ledger import WriteLedger
+
+    ledger, key = WriteLedger(), ("127.0.0.1:5000", "svc", "sha256:" + "0" * 64)
+    with ledger.once(key) as first:
+        assert first is not None
+    assert ledger.written(key)
+    with ledger.once(key) as second:
+        assert second is None
+
+
+def test_a_nested_write_on_the_writing_thread_writes_again_and_does_not_wait() -> None:
+    from graphbuild.registry.ledger import WriteLedger
+
+    ledger, key = WriteLedger(), ("127.0.0.1:5000", "svc", "sha256:" + "1" * 64)
+    with ledger.once(key) as outer:
+        assert outer is not None
+        assert not ledger.written(key)
+        with ledger.once(key) as inner:
+            assert inner is not None

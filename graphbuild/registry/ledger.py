@@ -44,7 +44,7 @@ class WriteLedger:
             write = self._writes.get(key)
         if write is None:
             return False
-        if write.owner != threading.get_ident():
+        if not write.done.is_set() and write.owner != threading.get_ident():
             write.done.wait()
         return write.ok
 
@@ -60,6 +60,9 @@ class WriteLedger:
                 if write is None or (write.done.is_set() and not write.ok):
                     write = self._writes[key] = _Write()
                     break
+            if write.done.is_set():  # written (a failed write was replaced above)
+                yield None
+                return
             if write.owner == threading.get_ident():  # nested on one thread: write again
                 yield _Write()
                 return

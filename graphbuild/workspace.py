@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -158,10 +157,18 @@ def _apply(ws: Workspace, key: str, val: yamlpos.Pos) -> None:
         if not isinstance(plain, str) or not plain.startswith("oci://"):
             raise _err("remote_cache must be oci://host/repo", val,
                        "e.g. remote_cache: oci://127.0.0.1:5000/cache")
-        ws.remote_cache = plain
-        # Checked, but not used yet: say so rather than let a user believe it is shared.
-        print(f"{WORKSPACE_FILE}:{val.line}: warning: remote_cache is not implemented yet; "
-              "the cache stays local", file=sys.stderr)
+        from .registry.reference import ReferenceError, parse_reference
+
+        try:
+            ref = parse_reference(plain.removeprefix("oci://"))
+        except ReferenceError as exc:
+            raise _err(f"remote_cache {plain!r}: {exc}", val,
+                       "e.g. remote_cache: oci://127.0.0.1:5000/cache") from None
+        if ref.tag or ref.digest or plain[6:].split("/")[0] != ref.registry:
+            raise _err(f"remote_cache {plain!r} must name a registry and a repository, "
+                       "without a tag or digest", val,
+                       "e.g. remote_cache: oci://127.0.0.1:5000/cache")
+        ws.remote_cache = f"oci://{ref.registry}/{ref.repository}"
     elif key == "attest":
         from .attest import settings
 

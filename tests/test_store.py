@@ -306,10 +306,10 @@ def test_blob_size(store: Store) -> None:
 
 
 def test_stats(store: Store) -> None:
-    assert store.stats() == {"blobs": 0, "bytes": 0, "entries": 0}
+    assert store.stats() == {"blobs": 0, "bytes": 0, "entries": 0, "remote_only": 0}
     store.put_bytes(b"abc")
     store.set_refs("//a:b", store.put_json({}, TEST_JSON), [])
-    assert store.stats() == {"blobs": 2, "bytes": 5, "entries": 1}
+    assert store.stats() == {"blobs": 2, "bytes": 5, "entries": 1, "remote_only": 0}
 
 
 # -- real OCI tools ---------------------------------------------------------------------------

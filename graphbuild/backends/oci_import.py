@@ -54,7 +54,7 @@ def export_layout(store: Store, descriptor: dict, dest: Path) -> Path:
         target = blobs / d["digest"].split(":", 1)[1]
         if target.exists():
             continue
-        src = store.blob_path(d["digest"])
+        src = store.local_blob_path(d["digest"])  # a remote-only layer is fetched
         try:
             os.link(src, target)
         except OSError:  # another filesystem, or links not allowed

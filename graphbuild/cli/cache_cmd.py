@@ -71,6 +71,9 @@ def _stats(ws, args) -> int:
     sizes = {part: _du(cache_dir / part) for part in PARTS}
     info = {"cache_dir": str(cache_dir), "actions": dict(sorted(by_mnemonic.items())),
             "entries": sum(by_mnemonic.values()), "bytes": sizes, "total_bytes": sum(sizes.values())}
+    remote = _last_remote_run(cache_dir)
+    if remote:
+        info["remote_cache_last_run"] = remote
     if args.output == "json":
         print(json.dumps(info, indent=2))
         return 0
@@ -81,7 +84,25 @@ def _stats(ws, args) -> int:
     for part, size in sizes.items():
         print(f"{part:<8} {human(size):>10}")
     print(f"{'total':<8} {human(info['total_bytes']):>10}")
+    if remote:
+        print(f"remote cache {remote.get('remote', '?')}, last run: {remote.get('hits', 0)} hits, "
+              f"{remote.get('misses', 0)} misses, {human(remote.get('bytes_downloaded', 0))} "
+              f"downloaded, {remote.get('entries_written', 0)} entries written "
+              f"({human(remote.get('bytes_uploaded', 0))} uploaded)")
     return 0
+
+
+def _last_remote_run(cache_dir) -> dict | None:
+    """What the last run that used a remote cache recorded about it."""
+    import json
+
+    from ..engine.remote_cache import STATS_FILE
+
+    try:
+        figures = json.loads((cache_dir / STATS_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return figures if isinstance(figures, dict) else None
 
 
 def _clean(ws, args) -> int:

@@ -15,6 +15,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args) -> int:
+    from ..engine.remote_cache import open_store
     from ..errors import UserError
     from ..oci.export import (
         ExportError,
@@ -22,7 +23,6 @@ def main(args) -> int:
         export_oci_archive,
         image_platforms,
     )
-    from ..oci.store import Store
     from .common import output_file
     from .lookup import descriptor, load_label, tags_of
 
@@ -35,7 +35,7 @@ def main(args) -> int:
 
         platform_filter([args.platform])  # a bad spelling is exit 2 with the right one
     loaded, node = load_label(args, args.label)
-    store = Store(loaded.ws.cache_dir / "oci")
+    store = open_store(loaded.ws)
     desc = descriptor(store, node)
     tags = tags_of(store, node)
     chosen = ""

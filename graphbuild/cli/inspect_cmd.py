@@ -32,16 +32,16 @@ def _referrers(args) -> int:
     import json
 
     from ..attest.records import referrers_in_store
+    from ..engine.remote_cache import open_store
     from ..errors import UserError
     from ..oci import mediatypes as mt
-    from ..oci.store import Store
     from .lookup import descriptor, load_label
 
     if not args.ref.startswith("//"):
         raise UserError("--referrers takes a label (//pkg:target) built into the store",
                         hint="for a registry, ask its referrers API or the sha256-<hex> tag")
     loaded, node = load_label(args, args.ref)
-    store = Store(loaded.ws.cache_dir / "oci")
+    store = open_store(loaded.ws)
     desc = descriptor(store, node)
     from ..attest.sbom_store import ensure_all
 
@@ -83,19 +83,19 @@ def _verbose(name: str, raw: bytes, media_type: str, fetch) -> str:
 
 def _resolve(args):
     """(raw manifest bytes, media type, blob fetcher, reference) from the store or a registry."""
-    from ..oci.store import Store
+    from ..engine.remote_cache import open_store
     from .common import workspace
     from .lookup import descriptor, load_label, tags_of
 
     if args.ref.startswith("//"):
         loaded, node = load_label(args, args.ref)
-        store = Store(loaded.ws.cache_dir / "oci")
+        store = open_store(loaded.ws)
         desc = descriptor(store, node)
         tags = tags_of(store, node)
         return (store.read_bytes(desc["digest"]), desc["mediaType"], store.read_bytes,
                 tags[0] if tags else node)
     ws = workspace(args)
-    store = Store(ws.cache_dir / "oci")
+    store = open_store(ws)
     desc = store.lookup(args.ref) if (ws.cache_dir / "oci" / "index.json").exists() else None
     if desc is not None:
         return store.read_bytes(desc["digest"]), desc["mediaType"], store.read_bytes, args.ref

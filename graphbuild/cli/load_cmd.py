@@ -20,15 +20,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def main(args) -> int:
     from .. import platforms
+    from ..engine.remote_cache import open_store
     from ..errors import BuildError, UserError
     from ..oci.export import ExportError, export_docker_archive
-    from ..oci.store import Store
     from .common import platform_filter
     from .lookup import descriptor, load_label, tags_of
 
     plat = platform_filter([args.platform])[0] if args.platform else platforms.host()
     loaded, node = load_label(args, args.label)
-    store = Store(loaded.ws.cache_dir / "oci")
+    store = open_store(loaded.ws)
     desc = descriptor(store, node)
     if args.platform and not _is_index(desc):
         _check_platform(store, desc, node, plat)

@@ -57,6 +57,11 @@ def select_nodes(loaded, texts: list[str]) -> None:
         else:
             plain_labels.update(t.label for t in loaded.loader.expand(parse_pattern(text)))
     wanted.update(n for n, t in analysis.target_of.items() if t.label in plain_labels)
+    narrow(analysis, wanted)
+
+
+def narrow(analysis, wanted: set[str]) -> None:
+    """Keep ``wanted`` and everything it needs in the action graph."""
     keep = set(wanted)
     for node in wanted:
         keep |= analysis.graph.ancestors(node)
@@ -96,8 +101,8 @@ def image_manifest(args, text: str, platform: str | None):
     """(store, node, image manifest descriptor) for a label (an image, or an index whose image
     for ``platform`` is wanted); several images and no platform is exit 2 listing them."""
     from .. import platforms
+    from ..engine.remote_cache import open_store
     from ..oci import mediatypes as mt
-    from ..oci.store import Store
 
     want = None
     if platform is not None:
@@ -105,7 +110,7 @@ def image_manifest(args, text: str, platform: str | None):
 
         want = platform_filter([platform])[0]  # a bad spelling is exit 2 with the right one
     loaded, node = load_label(args, text)
-    store = Store(loaded.ws.cache_dir / "oci")
+    store = open_store(loaded.ws)
     desc = descriptor(store, node)
     if not mt.is_index(desc.get("mediaType")):
         return store, node, desc

@@ -21,6 +21,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--output", choices=("auto", "plain", "json"), default="auto")
     p.add_argument("--events", metavar="FILE", help="write JSON Lines events to FILE")
     p.add_argument("--profile", metavar="FILE", help="write a Chrome trace to FILE")
+    p.add_argument("--remote-cache", choices=("off", "read", "readwrite"), default=None,
+                   help="use WORKSPACE.yaml's remote_cache: off, read (pull requests), or "
+                        "readwrite (the default when one is configured; also "
+                        "GRAPHBUILD_REMOTE_CACHE)")
+    p.add_argument("--shard", metavar="I/N",
+                   help="build only share I of N of the nodes (dependencies come from the "
+                        "remote cache, or are built)")
+    p.add_argument("--download", choices=("minimal", "all"), default="minimal",
+                   help="all: fetch every layer of remote cache hits into the store "
+                        "(minimal: only what the build reads)")
     p.add_argument("--affected-since", metavar="GITREF",
                    help="build only the targets of PATTERN that `affected --since GITREF` "
                         "finds (and what they need); nothing affected is success")
@@ -53,11 +63,17 @@ def main(args) -> int:
             print(f"nothing affected since {args.affected_since} in "
                   f"{' '.join(args.patterns)}: nothing to build", file=sys.stderr)
             return 0
+    shard = _check_shard(args)
     loaded = load(args, [base for base, _ in split], plat_texts=args.platform)
+    from ..engine.remote_cache import choose_mode
+
+    args.remote_cache = choose_mode(args.remote_cache, os.environ, loaded.ws.remote_cache)
     if any(plat is not None for _, plat in split):
         from .lookup import select_nodes
 
         select_nodes(loaded, args.patterns)
+    if shard:
+        _take_share(loaded, *shard)
     loaded.push_nodes = []
     if args.push:
         from ..engine.publish import add_push_nodes
@@ -69,6 +85,34 @@ def main(args) -> int:
     if args.dry_run:
         return _dry_run(loaded, args, jobs)
     return _build(loaded, args, jobs)
+
+
+def _check_shard(args) -> tuple[int, int] | None:
+    from ..engine import shards
+    from ..errors import UserError
+
+    if args.shard is None:
+        return None
+    if args.push:
+        raise UserError("--shard builds a share of the graph; it cannot --push",
+                        hint="push from one final run without --shard: it finds every node "
+                             "in the remote cache and only assembles indexes and moves tags")
+    return shards.parse(args.shard)
+
+
+def _take_share(loaded, index: int, count: int) -> None:
+    """Narrow the graph to this shard's nodes and what they need."""
+    from ..engine import shards
+    from ..engine.hashing import read_pickle
+    from .lookup import narrow
+
+    analysis = loaded.analysis
+    nodes = sorted(n for n, a in analysis.actions.items() if a.cacheable)
+    durations = read_pickle(loaded.ws.cache_dir / "timings.pickle")
+    mine = shards.share(nodes, index, count, durations)
+    narrow(analysis, mine)
+    print(f"shard {index}/{count}: {len(mine)} of {len(nodes)} nodes, and "
+          f"{len(analysis.actions) - len(mine)} they need", file=sys.stderr)
 
 
 def _affected(args) -> list[tuple[str, None]]:
@@ -188,6 +232,10 @@ def _build(loaded, args, jobs: int) -> int:
         events.add_sink(reporter.on_event)
     profile = Profile() if args.profile else None
     engine = Engine(loaded.ws, events, profile)
+    if args.remote_cache != "off":
+        from ..engine.remote_cache import RemoteCache
+
+        engine.remote_cache = RemoteCache(loaded.ws, args.remote_cache)
     targets = [str(lab) for lab in loaded.tgraph.roots]
     events.emit({"event": "build_started", "targets": targets, "jobs": jobs})
     summary = None
@@ -206,6 +254,10 @@ def _build(loaded, args, jobs: int) -> int:
             raise
         refs = _record_refs(engine, loaded.analysis.actions, summary)
         ok = summary.ok
+        if args.download == "all":
+            from ..engine.remote_cache import download_all
+
+            download_all(engine.store, summary)
         if args.push:
             from ..engine.publish import move_tags
 
@@ -223,6 +275,8 @@ def _build(loaded, args, jobs: int) -> int:
             events_file.close()
     if reporter:
         reporter.summary(summary)
+        if engine.remote_cache is not None:
+            print(engine.remote_cache.describe(), file=sys.stderr)
         if refs:
             print(_where(loaded, refs, ok), file=sys.stderr)
     return 0 if ok else 1

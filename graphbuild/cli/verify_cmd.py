@@ -17,11 +17,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args) -> int:
-    from ..oci.store import Store
+    from ..engine.remote_cache import open_store
     from .lookup import descriptor, load_label, select_nodes
 
     loaded, node = load_label(args, args.label)
-    store = Store(loaded.ws.cache_dir / "oci")
+    store = open_store(loaded.ws)
     descriptor(store, node)  # built already, or exit 2 saying so
     select_nodes(loaded, [args.label])
     scratch = Path(tempfile.mkdtemp(prefix="graphbuild-verify-"))

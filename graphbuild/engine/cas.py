@@ -65,6 +65,10 @@ class CAS:
                 else:
                     mode = 0o755 if st.st_mode & 0o111 else 0o644
                     entries.append([rel, "file", mode, self._put_file(full)])
+        return self.put_listing(entries)
+
+    def put_listing(self, entries: list) -> str:
+        """Store a tree listing whose file blobs are stored; return the tree digest."""
         listing = canonical({"tree": entries})
         digest = digest_bytes(listing)
         tree = self._blob(digest)
@@ -75,6 +79,27 @@ class CAS:
                 fh.write(listing)
             os.replace(tmp, tree)
         return digest
+
+    def new_temp(self) -> Path:
+        """An empty temp file on the CAS's file system, for ``adopt``."""
+        fd, tmp = tempfile.mkstemp(dir=self._tmp())
+        os.close(fd)
+        return Path(tmp)
+
+    def adopt(self, tmp: Path, digest: str) -> None:
+        """Move a temp file whose content hashes to ``digest`` (checked by the caller) in."""
+        dest = self._blob(digest)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(tmp, dest)
+
+    def listing(self, digest: str) -> list:
+        """The entries of a stored tree; OSError or ValueError when it is missing or bad."""
+        import json
+
+        return json.loads(self._blob(digest).read_bytes())["tree"]
+
+    def open_file(self, digest: str):
+        return open(self._blob(digest), "rb")
 
     def has_tree(self, digest: str) -> bool:
         return self._blob(digest).exists()

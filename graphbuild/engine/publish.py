@@ -86,8 +86,9 @@ def _upload(rc: RunContext, node: NodeId, tags, ledger) -> Outcome:
     except PublishError as exc:
         raise BuildError(str(exc)) from None
     claim = ledger.claim(needed, rc.cancelled)
+    plan = PushPlan(targets, known_locations=_remote_only(rc.store, needed))
     try:
-        result = publish(PushPlan(targets), rc.store, Remote.of(rc.ws).clients_for(targets, ledger.writes),
+        result = publish(plan, rc.store, Remote.of(rc.ws).clients_for(targets, ledger.writes),
                          on_blob=claim.landed, pending=claim)
     except PublishError as exc:
         raise BuildError(str(exc)) from None
@@ -100,6 +101,17 @@ def _upload(rc: RunContext, node: NodeId, tags, ledger) -> Outcome:
     added = sorted([reg, repo] for reg, repo, digest in result.added if digest == desc["digest"])
     return Outcome(desc["digest"], {"descriptor": desc, "tags": list(tags), "added": added,
                                     "referrers": records})
+
+
+def _remote_only(store, needed) -> dict[str, tuple[str, ...]]:
+    """Where the remote-only blobs of a push are (the remote cache repository): mounted from
+    there into a repository of that registry; streamed through the store for another."""
+    where = {}
+    for _, digest in needed:
+        record = store.remote_record(digest)
+        if record is not None:
+            where[digest] = (f"{record['registry']}/{record['repository']}",)
+    return where
 
 
 def move_tags(loaded, engine, summary, push_nodes: list[NodeId], events) -> bool:

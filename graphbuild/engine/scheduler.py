@@ -35,6 +35,8 @@ RECORD_EVERY_S = 0.5  # or this often (each transaction costs the main thread ~1
 DEFAULT_DURATION = 1.0
 MIN_IO_JOBS = 8  # io-bound nodes (pushes) run beyond -j: up to max(this, 4 * jobs) at once
 LOG_TAIL = 40
+LOOKUP_THREADS = 16
+LOOKUP = object()  # _prepare's answer when the remote cache is to be asked first
 
 
 class Interrupted(GraphbuildError):
@@ -62,6 +64,7 @@ class NodeResult:
     duration: float = 0.0
     log: str = ""
     notes: list[str] = field(default_factory=list)  # remarks from the action (e.g. emulation)
+    remote_duration: float | None = None  # a remote cache hit: how long it took where it ran
 
 
 @dataclass
@@ -108,6 +111,7 @@ class Engine:
         self._cas: CAS | None = None
         self._store = None
         self._lazy_lock = threading.Lock()
+        self.remote_cache = None  # a remote_cache.RemoteCache when the run uses one
 
     @property
     def cas(self) -> CAS:
@@ -120,9 +124,9 @@ class Engine:
     def store(self):
         with self._lazy_lock:
             if self._store is None:
-                from ..oci.store import Store
+                from .remote_cache import open_store
 
-                self._store = Store(self.cache_dir / "oci")
+                self._store = open_store(self.ws)
             return self._store
 
     def out_dir(self, node: NodeId) -> str:
@@ -172,6 +176,8 @@ class Engine:
                 time.sleep(0.02)
 
     def close(self) -> None:
+        if self.remote_cache is not None:
+            self.remote_cache.finish()
         self.stat_cache.save()
         if self._published_dirty:
             write_pickle(self._published_path, self.published)
@@ -310,6 +316,7 @@ class Scheduler:
         self._stop_reason: str | None = None
         self._pending: list[tuple] = []  # finished outcomes not yet in the action cache
         self._flushed = time.monotonic()
+        self._lookup_pool = None
 
     # -- priorities -----------------------------------------------------------------------------
     def _load_timings(self) -> dict[str, float]:
@@ -320,6 +327,9 @@ class Scheduler:
         for node, res in self.summary.results.items():
             if res.status == "built":
                 self._timings[node] = res.duration
+                changed = True
+            elif res.remote_duration is not None:  # how long it took on the machine that ran it
+                self._timings.setdefault(node, res.remote_duration)
                 changed = True
         if changed:
             write_pickle(self._timings_path, self._timings)
@@ -343,8 +353,15 @@ class Scheduler:
         limits = {False: self.opts.jobs, True: max(MIN_IO_JOBS, 4 * self.opts.jobs)}
         busy = {False: 0, True: 0}
         running: set[NodeId] = set()
+        looking: set[NodeId] = set()  # remote cache lookups under way
         seq = 0
         pool = _Pool(self._work, limits[False] + limits[True])
+
+        def queue_run(node: NodeId) -> None:
+            nonlocal seq
+            seq += 1
+            heapq.heappush(runnable[self.actions[node].io_bound], (-prio[node], seq, node))
+
         try:
             while True:
                 while ready:
@@ -356,9 +373,10 @@ class Scheduler:
                         continue
                     res = self._prepare(node)
                     if res is None:
-                        seq += 1
-                        heapq.heappush(runnable[self.actions[node].io_bound],
-                                       (-prio[node], seq, node))
+                        queue_run(node)
+                    elif res is LOOKUP:
+                        looking.add(node)
+                        self._lookups().submit(self._lookup, node)
                     else:
                         self._finish(res, ready, waiting)
                 for io, heap in runnable.items():
@@ -373,17 +391,26 @@ class Scheduler:
                             self._finish(NodeResult(node, "skipped", self._stop_reason), ready,
                                          waiting)
                         heap.clear()
-                if not running and not ready and not any(runnable.values()):
+                if not running and not looking and not ready and not any(runnable.values()):
                     break
-                if running:
+                if running or looking:
                     res = self._next_result(running)
-                    running.discard(res.node)
-                    busy[self.actions[res.node].io_bound] -= 1
+                    if res.node in looking:
+                        looking.discard(res.node)
+                        if res.status == "miss":  # build it; the reason says why
+                            self._keys[res.node] = (*self._keys[res.node][:2], res.reason)
+                            queue_run(res.node)
+                            continue
+                    else:
+                        running.discard(res.node)
+                        busy[self.actions[res.node].io_bound] -= 1
                     self._finish(res, ready, waiting)
         except KeyboardInterrupt:
             self._interrupt(pool)
         finally:
             self._flush_records()
+            if self._lookup_pool is not None:
+                self._lookup_pool.shutdown(wait=False, cancel_futures=True)
         pool.stop()
         self._skip_unreached()
         self.summary.duration = time.monotonic() - t0
@@ -413,6 +440,8 @@ class Scheduler:
 
     def _interrupt(self, pool: _Pool) -> None:
         self.engine.cancelled.set()
+        if self.engine.remote_cache is not None:
+            self.engine.remote_cache.cancel()
         self.engine.kill_all()
         pool.stop()
         self.summary.duration = time.monotonic() - self._t0
@@ -488,7 +517,46 @@ class Scheduler:
         if self.opts.dry_run:
             return NodeResult(node, "would-run", why)
         self._keys[node] = (key, snap, why)
+        remote = self.engine.remote_cache
+        if remote is not None and remote.reading and not self.opts.no_cache:
+            return LOOKUP
         return None
+
+    # -- the remote cache -----------------------------------------------------------------------
+    def _lookups(self):
+        """Lookups wait on the network: their own threads, never the worker pool's."""
+        if self._lookup_pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._lookup_pool = ThreadPoolExecutor(LOOKUP_THREADS, thread_name_prefix="gb-lookup")
+        return self._lookup_pool
+
+    def _lookup(self, node: NodeId) -> None:
+        """On a lookup thread: a remote hit as a cached result, or a "miss" (the node runs)."""
+        key, _, why = self._keys[node]
+        res = NodeResult(node, "miss", why)
+        try:
+            outcome, said, duration = self.engine.remote_cache.lookup(
+                key, self.engine.store, self.engine.cas)
+            if outcome is not None and self._usable(node, outcome):
+                res = NodeResult(node, "cached", said, outcome, remote_duration=duration)
+            else:
+                res.reason = f"{said}; {why}" if outcome is None else \
+                    f"remote cache entry incomplete; {why}"
+        except Exception as exc:  # noqa: BLE001 - a cache fault must not fail the build
+            res.reason = f"remote cache lookup failed ({type(exc).__name__}: {exc}); {why}"
+        finally:
+            self._results.put(res)
+
+    def _usable(self, node: NodeId, outcome: Outcome) -> bool:
+        action = self.actions[node]
+        if action.check_cached is None:
+            return True
+        ctx = ActionContext(self.engine, action, self._dep_outcomes(node))
+        try:
+            return action.check_cached(ctx, outcome)
+        finally:
+            ctx.cleanup()
 
     def _dep_outcomes(self, node: NodeId) -> dict[NodeId, Outcome]:
         return {d: self.summary.results[d].outcome for d in self.graph.predecessors(node)}
@@ -538,10 +606,15 @@ class Scheduler:
 
     def _finish(self, res: NodeResult, ready: list, waiting: dict) -> None:
         self._record(res)
-        if res.status == "built" and self.actions[res.node].cacheable:
+        remote = res.remote_duration is not None
+        if (res.status == "built" or remote) and self.actions[res.node].cacheable:
             key, snap, _ = self._keys[res.node]
+            duration = res.remote_duration if remote else res.duration
             self._pending.append((key, res.outcome, res.node, self.actions[res.node].mnemonic,
-                                  snap, res.duration))
+                                  snap, duration))
+            if not remote and self.engine.remote_cache is not None:
+                self.engine.remote_cache.save(key, res.node, res.outcome, res.duration,
+                                              self.engine.store, self.engine.cas)
             if len(self._pending) >= RECORD_BATCH:
                 self._flush_records()
         if res.status in ("failed", "skipped"):

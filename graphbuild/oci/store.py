@@ -19,7 +19,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -106,6 +106,9 @@ class Store:
         self._blobs = self.root / "blobs" / "sha256"
         self._blobs_str = str(self._blobs)
         self._ready = False
+        # Fetches a remote-only blob into the store: ``fetch_remote(record, digest)``. Set by
+        # whoever can reach the remote cache (engine.remote_cache.open_store); None elsewhere.
+        self.fetch_remote: Callable[[dict, str], None] | None = None
 
     # -- layout --------------------------------------------------------------------------------
 
@@ -158,18 +161,71 @@ class Store:
         return os.path.isfile(f"{self._blobs_str}/{check_digest(digest)[7:]}")
 
     def open_blob(self, digest: str) -> IO[bytes]:
-        """Open a blob for binary reading; raise BlobNotFound when absent."""
+        """Open a blob for binary reading, fetching it first when it is remote-only; raise
+        BlobNotFound when absent."""
         try:
             return open(self.blob_path(digest), "rb")
         except FileNotFoundError:
-            raise BlobNotFound(f"blob {digest} is not in the store {self.root}") from None
+            if not self._fetch(digest):
+                raise BlobNotFound(f"blob {digest} is not in the store {self.root}") from None
+        return open(self.blob_path(digest), "rb")
+
+    def local_blob_path(self, digest: str) -> Path:
+        """``blob_path`` of a blob that is there, fetched first when it is remote-only."""
+        path = self.blob_path(digest)
+        if not path.is_file() and not self._fetch(digest):
+            raise BlobNotFound(f"blob {digest} is not in the store {self.root}")
+        return path
 
     def blob_size(self, digest: str) -> int:
-        """The size of a stored blob; raise BlobNotFound when absent."""
+        """The size of a blob, stored or remote-only; raise BlobNotFound when absent."""
         try:
             return self.blob_path(digest).stat().st_size
         except FileNotFoundError:
-            raise BlobNotFound(f"blob {digest} is not in the store {self.root}") from None
+            record = self.remote_record(digest)
+            if record is None:
+                raise BlobNotFound(f"blob {digest} is not in the store {self.root}") from None
+            return int(record["size"])
+
+    # -- remote-only blobs ---------------------------------------------------------------------
+    # A remote cache hit brings an image's manifest and config, not its layers: the store keeps
+    # a record (``.remote/<hex>``: registry, repository, size, media type) of where each layer
+    # is, and fetches it on the first read. ``has_blob`` stays False for them.
+
+    def mark_remote(self, descriptor: dict, registry: str, repository: str) -> None:
+        digest = check_digest(descriptor["digest"])
+        if self.has_blob(digest) or self.remote_record(digest) is not None:
+            return
+        record = {"registry": registry, "repository": repository,
+                  "size": int(descriptor["size"]), "mediaType": descriptor.get("mediaType", "")}
+        path = self.root / ".remote" / digest[7:]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(self._write_temp(canonical_json(record)), path)
+
+    def remote_record(self, digest: str) -> dict | None:
+        """Where a remote-only blob is, or None."""
+        try:
+            record = json.loads((self.root / ".remote" / check_digest(digest)[7:]).read_bytes())
+        except (OSError, ValueError):
+            return None
+        return record if isinstance(record, dict) and "size" in record else None
+
+    def remote_digests(self) -> set[str]:
+        folder = self.root / ".remote"
+        return {"sha256:" + p.name for p in folder.iterdir()} if folder.is_dir() else set()
+
+    def _fetch(self, digest: str) -> bool:
+        """Fetch a remote-only blob into the store; False when it is not remote-only."""
+        record = self.remote_record(digest)
+        if record is None:
+            return False
+        if self.fetch_remote is None:
+            raise BlobNotFound(f"blob {digest} is only in the remote cache "
+                               f"{record['registry']}/{record['repository']}, and this command "
+                               "cannot reach it")
+        self.fetch_remote(record, digest)
+        (self.root / ".remote" / digest[7:]).unlink(missing_ok=True)
+        return True
 
     def read_bytes(self, digest: str) -> bytes:
         with self.open_blob(digest) as f:
@@ -394,6 +450,8 @@ class Store:
             for root in [*self.entries(), *extra_roots]:
                 reachable.update(d["digest"] for d in self._walk(root, set(), strict=False))
             victims = [p for p in self._blobs.iterdir() if "sha256:" + p.name not in reachable]
+            victims += [self.root / ".remote" / d[7:] for d in self.remote_digests()
+                        if d not in reachable]
             cutoff = time.time() - tmp_max_age
             victims += [p for p in self.tmp_dir().iterdir() if _mtime(p) < cutoff]
             return _remove(victims, dry_run)
@@ -401,7 +459,8 @@ class Store:
     def stats(self) -> dict:
         """``{"blobs": count, "bytes": total size, "entries": index.json entries}``."""
         sizes = [p.stat().st_size for p in self._blobs.iterdir()] if self._blobs.is_dir() else []
-        return {"blobs": len(sizes), "bytes": sum(sizes), "entries": len(self.entries())}
+        return {"blobs": len(sizes), "bytes": sum(sizes), "entries": len(self.entries()),
+                "remote_only": len(self.remote_digests())}
 
 
 def _index_ok(index: object) -> bool:

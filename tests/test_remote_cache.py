@@ -1,0 +1,378 @@
+"""The remote action cache (``remote_cache: oci://host/repo``) through the CLI, with two or
+more workspace copies standing in for CI runners that share one real registry: the second
+builds nothing and downloads no layer, pushes by mount, rebuilds exactly an edited target;
+faults (registry down or failing, blobs deleted, corrupt entries, a read-only token) warn and
+build correctly, never a false hit; shards and a final push."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import urllib.request
+
+import pytest
+import registry_fixtures as fx
+from conftest import WorkspaceFixture
+from registry_fixtures import unique_repo
+
+registry = fx.registry
+basic_registry = fx.basic_registry
+fault_proxy = fx.fault_proxy
+
+PLATFORMS = "[linux/amd64, linux/arm64]"
+
+
+def _files(cache: str, tag_host: str | None = None, apps: int = 3) -> dict[str, str | bytes]:
+    """A base image, ``apps`` images FROM it (one takes a command's output as a context), a
+    manifest over the first; two platforms."""
+    files: dict[str, str | bytes] = {
+        "WORKSPACE.yaml": f"default_platforms: {PLATFORMS}\nremote_cache: oci://{cache}\n",
+        "base/BUILD.yaml": "base:\n  rule: image\n",
+        "base/Dockerfile": "FROM scratch\nCOPY base.bin /base.bin\n",
+        "base/base.bin": fx.random_bytes(96 * 1024, seed=7),
+        "gen/BUILD.yaml": "gen:\n  rule: command\n  cmd: echo generated > $OUT/gen.txt\n"
+                          "  outs: [gen.txt]\n",
+    }
+    for i in range(apps):
+        tags = f"  tags: ['{tag_host}/app{i}:{{arch}}']\n" if tag_host else ""
+        files[f"app{i}/BUILD.yaml"] = (
+            f"app:\n  rule: image\n  contexts: {{base: '//base', gen: '//gen'}}\n{tags}")
+        files[f"app{i}/Dockerfile"] = "FROM base\nCOPY --from=gen gen.txt /gen.txt\nCOPY app /app\n"
+        files[f"app{i}/app"] = f"app {i}\n"
+    mtags = f"  tags: ['{tag_host}/app0:1.0']\n" if tag_host else ""
+    files["app0/BUILD.yaml"] += f"m:\n  rule: manifest\n  images: [':app']\n{mtags}"
+    return files
+
+
+def _runner(tmp_path, name: str, files: dict) -> WorkspaceFixture:
+    return WorkspaceFixture(tmp_path / name).write(files)
+
+
+def _run(ws: WorkspaceFixture, *args: str) -> tuple[dict, list[dict], str]:
+    """(counts, action_finished events, stderr) of a run that must succeed."""
+    events = ws.root / "events.jsonl"
+    res = ws.run("run", *args, "--events", str(events))
+    assert res.code == 0, res
+    evs = [json.loads(line) for line in events.read_text().splitlines()]
+    done = next(e for e in evs if e["event"] == "build_finished")
+    return done["counts"], [e for e in evs if e["event"] == "action_finished"], res.err
+
+
+def _layers(ws: WorkspaceFixture) -> set[str]:
+    """Every layer digest of the images in ``ws``'s store."""
+    store = ws.root / ".graphbuild" / "oci"
+    out = set()
+    for blob in (store / "blobs" / "sha256").iterdir():
+        try:
+            doc = json.loads(blob.read_bytes())
+        except ValueError:
+            continue
+        if isinstance(doc, dict) and "layers" in doc and doc.get("config", {}).get(
+                "mediaType", "").endswith("config.v1+json"):
+            out.update(layer["digest"] for layer in doc["layers"])
+    return out
+
+
+def _blob_gets(registry, repo: str) -> set[str]:
+    return {path.split("/blobs/")[1].split("?")[0]
+            for _, path, status in registry.requests(repo, "GET", "blobs")}
+
+
+def test_second_runner_builds_nothing_and_downloads_no_layer(tmp_path, registry):
+    cache = f"{registry.host}/{unique_repo('cache')}"
+    files = _files(cache)
+    a, b = _runner(tmp_path, "a", files), _runner(tmp_path, "b", files)
+    counts, _, err = _run(a, "//...")
+    assert counts["built"] > 0 and "entries written" in err, err
+    counts, evs, err = _run(b, "//...")
+    assert counts["built"] == 0, counts
+    assert {e["reason"] for e in evs} == {"remote cache hit"}, evs
+    layers = _layers(a)
+    assert layers and not _blob_gets(registry, cache.split("/", 1)[1]) & layers
+    assert not (b.root / ".graphbuild" / "oci" / "blobs" / "sha256").joinpath(
+        min(layers)[7:]).exists()
+    # the command's output is there to use; an image's layer is fetched when read
+    assert (b.root / ".graphbuild" / "out" / "gen" / "gen@host" / "gen.txt").read_text() == \
+        "generated\n"
+    res = b.run("export", "//app1:app[linux/arm64]", "-o", str(tmp_path / "app1.tar"))
+    assert res.code == 0, res
+    # a third run of b is local: no lookups at all
+    assert _run(b, "//...")[0]["built"] == 0
+    stats = b.run("cache", "stats")
+    assert "remote cache" in stats.out and "hits" in stats.out, stats
+
+
+def test_an_edited_file_rebuilds_exactly_that_target(tmp_path, registry):
+    cache = f"{registry.host}/{unique_repo('cache')}"
+    files = _files(cache)
+    a, b = _runner(tmp_path, "a", files), _runner(tmp_path, "b", files)
+    _run(a, "//...")
+    b.write({"app2/app": "app 2 changed\n"})
+    _counts, evs, _ = _run(b, "//...")
+    built = sorted(e["node"] for e in evs if e["status"] == "built")
+    # its two platforms and the index over them
+    assert built == ["//app2:app", "//app2:app[linux/amd64]", "//app2:app[linux/arm64]"], evs
+    assert all(e["reason"].startswith("remote cache miss") for e in evs if e["status"] == "built")
+
+
+def test_push_of_remote_hits_mounts_and_uploads_no_layer(tmp_path, registry):
+    cache = f"{registry.host}/{unique_repo('cache')}"
+    rel = unique_repo("rel")
+    files = _files(cache, tag_host=f"{registry.host}/{rel}", apps=1)
+    a, b = _runner(tmp_path, "a", files), _runner(tmp_path, "b", files)
+    _run(a, "//...")
+    counts, evs, _ = _run(b, "//...", "--push")
+    assert counts["failed"] == 0
+    assert not [e for e in evs if e["status"] == "built" and e["rule"] != "push"], evs
+    target = f"{rel}/app0"
+    uploads = registry.requests(target, "PUT", "blobs/uploads")
+    layers = _layers(a)
+    assert not [p for _, p, _ in uploads if any(d in p for d in layers)], uploads
+    mounts = [p for _, p, _ in registry.requests(target, "POST", "blobs/uploads") if "mount=" in p]
+    assert mounts, registry.requests(target)
+    assert not _blob_gets(registry, cache.split("/", 1)[1]) & layers
+    skopeo = fx.require_tool("skopeo")
+    import subprocess
+
+    out = subprocess.run([skopeo, "inspect", "--tls-verify=false", "--raw",
+                          f"docker://{registry.host}/{target}:1.0"], capture_output=True,
+                         text=True, check=True).stdout
+    assert json.loads(out)["mediaType"].endswith("index.v1+json")
+
+
+def test_read_mode_does_not_write(tmp_path, registry):
+    cache = f"{registry.host}/{unique_repo('cache')}"
+    a = _runner(tmp_path, "a", _files(cache, apps=1))
+    counts, _evs, err = _run(a, "//...", "--remote-cache", "read")
+    assert counts["built"] > 0 and "entries written" not in err
+    assert not registry.requests(cache.split("/", 1)[1], "PUT", "manifests")
+    b = _runner(tmp_path, "b", _files(cache, apps=1))
+    res = b.run("run", "//...")
+    assert res.code == 0 and "0 hits" in res.err, res
+
+
+def test_environment_chooses_the_mode_and_off_skips_the_cache(tmp_path, registry, monkeypatch):
+    cache = f"{registry.host}/{unique_repo('cache')}"
+    a = _runner(tmp_path, "a", _files(cache, apps=1))
+    monkeypatch.setenv("GRAPHBUILD_REMOTE_CACHE", "off")
+    res = a.run("run", "//...")
+    assert res.code == 0 and "remote cache" not in res.err, res
+    assert not registry.requests(cache.split("/", 1)[1])
+
+
+def test_bad_mode_and_unconfigured_cache_are_exit_2(ws, monkeypatch):
+    ws.write({"BUILD.yaml": "g:\n  rule: command\n  cmd: 'true'\n"})
+    res = ws.run("run", "//:g", "--remote-cache", "read")
+    assert res.code == 2 and "names no remote_cache" in res.err and "hint" in res.err, res
+    monkeypatch.setenv("GRAPHBUILD_REMOTE_CACHE", "sometimes")
+    res = ws.run("run", "//:g")
+    assert res.code == 2 and "'sometimes'" in res.err and "Traceback" not in res.err, res
+
+
+@pytest.mark.parametrize("value", ["oci://", "oci://127.0.0.1:5000", "oci://cache",
+                                   "oci://127.0.0.1:5000/cache:v1", "http://x/y"])
+def test_bad_remote_cache_url_is_exit_2_with_its_line(ws, value):
+    ws.write({"WORKSPACE.yaml": f"jobs: 2\nremote_cache: '{value}'\n",
+              "BUILD.yaml": "g:\n  rule: command\n  cmd: 'true'\n"})
+    res = ws.run("run", "//:g")
+    assert res.code == 2 and "WORKSPACE.yaml:2" in res.err and "remote_cache" in res.err, res
+    assert "Traceback" not in res.err
+
+
+# -- faults ----------------------------------------------------------------------------------
+
+def test_cache_registry_down_warns_once_and_builds(tmp_path):
+    files = _files(f"127.0.0.1:{fx.free_port()}/cache", apps=2)
+    a = _runner(tmp_path, "a", files)
+    counts, _, err = _run(a, "//...")
+    assert counts["failed"] == 0 and counts["built"] > 0
+    assert err.count("warning: remote cache") <= 2, err  # one for reading, one for writing
+    assert "Traceback" not in err
+
+
+def test_cache_answering_500_warns_and_builds(tmp_path, registry, fault_proxy):
+    fault_proxy.rules += [fx.FaultRule("GET", "/manifests/", "500"),
+                          fx.FaultRule("HEAD", "/", "500"), fx.FaultRule("PUT", "/", "500")]
+    files = _files(f"{fault_proxy.host}/{unique_repo('cache')}", apps=2)
+    a = _runner(tmp_path, "a", files)
+    counts, _, err = _run(a, "//...")
+    assert counts["failed"] == 0 and "warning: remote cache" in err, err
+
+
+def _entries(registry, repo: str) -> dict[str, dict]:
+    """tag -> entry manifest of a cache repository, through the registry API."""
+    def get(path: str, accept: str = "") -> bytes:
+        req = urllib.request.Request(f"http://{registry.host}/v2/{repo}/{path}",
+                                     headers={"Accept": accept} if accept else {})
+        with urllib.request.urlopen(req) as resp:
+            return resp.read()
+
+    tags = json.loads(get("tags/list"))["tags"]
+    return {t: json.loads(get(f"manifests/{t}", "application/vnd.oci.image.manifest.v1+json"))
+            for t in tags}
+
+
+def test_an_entry_whose_layer_was_deleted_is_a_reported_miss(tmp_path, registry):
+    repo = unique_repo("cache")
+    files = _files(f"{registry.host}/{repo}", apps=1)
+    a, b = _runner(tmp_path, "a", files), _runner(tmp_path, "b", files)
+    _run(a, "//...")
+    base_layers = _layers(a)
+    victim = next(d for entry in _entries(registry, repo).values()
+                  for layer in entry["layers"] for d in [layer["digest"]] if d in base_layers)
+    req = urllib.request.Request(f"http://{registry.host}/v2/{repo}/blobs/{victim}",
+                                 method="DELETE")
+    assert urllib.request.urlopen(req).status == 202
+    _counts, evs, _ = _run(b, "//...")
+    unusable = [e for e in evs if "entry unusable" in e["reason"]]
+    assert unusable and all(e["status"] == "built" for e in unusable), evs
+    assert b.run("export", "//app0:app[linux/amd64]", "-o", str(tmp_path / "x.tar")).code == 0
+
+
+def test_an_entry_with_corrupt_json_is_a_reported_miss(tmp_path, registry):
+    from graphbuild.registry.client import RegistryClient
+
+    repo = unique_repo("cache")
+    files = _files(f"{registry.host}/{repo}", apps=1)
+    a, b = _runner(tmp_path, "a", files), _runner(tmp_path, "b", files)
+    _run(a, "//...")
+    client = RegistryClient(registry.host)
+    for tag, entry in _entries(registry, repo).items():
+        entry["annotations"]["dev.graphbuild.outcome"] = "{not json"
+        client.put_manifest(repo, tag, json.dumps(entry).encode(),
+                            "application/vnd.oci.image.manifest.v1+json")
+    counts, evs, _ = _run(b, "//...")
+    assert counts["cached"] == 0 and counts["failed"] == 0
+    assert all("entry unusable" in e["reason"] for e in evs), evs
+
+
+def test_an_entry_pointing_at_other_content_is_never_a_hit(tmp_path, registry):
+    """A poisoned entry whose outcome names a tree it does not carry: the tree is checked."""
+    from graphbuild.registry.client import RegistryClient
+
+    repo = unique_repo("cache")
+    files = _files(f"{registry.host}/{repo}", apps=1)
+    a, b = _runner(tmp_path, "a", files), _runner(tmp_path, "b", files)
+    _run(a, "//...")
+    client = RegistryClient(registry.host)
+    for tag, entry in _entries(registry, repo).items():
+        outcome = json.loads(entry["annotations"]["dev.graphbuild.outcome"])
+        if "tree" in outcome["data"]:
+            outcome["digest"] = outcome["data"]["tree"] = "sha256:" + "ab" * 32
+            entry["annotations"]["dev.graphbuild.outcome"] = json.dumps(outcome)
+            client.put_manifest(repo, tag, json.dumps(entry).encode(),
+                                "application/vnd.oci.image.manifest.v1+json")
+    counts, evs, _ = _run(b, "//gen")
+    assert counts["built"] == 1 and "entry unusable" in evs[0]["reason"], evs
+
+
+def test_read_only_credentials_warn_once_and_build(tmp_path, basic_registry):
+    """A token that may pull but not push (here: no credentials for a registry that wants
+    them for every request) gives one warning per direction; the build succeeds."""
+    files = _files(f"{basic_registry.host}/{unique_repo('cache')}", apps=2)
+    a = _runner(tmp_path, "a", files)
+    counts, _, err = _run(a, "//...")
+    assert counts["failed"] == 0 and counts["built"] > 0
+    assert 1 <= err.count("warning: remote cache") <= 2, err
+
+
+# -- shards ----------------------------------------------------------------------------------
+
+def test_three_shards_then_a_final_push_builds_nothing_and_matches_one_machine(tmp_path,
+                                                                           registry):
+    repo = unique_repo("cache")
+    rel = f"{registry.host}/{unique_repo('rel')}"
+    files = _files(f"{registry.host}/{repo}", tag_host=rel, apps=4)
+    owned = 0
+    for i in (1, 2, 3):  # one after another here; on CI at once (then each builds its own)
+        runner = _runner(tmp_path, f"s{i}", files)
+        counts, evs, err = _run(runner, "//...", "--shard", f"{i}/3")
+        mine, total = re.search(rf"shard {i}/3: (\d+) of (\d+) nodes", err).groups()
+        owned += int(mine)
+        assert counts["failed"] == 0
+    assert owned == int(total)
+    final = _runner(tmp_path, "final", files)
+    seen = len(registry.requests(repo, "GET", "blobs"))
+    counts, evs, _ = _run(final, "//...", "--push")
+    assert [e["node"] for e in evs if e["status"] == "built" and e["rule"] != "push"] == []
+    assert counts["failed"] == 0 and any(e["rule"] == "push" for e in evs)
+    layers = set().union(*(_layers(_runner(tmp_path, f"s{i}", files)) for i in (1, 2, 3)))
+    fetched = {path.split("/blobs/")[1] for _, path, _ in
+               registry.requests(repo, "GET", "blobs")[seen:]}
+    assert layers and not fetched & layers, fetched & layers
+    one = _runner(tmp_path, "one", {**files, "WORKSPACE.yaml":
+                                    f"default_platforms: {PLATFORMS}\n"})
+    _run(one, "//...")
+    for node in ("//app0:m", "//app1:app", "//app3:app"):
+        assert _digest(final, node) == _digest(one, node), node
+
+
+def _digest(ws: WorkspaceFixture, node: str) -> str:
+    from graphbuild.oci.store import Store
+
+    return Store(ws.root / ".graphbuild" / "oci").lookup(node)["digest"]
+
+
+def test_shard_with_push_and_bad_shard_are_exit_2(ws):
+    ws.write({"BUILD.yaml": "g:\n  rule: command\n  cmd: 'true'\n"})
+    for args, words in ((("--shard", "1/2", "--push"), "cannot --push"),
+                        (("--shard", "3/2"), "1 <= I <= N"), (("--shard", "x"), "I/N")):
+        res = ws.run("run", "//:g", *args)
+        assert res.code == 2 and words in res.err and "Traceback" not in res.err, (args, res)
+
+
+def test_shards_partition_the_nodes_deterministically():
+    from graphbuild.engine.shards import share
+
+    nodes = [f"//p{i}:t[linux/amd64]" for i in range(10)]
+    parts = [share(nodes, i, 3, {}) for i in (1, 2, 3)]
+    assert sorted(n for p in parts for n in p) == sorted(nodes)
+    assert [len(p) for p in parts] in ([4, 3, 3],)
+    assert parts == [share(list(reversed(nodes)), i, 3, {}) for i in (1, 2, 3)]
+    timed = {n: (10.0 if n == nodes[0] else 1.0) for n in nodes}
+    heavy = [share(nodes, i, 3, timed) for i in (1, 2, 3)]
+    assert heavy[0] == {nodes[0]}  # the 10 s node has a share to itself
+
+
+def test_platform_and_shard_go_together(tmp_path, registry):
+    files = _files(f"{registry.host}/{unique_repo('cache')}", apps=2)
+    a = _runner(tmp_path, "a", files)
+    _counts, evs, _ = _run(a, "//...", "--platform", "linux/arm64", "--shard", "1/2")
+    assert all("amd64" not in e["node"] for e in evs), evs
+
+
+def test_runner_home_and_cache_dir_are_separate_in_a_subprocess(tmp_path, registry):
+    cache = f"{registry.host}/{unique_repo('cache')}"
+    files = _files(cache, apps=1)
+    a, b = _runner(tmp_path, "a", files), _runner(tmp_path, "b", files)
+    for ws, home in ((a, "home-a"), (b, "home-b")):
+        (tmp_path / home).mkdir()
+        res = ws.run_subprocess("run", "//...", env={"HOME": str(tmp_path / home)})
+        assert res.code == 0, res
+    assert "0 misses" in res.err and "remote cache" in res.err, res.err
+
+
+def test_download_all_fetches_every_layer(tmp_path, registry):
+    cache = f"{registry.host}/{unique_repo('cache')}"
+    files = _files(cache, apps=1)
+    a, b = _runner(tmp_path, "a", files), _runner(tmp_path, "b", files)
+    _run(a, "//...")
+    _run(b, "//...", "--download", "all")
+    blobs = b.root / ".graphbuild" / "oci" / "blobs" / "sha256"
+    assert all((blobs / d[7:]).exists() for d in _layers(a))
+    assert not list((b.root / ".graphbuild" / "oci" / ".remote").iterdir())
+
+
+def test_gc_keeps_remote_only_records_that_outputs_need(tmp_path, registry):
+    cache = f"{registry.host}/{unique_repo('cache')}"
+    files = _files(cache, apps=1)
+    a, b = _runner(tmp_path, "a", files), _runner(tmp_path, "b", files)
+    _run(a, "//...")
+    _run(b, "//...")
+    remote = b.root / ".graphbuild" / "oci" / ".remote"
+    before = set(os.listdir(remote))
+    assert before
+    assert b.run("cache", "gc").code == 0
+    assert set(os.listdir(remote)) == before
+    assert b.run("export", "//app0:app[linux/amd64]", "-o", str(tmp_path / "y.tar")).code == 0

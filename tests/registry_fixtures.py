@@ -298,6 +298,7 @@ class TokenServer:
     def __init__(self, workdir: Path, users: dict[str, str]) -> None:
         self.workdir = workdir
         self.users = users
+        self.read_only: set[str] = set()  # users whose tokens only ever allow pull
         self.refresh_tokens: set[str] = set()
         self.requests: list[dict[str, Any]] = []
         self.issued: list[str] = []
@@ -349,9 +350,11 @@ class TokenServer:
         from cryptography.hazmat.primitives.asymmetric import padding
 
         now = int(time.time())
+        access = [_access(scope) for scope in scopes]
+        if subject in self.read_only:  # a pull-only token, whatever was asked for
+            access = [{**a, "actions": [x for x in a["actions"] if x == "pull"]} for a in access]
         claims = {"iss": TOKEN_ISSUER, "sub": subject, "aud": service, "exp": now + 300,
-                  "nbf": now - 10, "iat": now, "jti": uuid.uuid4().hex,
-                  "access": [_access(scope) for scope in scopes]}
+                  "nbf": now - 10, "iat": now, "jti": uuid.uuid4().hex, "access": access}
         header = {"typ": "JWT", "alg": "RS256", "x5c": [self._x5c]}
         signing_input = f"{_b64url(json.dumps(header))}.{_b64url(json.dumps(claims))}"
         signature = self._key.sign(signing_input.encode(), padding.PKCS1v15(), hashes.SHA256())

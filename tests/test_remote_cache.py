@@ -17,7 +17,7 @@ from conftest import WorkspaceFixture
 from registry_fixtures import unique_repo
 
 registry = fx.registry
-basic_registry = fx.basic_registry
+token_registry = fx.token_registry
 fault_proxy = fx.fault_proxy
 
 PLATFORMS = "[linux/amd64, linux/arm64]"
@@ -267,14 +267,33 @@ def test_an_entry_pointing_at_other_content_is_never_a_hit(tmp_path, registry):
     assert counts["built"] == 1 and "entry unusable" in evs[0]["reason"], evs
 
 
-def test_read_only_credentials_warn_once_and_build(tmp_path, basic_registry):
-    """A token that may pull but not push (here: no credentials for a registry that wants
-    them for every request) gives one warning per direction; the build succeeds."""
-    files = _files(f"{basic_registry.host}/{unique_repo('cache')}", apps=2)
-    a = _runner(tmp_path, "a", files)
-    counts, _, err = _run(a, "//...")
+def test_a_read_only_token_reads_warns_once_and_builds(tmp_path, token_registry, monkeypatch):
+    """CI's pull-request token may pull the cache but not push: the writes fail with one
+    warning, the build succeeds, and a runner with a writing token fills the cache for it."""
+    import base64
+
+    server, tokens = token_registry
+    tokens.users["reader"] = "reader-pw"
+    tokens.read_only.add("reader")
+    cache = f"{server.host}/{unique_repo('cache')}"
+    files = _files(cache, apps=2)
+
+    def login(user: str, password: str) -> None:
+        config = tmp_path / f"docker-{user}"
+        config.mkdir(exist_ok=True)
+        auth = base64.b64encode(f"{user}:{password}".encode()).decode()
+        (config / "config.json").write_text(json.dumps({"auths": {server.host: {"auth": auth}}}))
+        monkeypatch.setenv("DOCKER_CONFIG", str(config))
+
+    login("reader", "reader-pw")
+    counts, _, err = _run(_runner(tmp_path, "pr", files), "//...")
     assert counts["failed"] == 0 and counts["built"] > 0
-    assert 1 <= err.count("warning: remote cache") <= 2, err
+    assert err.count("warning: remote cache") == 1 and "writing to it failed" in err, err
+    login(fx.TOKEN_USER, fx.TOKEN_PASSWORD)
+    _run(_runner(tmp_path, "main", files), "//...")
+    login("reader", "reader-pw")
+    counts, _, err = _run(_runner(tmp_path, "pr2", files), "//...")
+    assert counts["built"] == 0 and "warning" not in err, err
 
 
 # -- shards ----------------------------------------------------------------------------------
@@ -376,3 +395,29 @@ def test_gc_keeps_remote_only_records_that_outputs_need(tmp_path, registry):
     assert b.run("cache", "gc").code == 0
     assert set(os.listdir(remote)) == before
     assert b.run("export", "//app0:app[linux/amd64]", "-o", str(tmp_path / "y.tar")).code == 0
+
+
+def test_a_build_that_reads_a_remote_only_base_layer_fetches_it(tmp_path, registry):
+    """`COPY --chown=NAME` reads /etc/passwd from the base image: on a runner where the base
+    was a remote hit, its layer is fetched then (and checked by digest), not before."""
+    repo = unique_repo("cache")
+    files = {
+        "WORKSPACE.yaml": f"default_platforms: [linux/amd64]\nremote_cache: oci://{registry.host}/{repo}\n",
+        "base/BUILD.yaml": "base:\n  rule: image\n",
+        "base/Dockerfile": "FROM scratch\nCOPY passwd /etc/passwd\n",
+        "base/passwd": "root:x:0:0::/root:/bin/sh\nsvc:x:1234:1234::/home/svc:/bin/sh\n",
+        "app/BUILD.yaml": "app:\n  rule: image\n  contexts: {base: '//base'}\n",
+        "app/Dockerfile": "FROM base\nCOPY --chown=svc app /app\n",
+        "app/app": "v1\n",
+    }
+    a, b = _runner(tmp_path, "a", files), _runner(tmp_path, "b", files)
+    _run(a, "//...")
+    base_layers = _layers(a)
+    seen = len(registry.requests(repo, "GET", "blobs"))
+    b.write({"app/app": "v2\n"})
+    _counts, evs, _ = _run(b, "//...")
+    assert [e["node"] for e in evs if e["status"] == "built"] == ["//app:app[linux/amd64]"], evs
+    fetched = {p.split("/blobs/")[1] for _, p, _ in registry.requests(repo, "GET", "blobs")[seen:]}
+    assert fetched & base_layers
+    res = b.run("export", "//app:app", "-o", str(tmp_path / "app.tar"))
+    assert res.code == 0, res

@@ -16,6 +16,7 @@ on its own threads; a cache that cannot be reached or written is one warning, no
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import os
@@ -39,6 +40,7 @@ A_NODE = "dev.graphbuild.node"
 A_DURATION = "dev.graphbuild.duration"
 MODES = ("off", "read", "readwrite")
 WRITERS = 4
+INLINE_MAX = 16 * 1024  # manifests and configs up to this size are embedded in the entry
 STATS_FILE = "remote-cache-stats.json"
 
 
@@ -83,6 +85,7 @@ class RemoteCache:
         self.stats: Counter = Counter()
         self._lock = threading.Lock()
         self._present: set[str] = set()  # digests known to be in the cache repository
+        self._inflight: dict[str, threading.Event] = {}  # digest -> set when its write ends
         self._warned: set[str] = set()
         self._writer: ThreadPoolExecutor | None = None
         self._writes: list[Future] = []
@@ -143,8 +146,9 @@ class RemoteCache:
             if "tree" in outcome.data:
                 self._fetch_tree(entry, outcome, cas)
             elif "descriptor" in outcome.data:
+                inline = _inline(entry)
                 for root in [outcome.data["descriptor"], *outcome.data.get("referrers", ())]:
-                    self._fetch_closure(root, store)
+                    self._fetch_closure(root, store, inline)
             else:
                 raise EntryUnusable("the entry records neither a tree nor an image")
         except (KeyError, TypeError, ValueError) as exc:  # a manifest without its fields
@@ -171,36 +175,39 @@ class RemoteCache:
         if got != outcome.digest:
             raise EntryUnusable(f"its tree is {got}, the entry says {outcome.digest}")
 
-    def _fetch_closure(self, desc: dict, store) -> None:
+    def _fetch_closure(self, desc: dict, store, inline: dict[str, bytes]) -> None:
         """Manifests and configs into the store (checked by digest); layers checked to be
         there and recorded as remote-only."""
         digest = desc["digest"]
         media_type = desc.get("mediaType")
         if mt.is_index(media_type) or mt.is_manifest(media_type):
-            doc = json.loads(self._small(digest, store))
+            doc = json.loads(self._small(digest, store, inline))
             children = doc.get("manifests", []) if mt.is_index(media_type) else doc.get("layers", [])
             if mt.is_manifest(media_type):
-                self._small(doc["config"]["digest"], store)
+                self._small(doc["config"]["digest"], store, inline)
             for child in children:
-                self._fetch_closure(child, store)
+                self._fetch_closure(child, store, inline)
         elif not store.has_blob(digest):
             self._check_present(digest)
             store.mark_remote(desc, self.registry, self.repo)
 
-    def _small(self, digest: str, store) -> bytes:
-        """A manifest or config: from the store, else downloaded into it."""
-        from ..oci.store import BlobNotFound
+    def _small(self, digest: str, store, inline: dict[str, bytes]) -> bytes:
+        """A manifest or config: from the store, else from the entry (embedded), else
+        downloaded; checked by digest on its way into the store."""
+        from ..oci.store import BlobCorrupt
 
         if store.has_blob(digest):
             return store.read_bytes(digest)
-        with tempfile.TemporaryFile() as tmp:
-            self._download(digest, tmp, None)
-            tmp.seek(0)
-            data = tmp.read()
+        data = inline.get(digest)
+        if data is None:
+            with tempfile.TemporaryFile() as tmp:
+                self._download(digest, tmp, None)
+                tmp.seek(0)
+                data = tmp.read()
         try:
             store.put_bytes(data, digest)
-        except BlobNotFound as exc:  # pragma: no cover - put_bytes raises BlobCorrupt only
-            raise EntryUnusable(str(exc)) from None
+        except BlobCorrupt as exc:
+            raise EntryUnusable(f"blob {digest} is corrupt: {exc}") from None
         return data
 
     def _download(self, digest: str, dest, size: int | None) -> None:
@@ -281,15 +288,32 @@ class RemoteCache:
             size = store.blob_size(digest)
             self._ensure(digest, size, lambda d=digest: store.open_blob(d),
                          store.remote_record(digest))
-            out.append({"mediaType": desc.get("mediaType") or "application/octet-stream",
-                        "digest": digest, "size": size})
+            layer = {"mediaType": desc.get("mediaType") or "application/octet-stream",
+                     "digest": digest, "size": size}
+            if size <= INLINE_MAX and _is_metadata(desc):  # a hit then needs no other GET
+                layer["data"] = base64.b64encode(store.read_bytes(digest)).decode()
+            out.append(layer)
         return out
 
     def _ensure(self, digest: str, size: int, open_fn, record: dict | None) -> None:
-        """Make the cache repository hold a blob: found there, mounted, else uploaded."""
+        """Make the cache repository hold a blob: found there, mounted, else uploaded; once
+        per run (a write of the same blob under way is waited for)."""
         with self._lock:
             if digest in self._present:
                 return
+            waiting = self._inflight.get(digest)
+            if waiting is None:
+                self._inflight[digest] = threading.Event()
+        if waiting is not None:
+            waiting.wait()
+            return self._ensure(digest, size, open_fn, record)  # present, or ours to try
+        try:
+            self._copy(digest, size, open_fn, record)
+        finally:
+            with self._lock:
+                self._inflight.pop(digest).set()
+
+    def _copy(self, digest: str, size: int, open_fn, record: dict | None) -> None:
         if self.client.blob_exists(self.repo, digest):
             self._note_present(digest)
             return
@@ -359,6 +383,25 @@ class RemoteCache:
         self.writing = self.reading = False
         if self._writer is not None:
             self._writer.shutdown(wait=False, cancel_futures=True)
+
+
+def _inline(entry: dict) -> dict[str, bytes]:
+    """The blobs an entry embeds (``data`` of its layer descriptors), unchecked: their digests
+    are checked on the way into the store."""
+    out = {}
+    for layer in entry.get("layers", ()):
+        if isinstance(layer, dict) and isinstance(layer.get("data"), str):
+            try:
+                out[layer["digest"]] = base64.b64decode(layer["data"], validate=True)
+            except (ValueError, KeyError):
+                continue  # then downloaded instead
+    return out
+
+
+def _is_metadata(desc: dict) -> bool:
+    media_type = desc.get("mediaType")
+    return (mt.is_index(media_type) or mt.is_manifest(media_type)
+            or media_type in mt.CONFIG_TYPES or media_type == mt.OCI_EMPTY)
 
 
 def _tag(key: str) -> str:

@@ -37,11 +37,15 @@ class ActionCache:
         # build then answers every lookup without a database query.
         self._hot: dict[NodeId, tuple] = read_pickle(self._hot_path)
         self._hot_dirty = False
+        # A fresh runner's cache is empty: every lookup would query SQLite for nothing.
+        self._empty = not self._hot and len(self._db) == 0
 
     def get(self, key: str, node: NodeId | None = None) -> Outcome | None:
         hot = self._hot.get(node) if node is not None else None
         if hot is not None and hot[0] == key:
             return Outcome(hot[1], hot[2])
+        if self._empty:
+            return None
         rec = self._db.get("k:" + key)
         if rec is None:
             return None
@@ -56,6 +60,7 @@ class ActionCache:
     def put(self, key: str, outcome: Outcome, node: NodeId, mnemonic: str, snapshot: dict,
             duration: float) -> None:
         """Record an outcome; call only after every output it names is stored."""
+        self._empty = False
         with self._db.transact():
             self._db.set("k:" + key, {"digest": outcome.digest, "data": outcome.data,
                                       "node": node, "mnemonic": mnemonic})
@@ -70,7 +75,7 @@ class ActionCache:
                 self.put(*record)
 
     def last(self, node: NodeId) -> dict | None:
-        return self._db.get("n:" + node)
+        return None if self._empty else self._db.get("n:" + node)
 
     def forget(self, key: str) -> None:
         self._db.delete("k:" + key)

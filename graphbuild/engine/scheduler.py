@@ -22,6 +22,7 @@ from pathlib import Path
 
 from ..errors import ActionFailed, GraphbuildError, is_no_space
 from ..events import Events, Profile
+from ..registry import limits
 from ..rule_api import Action, NodeId, Outcome, RunContext
 from ..workspace import Workspace
 from . import explain, run_lock
@@ -577,8 +578,9 @@ class Scheduler:
         key, _, why = self._keys[node]
         res = NodeResult(node, "miss", why)
         try:
-            outcome, said, duration = self.engine.remote_cache.lookup(
-                key, self.engine.store, self.engine.cas)
+            with limits.scope(cancelled=self.engine.cancelled):
+                outcome, said, duration = self.engine.remote_cache.lookup(
+                    key, self.engine.store, self.engine.cas)
             if outcome is not None and self._usable(node, outcome):
                 res = NodeResult(node, "cached", said, outcome, remote_duration=duration)
             else:
@@ -621,8 +623,10 @@ class Scheduler:
         start = time.monotonic()
         res = NodeResult(node, "failed")
         try:
-            ctx.verify_inputs()
-            outcome = action.run(ctx)
+            # registry requests the action makes stop at once on Ctrl-C (the run's event)
+            with limits.scope(cancelled=self.engine.cancelled):
+                ctx.verify_inputs()
+                outcome = action.run(ctx)
             if self.engine.cancelled.is_set():
                 res = NodeResult(node, "failed", "interrupted")
             else:

@@ -4,8 +4,11 @@ Plain HTTP only for loopback hosts and hosts marked insecure, over a lean keep-a
 (``transport.PlainHTTP``); HTTPS with certificate checks otherwise, over httpx (imported only
 then). Authentication follows the registry's challenges (see ``auth.py``). Transient
 failures (429, 5xx, broken connections, timeouts) are retried a bounded number of times with
-backoff. Every error names the registry, the repository, the operation and what the registry
+backoff. Every request has an overall deadline (``timeout`` plus what its bytes need at a slow
+line's pace, MIN_RATE), so a registry that drips bytes cannot hold it; it also stops at the
+deadline of the caller's ``limits.scope`` (a push) or as soon as that is cancelled (Ctrl-C). Every error names the registry, the repository, the operation and what the registry
 said, with credentials redacted. Thread-safe: one client serves a whole push's worker pool.
+Clients sharing a ``WriteLedger`` write each (registry, repository, digest) once.
 """
 
 from __future__ import annotations
@@ -15,12 +18,15 @@ import logging
 import os
 import re
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, BinaryIO
 from urllib.parse import urlencode, urljoin, urlsplit
 
+from . import limits
 from .auth import Authenticator, AuthProblem, TokenRequest, merge_scopes, repository_scope
 from .credentials import Credentials, CredentialsError, CredentialStore
 from .digests import MANIFEST_TYPES, digest_of, hasher_for, is_digest
@@ -43,6 +49,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MiB = 1024 * 1024
+MIN_RATE = 128 * 1024  # bytes/s: slower than this, a request's deadline passes
 DEFAULT_CHUNK_THRESHOLD = 16 * MiB
 DEFAULT_CHUNK_SIZE = 16 * MiB
 READ_SIZE = 1 * MiB
@@ -55,6 +62,10 @@ MAX_REDIRECTS = 10
 OVERRUN_MARGIN = 64 * 1024
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _PROXY_VARIABLES = ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY")
+# A request carrying or fetching a blob may take ``timeout`` plus its size at this pace.
+SLOWEST_BYTES_PER_S = 128 * 1024
+# A blob download stops this far past the size its descriptor declares.
+OVERRUN_MARGIN = 64 * 1024
 
 OpenFn = Callable[[], BinaryIO]
 Body = bytes | Callable[[], Iterable[bytes]]
@@ -62,6 +73,11 @@ Body = bytes | Callable[[], Iterable[bytes]]
 
 class TransientError(RegistryError):
     """A failure that may pass: 429, 5xx, a broken connection, a timeout."""
+
+
+class StoppedError(RegistryError):
+    """The caller's deadline passed (``limits.scope``), or its work was cancelled."""
+
 
 
 @dataclass(frozen=True)
@@ -108,9 +124,10 @@ class RegistryClient:
                  retry: RetryPolicy | None = None, timeout: float = 60.0,
                  chunk_threshold: int = DEFAULT_CHUNK_THRESHOLD,
                  chunk_size: int = DEFAULT_CHUNK_SIZE, max_connections: int = 16,
-                 transport: Any = None) -> None:
+                 transport: Any = None, ledger: WriteLedger | None = None) -> None:
         """``transport``: an ``httpx.BaseTransport`` to send every request through httpx with
-        (the lean plain-HTTP path is then not used)."""
+        (the lean plain-HTTP path is then not used). ``ledger``: the run's writes, shared
+        with its other clients (``writes``; a client of its own otherwise)."""
         if not registry or "/" in registry:
             raise ValueError(f"a registry is host[:port], not {registry!r}")
         self.registry = registry
@@ -119,7 +136,8 @@ class RegistryClient:
         plain = insecure or is_loopback(self.endpoint)
         self.base_url = f"{'http' if plain else 'https'}://{self.endpoint}"
         self.retry = retry or RetryPolicy()
-        self.writes = WriteLedger()  # the run's, when a run sets it (engine.remote)
+        self.timeout = timeout
+        self.writes = ledger or WriteLedger()
         self.chunk_threshold = chunk_threshold
         self.chunk_size = chunk_size
         self.stats = ClientStats()
@@ -154,8 +172,9 @@ class RegistryClient:
     def blob_exists(self, repo: str, digest: str) -> bool:
         """HEAD the blob: True if the repository has it."""
         op = _Op(repo, f"check blob {digest}")
-        if self.writes.written((self.registry, repo, digest)):
-            return True
+        with self._stops(op):
+            if self.writes.written((self.registry, repo, digest)):
+                return True
         response = self._request(op, "HEAD", self._url(repo, "blobs", digest),
                                  scopes=_pull(repo), follow=True)
         if response.status_code == 200:
@@ -167,7 +186,7 @@ class RegistryClient:
     def mount_blob(self, repo: str, digest: str, from_repo: str) -> bool:
         """Cross-repository mount; False when the registry would rather have an upload."""
         op = _Op(repo, f"mount blob {digest} from {from_repo}")
-        with self.writes.once((self.registry, repo, digest)) as write:
+        with self._stops(op), self.writes.once((self.registry, repo, digest)) as write:
             if write is None:  # this run has put it there already
                 return True
             url = self._url(repo, "blobs", "uploads/")
@@ -190,7 +209,7 @@ class RegistryClient:
         last answer was lost (distribution rejects a stale upload state).
         """
         op = _Op(repo, f"upload blob {digest}")
-        with self.writes.once((self.registry, repo, digest)) as write:
+        with self._stops(op), self.writes.once((self.registry, repo, digest)) as write:
             if write is None:  # this run has put it there already
                 return
             self._upload_retried(op, repo, digest, size, open_fn)
@@ -209,8 +228,7 @@ class RegistryClient:
                     raise TransientError(self.registry, repo, op.name,
                                          f"{exc.detail} (gave up after {attempt} uploads)",
                                          status=exc.status, codes=exc.codes) from None
-            self.stats.add("retries")
-            self.retry.sleep(self.retry.backoff(attempt))
+            self._pause(attempt, None)
             attempt += 1
             if self.blob_exists(repo, digest):  # the lost answer may have been a success
                 return
@@ -219,18 +237,18 @@ class RegistryClient:
         """Stream a blob into the seekable file ``dest``, verifying digest (and size)."""
         op = _Op(repo, f"download blob {digest}")
         attempt = 1
-        while True:
-            dest.seek(0)
-            dest.truncate()
-            try:
-                written = self._download_once(op, repo, digest, dest, size)
-                break
-            except TransientError:
-                if attempt >= self.retry.attempts:
-                    raise
-            self.stats.add("retries")
-            self.retry.sleep(self.retry.backoff(attempt))
-            attempt += 1
+        with self._stops(op):
+            while True:
+                dest.seek(0)
+                dest.truncate()
+                try:
+                    written = self._download_once(op, repo, digest, dest, size)
+                    break
+                except TransientError:
+                    if attempt >= self.retry.attempts:
+                        raise
+                self._pause(attempt, None)
+                attempt += 1
         self.stats.add("blobs_downloaded")
         self.stats.add("bytes_downloaded", written)
         return written
@@ -261,6 +279,12 @@ class RegistryClient:
         """The manifest's media type, digest and size, or None when there is none."""
         op = _Op(repo, f"check manifest {ref}")
         accept = tuple(accept)
+        if is_digest(ref):
+            with self._stops(op):
+                written = self.writes.written((self.registry, repo, ref))
+            info = self.writes.info((self.registry, repo, ref)) if written else None
+            if info is not None:
+                return info
         response = self._request(op, "HEAD", self._url(repo, "manifests", ref),
                                  scopes=_pull(repo), headers={"Accept": ", ".join(accept)},
                                  follow=True)
@@ -282,15 +306,17 @@ class RegistryClient:
         if is_digest(ref) and ref != digest:
             raise DigestMismatchError(self.registry, repo, op.name,
                                       f"the manifest's content has digest {digest}")
-        if not is_digest(ref):  # a tag moves each time it is asked to
-            return self._put_manifest(op, repo, ref, data, media_type, digest)
-        with self.writes.once((self.registry, repo, digest)) as write:
-            if write is not None:  # None: this run has PUT it there already
+        if not is_digest(ref):  # tags are moved once each, at the end of a push
+            self._put_manifest(op, repo, ref, data, media_type, digest)
+            return digest
+        with self._stops(op), self.writes.once((self.registry, repo, digest)) as write:
+            if write is not None:
                 self._put_manifest(op, repo, ref, data, media_type, digest)
+                write.info = ManifestInfo(media_type, digest, len(data))
         return digest
 
     def _put_manifest(self, op: _Op, repo: str, ref: str, data: bytes, media_type: str,
-                      digest: str) -> str:
+                      digest: str) -> None:
         response = self._request(op, "PUT", self._url(repo, "manifests", ref),
                                  scopes=_push(repo), headers={"Content-Type": media_type},
                                  body=data)
@@ -301,7 +327,6 @@ class RegistryClient:
             raise DigestMismatchError(self.registry, repo, op.name,
                                       f"the registry stored {said}, we sent {digest}")
         self.stats.add("manifests_put")
-        return digest
 
     def referrers(self, repo: str, digest: str) -> dict | None:
         """The OCI 1.1 referrers index of ``digest``, or None when the registry has no
@@ -353,7 +378,7 @@ class RegistryClient:
             final = self._request(
                 op, "PUT", location, scopes=scopes, params={"digest": digest}, retry=False,
                 headers={"Content-Type": "application/octet-stream",
-                         "Content-Length": str(size)},
+                         "Content-Length": str(size)}, size=size,
                 body=lambda: _file_body(open_fn, size, op, self.registry))
         else:
             location = self._upload_chunks(op, location, size, open_fn, scopes)
@@ -374,7 +399,7 @@ class RegistryClient:
                 op, "PATCH", location, scopes=scopes, retry=False,
                 headers={"Content-Type": "application/octet-stream",
                          "Content-Length": str(length),
-                         "Content-Range": f"{offset}-{offset + length - 1}"},
+                         "Content-Range": f"{offset}-{offset + length - 1}"}, size=length,
                 body=lambda o=offset, n=length: _file_chunks(open_fn, o, n, op, self.registry))
             if response.status_code != 202:
                 raise self._failure(op, response)
@@ -395,7 +420,7 @@ class RegistryClient:
         hasher = hasher_for(digest)
         written = 0
         response = self._request(op, "GET", self._url(repo, "blobs", digest), scopes=_pull(repo),
-                                 stream=True, follow=True)
+                                 stream=True, follow=True, size=size)
         try:
             if response.status_code != 200:
                 response.read()
@@ -452,7 +477,7 @@ class RegistryClient:
     def _request(self, op: _Op, method: str, url: str, *, scopes: tuple[str, ...],
                  headers: dict[str, str] | None = None, params: dict[str, str] | None = None,
                  body: Body | None = None, stream: bool = False, follow: bool = False,
-                 retry: bool = True) -> Response:
+                 retry: bool = True, size: int | None = 0) -> Response:
         """Send with authentication and, when ``retry``, bounded retries; return the response
         whatever its status (callers decide what is a failure). Raise TransientError when a
         transient failure persists, AuthenticationError when credentials do not work."""
@@ -463,8 +488,11 @@ class RegistryClient:
             all_headers = self._headers(op, scopes, headers)
             try:
                 response = self._send(method, target, all_headers,
-                                      body() if callable(body) else body, stream, follow)
+                                      body() if callable(body) else body, stream, follow,
+                                      self._deadline(size))
             except TransportError as exc:
+                if exc.stopped:  # the caller's deadline or a Ctrl-C: retrying cannot help
+                    raise self._stopped(op, str(exc)) from None
                 if attempt >= attempts:
                     raise self._transport_failure(op, exc, attempt) from None
                 self._pause(attempt, None)
@@ -490,12 +518,26 @@ class RegistryClient:
                 raise self._failure(op, response, transient=True, attempts=attempt)
             return response
 
+    def _deadline(self, size: int | None) -> float | None:
+        """When a request moving ``size`` bytes must be done (None: a size not known)."""
+        if size is None:
+            return None
+        return time.monotonic() + self.timeout + size / MIN_RATE
+
     def _send(self, method: str, url: str, headers: dict[str, str], body: Any, stream: bool,
-              follow: bool) -> Response:
+              follow: bool, until: float | None = None) -> Response:
         """One request, and when ``follow`` its redirects (GET and HEAD only), each hop over
         the transport its URL calls for; credentials do not follow to another origin."""
+        scope = limits.current()
+        if scope.deadline is not None:
+            until = scope.deadline if until is None else min(until, scope.deadline)
         for _ in range(MAX_REDIRECTS + 1):
-            response = self._http_for(url).send(method, url, headers, body, stream)
+            try:
+                scope.check()
+            except limits.Stopped as exc:
+                raise TransportError(str(exc), stopped=True) from None
+            response = self._http_for(url).send(method, url, headers, body, stream,
+                                                until=until, events=scope.events)
             location = response.headers.get("Location")
             if not (follow and location and response.status_code in _REDIRECTS):
                 return response
@@ -566,10 +608,35 @@ class RegistryClient:
                                       self.redact(str(exc)), status=401) from None
 
     def _pause(self, attempt: int, response: Response | None) -> None:
+        """Wait before a retry: not past the caller's deadline, and not after a Ctrl-C."""
         self.stats.add("retries")
         delay = self.retry.delay_for(attempt, response)
         log.debug("retrying %s in %.2fs (attempt %d failed)", self.endpoint, delay, attempt)
-        self.retry.sleep(delay)
+        try:
+            limits.sleep(delay, self.retry.sleep)
+        except limits.Stopped as exc:
+            raise TransportError(str(exc), stopped=True) from None
+
+    @contextmanager
+    def _stops(self, op: _Op) -> Iterator[None]:
+        """Within: the caller's deadline or a Ctrl-C (``limits``) is a StoppedError naming
+        this operation."""
+        try:
+            yield
+        except limits.Stopped as exc:
+            raise self._stopped(op, str(exc)) from None
+        except TransportError as exc:
+            if not exc.stopped:
+                raise
+            raise self._stopped(op, str(exc)) from None
+
+    def _stopped(self, op: _Op, why: str) -> StoppedError:
+        scope = limits.current()
+        if scope.cancelled:
+            why = "interrupted"
+        elif scope.why:
+            why = f"no complete answer within {scope.why}"
+        return StoppedError(self.registry, op.repository, op.name, why)
 
     # -- errors ------------------------------------------------------------------------------
 

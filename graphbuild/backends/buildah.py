@@ -99,8 +99,9 @@ def global_args(state_dir: Path, opts: dict[str, str]) -> list[str]:
 
 
 def command(req: BuildRequest, exe: str, state_dir: Path, context_args: list[str],
-            opts: dict[str, str], out: str = "out") -> list[str]:
-    """The buildah command line for one node (run in the scratch directory)."""
+            opts: dict[str, str], out: str = "out", ignorefile: Path | None = None) -> list[str]:
+    """The buildah command line for one node (run in the scratch directory); ``ignorefile``
+    replaces the context's .dockerignore."""
     from .plan import dockerignore_path
 
     argv = [exe, *global_args(state_dir, opts), "bud", "--format", "oci", "--layers=false",
@@ -108,7 +109,7 @@ def command(req: BuildRequest, exe: str, state_dir: Path, context_args: list[str
     if opts.get("isolation"):
         argv += ["--isolation", opts["isolation"]]
     argv += ["--timestamp", str(req.source_date_epoch), "-f", str(req.dockerfile)]
-    ignore = dockerignore_path(req.context_dir, req.dockerfile)
+    ignore = ignorefile or dockerignore_path(req.context_dir, req.dockerfile)
     if ignore:
         argv += ["--ignorefile", str(ignore)]
     argv += external.dockerfile_flags(req, context_args) + external.secret_flags(req)
@@ -138,7 +139,8 @@ def build(req: BuildRequest, store, scratch: Path, cancelled: threading.Event) -
     state_dir = req.state_dir or store.root.parent / NAME
     state_dir.mkdir(parents=True, exist_ok=True)
     (scratch / "tmp").mkdir(exist_ok=True)
-    argv = command(req, exe, state_dir, contexts(req, store, scratch), opts)
+    argv = command(req, exe, state_dir, contexts(req, store, scratch), opts,
+                   ignorefile=external.ignore_file(req, scratch))
     log = scratch / "buildah.log"
     env = {**os.environ, "TMPDIR": str(scratch / "tmp")}
     code = external.run_tool(argv, cwd=scratch, log_path=log, cancelled=cancelled, env=env)

@@ -503,11 +503,9 @@ def _lookup_id(builder: NativeBuilder, state: StageState, name: str, db: str,
 
 
 def _load_ignore(req: BuildRequest):
-    from ..dockerfile.dockerignore import DockerIgnore
-    from .plan import dockerignore_path
+    from .plan import context_ignore
 
-    path = dockerignore_path(req.context_dir, req.dockerfile)
-    return DockerIgnore.from_file(path) if path else None
+    return context_ignore(req.context_dir, req.dockerfile, req.exclude)
 
 
 def _target_platform(config: dict, origin: tuple[str, str], plat: Platform) -> None:

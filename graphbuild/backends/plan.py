@@ -186,6 +186,32 @@ def _is_url(src: str) -> bool:
     return src.startswith(("http://", "https://", "git@")) or src.endswith(".git") and "://" in src
 
 
+def context_exclusions(context_dir: Path, cache_dir: Path) -> tuple[str, ...]:
+    """What is never part of a context: graphbuild's cache directory when it lies inside (a
+    context at the workspace root), as a context-relative path."""
+    try:
+        rel = cache_dir.resolve().relative_to(context_dir.resolve())
+    except ValueError:
+        return ()
+    return (rel.as_posix(),) if rel.parts else ()
+
+
+def ignore_lines(context_dir: Path, dockerfile: Path, exclude: tuple[str, ...]) -> list[str]:
+    """The lines of the .dockerignore that applies, then ``exclude`` (last, so no exception
+    of the user's brings the cache directory back)."""
+    path = dockerignore_path(context_dir, dockerfile)
+    lines = path.read_bytes().decode("utf-8", "surrogateescape").split("\n") if path else []
+    return lines + [f"/{rel}" for rel in exclude]
+
+
+def context_ignore(context_dir: Path, dockerfile: Path, exclude: tuple[str, ...] = ()):
+    """The DockerIgnore of a context (None when it ignores nothing)."""
+    from ..dockerfile.dockerignore import DockerIgnore
+
+    ignore = DockerIgnore(ignore_lines(context_dir, dockerfile, exclude))
+    return ignore if ignore else None
+
+
 def dockerignore_path(context_dir: Path, dockerfile: Path) -> Path | None:
     """BuildKit's rule: ``<Dockerfile>.dockerignore`` beside the Dockerfile wins over the
     context's ``.dockerignore``."""

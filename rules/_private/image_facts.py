@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from graphbuild import __version__, platforms
 from graphbuild.errors import UserError
 
-FACTS_VERSION = 4  # bumped when Facts change shape or meaning (4: symlinks, native_special)
+FACTS_VERSION = 5  # bumped when Facts change shape or meaning (5: the cache dir is excluded)
 
 
 @dataclass
@@ -44,7 +44,8 @@ def key(setup, plats: list[platforms.Platform]) -> tuple:
     """Everything besides the paths' stamps that the facts depend on."""
     a = setup.target.attrs
     return ("image-facts", FACTS_VERSION, __version__, str(setup.target.label),
-            setup.dockerfile_str, setup.context_str, repr(a["build_args"]), a["target"],
+            setup.dockerfile_str, setup.context_str, setup.exclude, repr(a["build_args"]),
+            a["target"],
             repr(sorted((k, str(v)) for k, v in setup.contexts.items())),
             tuple(map(str, plats)), str(platforms.host()))
 

@@ -161,12 +161,21 @@ class Setup:
                                     "the path is relative to the package directory") from None
 
     def dockerignore(self):
-        """The .dockerignore that applies (None when there is none) and its relative path."""
-        from graphbuild.backends.plan import dockerignore_path
-        from graphbuild.dockerfile.dockerignore import DockerIgnore
+        """The .dockerignore that applies, with the cache directory excluded (None when it
+        ignores nothing), and the file's relative path (None when there is none)."""
+        from graphbuild.backends.plan import context_ignore, dockerignore_path
 
-        path = dockerignore_path(Path(self.context_str), Path(self.dockerfile_str))
-        return (DockerIgnore.from_file(path), self.rel(str(path))) if path else (None, None)
+        context, dockerfile = Path(self.context_str), Path(self.dockerfile_str)
+        path = dockerignore_path(context, dockerfile)
+        ignore = context_ignore(context, dockerfile, self.exclude)
+        return ignore, (self.rel(str(path)) if path else None)
+
+    @property
+    def exclude(self) -> tuple[str, ...]:
+        """What of the context is never part of it: the cache directory, when inside."""
+        from graphbuild.backends.plan import context_exclusions
+
+        return context_exclusions(Path(self.context_str), self.ctx.ws.cache_dir)
 
     def parent_dirs(self) -> list[str]:
         """The directories leading to the Dockerfile, the context and named directory contexts."""

@@ -3,6 +3,7 @@ needs. Image analysis (inputs, checks) and every backend use the same plan."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -106,9 +107,42 @@ def make_plan(text: str, rel: str, label: str, build_args: dict[str, str], platf
                    "see the Dockerfile reference for this instruction's syntax") from None
     plan = DockerfilePlan(rel, stages, tstage.index, [], {}, meta_args=meta)
     _visit(plan, tstage.index, contexts, set())
+    _check_typos(plan, label, contexts)
     _check_ports(plan, label)
     _check_stage_platforms(plan, label)
     return plan
+
+
+_BARE_NAME = re.compile(r"[a-z0-9][a-z0-9._-]*")
+
+
+def _check_typos(plan: DockerfilePlan, label: str, contexts: set[str]) -> None:
+    """A FROM or COPY --from name one edit away from a stage or context name is a typo, not
+    an image to pull from docker.io (which would cost retries and say nothing of the line)."""
+    names = {s.name.lower(): "stage" for s in plan.stages if s.name}
+    names.update({c: "context" for c in contexts})
+    for line, ref, _ in plan.refs:
+        if not _BARE_NAME.fullmatch(ref):
+            continue  # host/repo, a tag or a digest: meant as an image
+        close = sorted(n for n in names if one_edit_apart(ref.lower(), n))
+        if close:
+            raise _err(plan.path, line, f"'{ref}' is neither a stage nor a context, so it would "
+                       f"be pulled as the image docker.io/library/{ref}", label,
+                       f"did you mean {names[close[0]]} '{close[0]}'? (to pull the image, "
+                       f"write docker.io/library/{ref})")
+
+
+def one_edit_apart(a: str, b: str) -> bool:
+    """``a`` and ``b`` differ by one insertion, deletion, substitution or swap of neighbours."""
+    if a == b or abs(len(a) - len(b)) > 1:
+        return False
+    i = 0
+    while i < min(len(a), len(b)) and a[i] == b[i]:
+        i += 1
+    if len(a) == len(b):
+        return a[i + 1:] == b[i + 1:] or (a[i + 2:] == b[i + 2:] and a[i:i + 2] == b[i:i + 2][::-1])
+    longer, shorter = (a, b) if len(a) > len(b) else (b, a)
+    return longer[i + 1:] == shorter[i:]
 
 
 def _check_stage_platforms(plan: DockerfilePlan, label: str) -> None:

@@ -370,7 +370,9 @@ class RegistryClient:
 
     def _upload_once(self, op: _Op, repo: str, digest: str, size: int, open_fn: OpenFn) -> None:
         scopes = _push(repo)
-        start = self._request(op, "POST", self._url(repo, "blobs", "uploads/"), scopes=scopes)
+        # retried by _upload_retried (one budget per upload), not also here: 5 x 5 attempts
+        start = self._request(op, "POST", self._url(repo, "blobs", "uploads/"), scopes=scopes,
+                              retry=False)
         if start.status_code != 202:
             raise self._failure(op, start)
         location = self._location(op, start)

@@ -175,3 +175,24 @@ def failure(req: BuildRequest, output: str, code: int, log_tail: str) -> ActionF
     if "exec format error" in output and external.emulated(req.platform):
         message += f"\n  hint: {external.no_emulator_hint(req.platform)}"
     return external.ToolFailed(message, log_tail)
+
+
+def reclaim(state_dir: Path) -> int:
+    """Remove every working container and image from graphbuild's buildah storage (each
+    ``root-<driver>`` under ``state_dir``); how many. Nothing to do without buildah or its
+    storage."""
+    import subprocess
+
+    exe = shutil.which("buildah")
+    roots = sorted(state_dir.glob("root-*")) if state_dir.is_dir() else []
+    if exe is None or not roots:
+        return 0
+    removed = 0
+    for root in roots:
+        driver = root.name.removeprefix("root-")
+        args = global_args(state_dir, {} if driver == "default" else {"storage_driver": driver})
+        for what in (["rm", "--all"], ["rmi", "--all", "--force"]):
+            proc = subprocess.run([exe, *args, *what], capture_output=True, text=True,
+                                  check=False, timeout=300)
+            removed += sum(1 for line in proc.stdout.splitlines() if line.strip())
+    return removed

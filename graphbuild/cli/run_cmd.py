@@ -22,6 +22,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         f"(Go syntax: 90s, 5m, 1h30m; default {DEFAULT_PUSH_TIMEOUT})")
     p.add_argument("--platform", action="append", metavar="P", help="limit fan-out to platform P")
     p.add_argument("--no-cache", action="store_true", help="ignore the action cache")
+    p.add_argument("--pull", action="store_true",
+                   help="resolve base image tags now, never from the digests they resolved to "
+                        "last time (by default a registry that cannot be reached falls back on "
+                        "those, with a note)")
     p.add_argument("--explain", action="store_true", help="say which input changed for each node run")
     p.add_argument("--output", choices=("auto", "plain", "json"), default="auto")
     p.add_argument("--events", metavar="FILE", help="write JSON Lines events to FILE")

@@ -224,6 +224,8 @@ class RegistryClient:
                 self._upload_once(op, repo, digest, size, open_fn)
                 return
             except TransientError as exc:
+                if getattr(exc, "spent", False):
+                    raise
                 if attempt >= self.retry.attempts:
                     raise TransientError(self.registry, repo, op.name,
                                          f"{exc.detail} (gave up after {attempt} uploads)",
@@ -370,9 +372,13 @@ class RegistryClient:
 
     def _upload_once(self, op: _Op, repo: str, digest: str, size: int, open_fn: OpenFn) -> None:
         scopes = _push(repo)
-        # retried by _upload_retried (one budget per upload), not also here: 5 x 5 attempts
-        start = self._request(op, "POST", self._url(repo, "blobs", "uploads/"), scopes=scopes,
-                              retry=False)
+        try:
+            start = self._request(op, "POST", self._url(repo, "blobs", "uploads/"),
+                                  scopes=scopes)
+        except TransientError as exc:
+            # its own retries are spent: starting sessions again would spend them 5 times over
+            exc.spent = True
+            raise
         if start.status_code != 202:
             raise self._failure(op, start)
         location = self._location(op, start)

@@ -274,6 +274,14 @@ def _build(loaded, args, jobs: int) -> int:
                           on_start=reporter.on_start if reporter else None)
         try:
             summary = sched.run()
+            if summary.only_damage:  # checked as cached, then found damaged by a dependent
+                print("graphbuild: note: stored outputs were found damaged during the build "
+                      "(and removed); building again to rebuild them", file=sys.stderr)
+                sched = Scheduler(engine, loaded.analysis.graph, loaded.analysis.actions,
+                                  Options(jobs=jobs, keep_going=args.keep_going,
+                                          no_cache=args.no_cache),
+                                  on_start=reporter.on_start if reporter else None)
+                summary = sched.run()
         except Interrupted as exc:
             summary = exc.summary
             raise

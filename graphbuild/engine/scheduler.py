@@ -67,6 +67,9 @@ class NodeResult:
     log: str = ""
     notes: list[str] = field(default_factory=list)  # remarks from the action (e.g. emulation)
     remote_duration: float | None = None  # a remote cache hit: how long it took where it ran
+    # failed on a stored output found missing or corrupt (removed on the way): a build again
+    # rebuilds what it belonged to
+    damage: bool = False
 
 
 @dataclass
@@ -84,6 +87,18 @@ class Summary:
     def ok(self) -> bool:
         c = self.counts()
         return c["failed"] == 0 and c["skipped"] == 0
+
+    @property
+    def only_damage(self) -> bool:
+        """Every failure was a stored output found damaged (which a second pass rebuilds)."""
+        failed = [r for r in self.results.values() if r.status == "failed"]
+        return bool(failed) and all(r.damage for r in failed)
+
+
+def _is_damage(exc: BaseException) -> bool:
+    from ..oci.store import BlobCorrupt, BlobNotFound
+
+    return isinstance(exc, (BlobCorrupt, BlobNotFound))
 
 
 class Engine:
@@ -634,7 +649,8 @@ class Scheduler:
         except ActionFailed as exc:
             res = NodeResult(node, "failed", str(exc), log=exc.log or ctx.log_tail())
         except GraphbuildError as exc:
-            res = NodeResult(node, "failed", exc.render(), log=ctx.log_tail())
+            res = NodeResult(node, "failed", exc.render(), log=ctx.log_tail(),
+                             damage=_is_damage(exc))
         except OSError as exc:
             if not is_no_space(exc):
                 res = NodeResult(node, "failed", f"internal error: {type(exc).__name__}: {exc}",

@@ -55,3 +55,4 @@ def test_a_dockerignore_exception_does_not_bring_the_cache_back(ws, tmp_path):
     names = _names_in_image(ws, tmp_path)
     assert any(n.endswith("hello.txt") for n in names)
     assert not [n for n in names if ".graphbuild" in n]
+

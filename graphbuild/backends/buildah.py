@@ -150,7 +150,21 @@ def build(req: BuildRequest, store, scratch: Path, cancelled: threading.Event) -
                                             if c.kind == "image"])
     desc = oci_import.import_layout(store, scratch / "out", req.platform, tool=NAME, reuse=reuse)
     note = external.emulation_note(req)
-    return BuildResult(desc, [note] if note else [])
+    return BuildResult(desc, [*([note] if note else []), *dropped(log.read_text(errors="replace"))])
+
+
+_WARNING_RE = re.compile(r'level=warning msg="(.*(?:not supported|will be ignored).*)"$')
+
+
+def dropped(output: str) -> list[str]:
+    """buildah's warnings that the image differs from the Dockerfile (HEALTHCHECK, SHELL and
+    ONBUILD are left out of the OCI format), for the user to see: not a failure."""
+    notes = []
+    for line in output.splitlines():
+        m = _WARNING_RE.search(line)
+        if m:
+            notes.append("buildah: " + m.group(1).replace('\\"', '"'))
+    return list(dict.fromkeys(notes))
 
 
 def failure(req: BuildRequest, output: str, code: int, log_tail: str) -> ActionFailed:

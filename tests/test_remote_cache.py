@@ -421,3 +421,22 @@ def test_a_build_that_reads_a_remote_only_base_layer_fetches_it(tmp_path, regist
     assert fetched & base_layers
     res = b.run("export", "//app:app", "-o", str(tmp_path / "app.tar"))
     assert res.code == 0, res
+
+
+def test_push_of_remote_hits_to_another_registry_streams_the_layers_through(tmp_path, registry,
+                                                                            fault_proxy):
+    """The proxy is another registry as far as names go (another host:port): no
+    cross-repository mount reaches it, so the layers come down from the cache and go up."""
+    cache = f"{registry.host}/{unique_repo('cache')}"
+    rel = unique_repo("rel")
+    files = _files(cache, tag_host=f"{fault_proxy.host}/{rel}", apps=1)
+    a, b = _runner(tmp_path, "a", files), _runner(tmp_path, "b", files)
+    _run(a, "//...")
+    counts, evs, _ = _run(b, "//...", "--push")
+    assert counts["failed"] == 0
+    assert not [e for e in evs if e["status"] == "built" and e["rule"] != "push"], evs
+    layers = _layers(a)
+    assert _blob_gets(registry, cache.split("/", 1)[1]) & layers  # downloaded from the cache
+    uploaded = registry.requests(f"{rel}/app0", "PUT", "blobs/uploads")
+    assert [p for _, p, _ in uploaded if any(d.replace(":", "%3A") in p or d in p
+                                             for d in layers)], uploaded

@@ -70,6 +70,17 @@ def version() -> str:
     return f"{NAME}/{__version__}/{_tool_version(exe) if exe else 'unavailable'}"
 
 
+HEREDOCS_SINCE = (1, 33)  # buildah reads Dockerfile heredocs from this version on
+
+
+def supports_heredocs() -> bool:
+    """Whether this buildah builds COPY/RUN heredocs (Debian 12's 1.28 takes ``<<EOT`` for a
+    file name and fails at build time)."""
+    exe = _exe()
+    found = re.match(r"(\d+)\.(\d+)", _tool_version(exe)) if exe else None
+    return found is None or tuple(map(int, found.groups())) >= HEREDOCS_SINCE
+
+
 @lru_cache(maxsize=8)
 def _tool_version(exe: str) -> str:
     return external.tool_version([exe, "--version"], r"buildah version (\S+)")

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from graphbuild import __version__, platforms
 from graphbuild.errors import UserError
 
-FACTS_VERSION = 5  # bumped when Facts change shape or meaning (5: the cache dir is excluded)
+FACTS_VERSION = 6  # bumped when Facts change shape or meaning (6: heredoc lines)
 
 
 @dataclass
@@ -32,6 +32,7 @@ class Facts:
     native_special: tuple[int, str, str] | None  # a FIFO or device COPY reaches: (line, why, hint)
     inputs: list[str]  # workspace-relative files, the Dockerfile and .dockerignore included
     input_globs: list[str]
+    heredocs: list[int]  # lines of COPY/ADD/RUN with a heredoc (old buildah cannot build them)
 
 
 @dataclass
@@ -120,7 +121,9 @@ def _facts(setup, plan, ignore, walked: list[str]) -> Facts:
                        if b.kind == "context"],
         refs=list(plan.refs), native_unsupported=unsupported, native_special=special,
         inputs=sorted(files),
-        input_globs=globs)
+        input_globs=globs,
+        heredocs=sorted(cmd.line for idx in plan.order for cmd in plan.stages[idx].commands
+                        if getattr(cmd, "heredocs", None)))
 
 
 def _check_many_into_one(cmd, root: str, ignore) -> None:

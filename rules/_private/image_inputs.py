@@ -241,6 +241,12 @@ class Setup:
             line, why, hint = facts.native_special
             raise UserError(why, path=self.dockerfile_rel, line=line, label=str(t.label),
                             hint=hint)
+        if backend == "buildah" and facts.heredocs and not backends.get(backend).supports_heredocs():
+            raise UserError(f"buildah {backends.version(backend).rsplit('/', 1)[-1]} cannot build "
+                            "heredocs (it reads <<EOT as a file name)", path=self.dockerfile_rel,
+                            line=facts.heredocs[0], label=str(t.label),
+                            hint="use backend: buildx for this image (or native, when it has no "
+                                 "RUN); buildah builds heredocs from 1.33 on")
         spec = NodeSpec(str(t.label), plat, backend, backends.version(backend),
                         self.context_str, self.dockerfile_str, self.dockerfile_rel,
                         t.attrs["build_args"], t.attrs["target"], t.attrs["labels"], {}, {},

@@ -41,3 +41,18 @@ def test_one_edit_apart():
     assert one_edit_apart("bwild", "build")
     assert not one_edit_apart("build", "build") and not one_edit_apart("bilud", "build")
     assert not one_edit_apart("alpine", "build")
+
+
+def test_a_stage_defined_further_down_is_exit_2_as_in_buildkit(ws):
+    ws.write({
+        "WORKSPACE.yaml": "default_platforms: [linux/amd64]\n",
+        "app/BUILD.yaml": "app:\n  rule: image\n",
+        "app/Dockerfile": "FROM scratch AS app\nCOPY --from=tools /t /t\n"
+                          "FROM scratch AS tools\nCOPY a.txt /t\nFROM app\n",
+        "app/a.txt": "a\n",
+    })
+    t0 = time.monotonic()
+    res = ws.run("run", "//app")
+    assert res.code == 2 and time.monotonic() - t0 < 3, res
+    assert "app/Dockerfile:2: //app:app: cannot copy from stage \"tools\"" in res.err, res.err
+    assert "move `FROM … AS tools` above" in res.err

@@ -24,14 +24,14 @@ if TYPE_CHECKING:  # concurrent.futures is imported where layers are written: a 
     from ..platforms import Platform
 
 NAME = "native"
-HISTORY_COMMENT = "graphbuild.native.v0"
 
 
 # Bumped whenever the same inputs give other image bytes, so cached images are rebuilt.
 # 3: layers gzipped at oci.layers.COMPRESS_LEVEL (was zlib level 6).
 # 4: WORKDIR commits a layer creating the directory, as BuildKit does.
 # 5: an os.version inherited from a base image for another os/arch is dropped, as BuildKit does.
-REVISION = 5
+# 6: history, WorkingDir, ArgsEscaped, arm64 variant and --chown ids as BuildKit writes them.
+REVISION = 6
 
 
 def version() -> str:
@@ -193,6 +193,7 @@ class NativeBuilder:
 
         stage = self.req.plan.stages[idx]
         state = self._base(idx)
+        args: list = []  # the names of the ARG instruction being recorded
         for cmd in stage.commands:
             layer = isinstance(cmd, ins.Copy)
             if layer:
@@ -201,9 +202,30 @@ class NativeBuilder:
                 _apply_meta(state, cmd, self.req.plan.path)
                 if isinstance(cmd, ins.Workdir):
                     layer = self._workdir(state)
-            state.config["history"].append(self._history(cmd, layer))
+            args = self._record(state, cmd, layer, args)
         self._flush(state)
         return state
+
+    def _record(self, state: StageState, cmd, layer: bool, args: list) -> list:
+        """Add ``cmd``'s history entry, as BuildKit writes it. One ARG instruction naming
+        several ARGs is one entry: its names arrive one by one, so the entry is rewritten as
+        they come; returns the names recorded for the current ARG instruction."""
+        from ..dockerfile import instructions as ins
+        from . import history
+
+        created = img.timestamp(self.req.source_date_epoch)
+        entries = state.config["history"]
+        if isinstance(cmd, ins.Arg):
+            same = bool(args) and args[-1].line == cmd.line
+            args = [*args, cmd] if same else [cmd]
+            if same:
+                entries.pop()
+            entries.append(history.entry(created, history.arg_text(args), False))
+            return args
+        text = history.created_by(cmd, state.config)
+        if text is not None:
+            entries.append(history.entry(created, text, layer))
+        return []
 
     def _base(self, idx: int) -> StageState:
         base = self.req.plan.bases[idx]
@@ -414,17 +436,9 @@ class NativeBuilder:
         user, _, group = spec.partition(":")
         if any(n and not n.isdigit() and n != "root" for n in (user, group)):
             self._flush(state)  # names are read from the stage's layers: write them first
-        uid = _lookup_id(self, state, user, "etc/passwd", what)
-        gid = _lookup_id(self, state, group, "etc/group", what) if group else uid
-        return uid, gid
-
-    def _history(self, cmd, layer: bool) -> dict:
-        entry = {"created": img.timestamp(self.req.source_date_epoch),
-                 "created_by": cmd.original if hasattr(cmd, "original") else type(cmd).__name__,
-                 "comment": HISTORY_COMMENT}
-        if not layer:
-            entry["empty_layer"] = True
-        return entry
+        uid, primary = _user_ids(self, state, user)
+        gid = _lookup_id(self, state, group, "etc/group") if group else None
+        return uid, primary if gid is None else gid  # a group the image lacks: the user's
 
     def cleanup(self) -> None:
         # On failure or interruption: drop this builder's queued layers (a node waiting for one
@@ -484,22 +498,39 @@ def _has_below(index: dict, path: str) -> bool:
     return any(key.startswith(prefix) for key in index)
 
 
-def _lookup_id(builder: NativeBuilder, state: StageState, name: str, db: str,
-               what: str = "--chown") -> int:
-    """A numeric id, or a name looked up in the stage's /etc/passwd or /etc/group."""
+def _user_ids(builder: NativeBuilder, state: StageState, name: str) -> tuple[int, int]:
+    """(uid, primary gid) of a user: a name is looked up in the stage's /etc/passwd, its group
+    being the passwd entry's gid, as BuildKit does; a number is both ids; a name the image does
+    not know is 0:0 (BuildKit's answer too)."""
+    if name.isdigit():
+        return int(name), int(name)
+    if name == "root":  # read no layer for it (_chown flushes only for other names)
+        return 0, 0
+    for fields in _db_entries(builder, state, "etc/passwd"):
+        if fields[0] == name and len(fields) > 3 and fields[2].isdigit() and fields[3].isdigit():
+            return int(fields[2]), int(fields[3])
+    return 0, 0
+
+
+def _lookup_id(builder: NativeBuilder, state: StageState, name: str, db: str) -> int | None:
+    """A numeric id, or a name looked up in the stage's /etc/group (or /etc/passwd); None for
+    a name the image does not know."""
     if name.isdigit():
         return int(name)
     if name == "root":
         return 0
+    for fields in _db_entries(builder, state, db):
+        if len(fields) > 2 and fields[0] == name and fields[2].isdigit():
+            return int(fields[2])
+    return None
+
+
+def _db_entries(builder: NativeBuilder, state: StageState, db: str) -> list[list[str]]:
+    """The colon-separated entries of the stage's /etc/passwd or /etc/group."""
     from ..oci.unpack import read_file
 
     content = read_file(builder.store, state.layers, db) if state.layers else None
-    for line in (content or b"").decode(errors="replace").splitlines():
-        fields = line.split(":")
-        if len(fields) > 2 and fields[0] == name and fields[2].isdigit():
-            return int(fields[2])
-    raise ActionFailed(f"{what}: no {'user' if 'passwd' in db else 'group'} '{name}' in the "
-                       f"image's /{db}")
+    return [line.split(":") for line in (content or b"").decode(errors="replace").splitlines()]
 
 
 def _load_ignore(req: BuildRequest):
@@ -557,6 +588,7 @@ def _apply_meta(state: StageState, cmd, path: str) -> None:
             cfg.pop("Cmd", None)
     elif isinstance(cmd, ins.Cmd):
         _set_list(cfg, "Cmd", _shell_wrap(cfg, cmd.args) if cmd.shell_form else cmd.args)
+        cfg["ArgsEscaped"] = True  # BuildKit sets it for every CMD (Docker's image spec field)
         state.cmd_set = True
     elif isinstance(cmd, ins.Shell):
         cfg["Shell"] = list(cmd.args)

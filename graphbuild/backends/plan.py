@@ -46,7 +46,7 @@ def _err(path: str, line: int | None, msg: str, label: str, hint: str | None = N
 def _stage_ref(stages: list, word: str, before: int) -> int | None:
     """The index of an earlier stage named (or numbered) ``word``."""
     lowered = word.lower()
-    for s in stages[:before]:
+    for s in reversed(stages[:before]):  # two stages of one name: the later one, as BuildKit
         if s.name and s.name.lower() == lowered:
             return s.index
     if word.isdigit() and int(word) < before:
@@ -124,6 +124,10 @@ def _check_typos(plan: DockerfilePlan, label: str, contexts: set[str]) -> None:
     for line, ref, _ in plan.refs:
         if not _BARE_NAME.fullmatch(ref):
             continue  # host/repo, a tag or a digest: meant as an image
+        if names.get(ref) == "stage":  # defined further down: BuildKit refuses it too
+            raise _err(plan.path, line, f'cannot copy from stage "{ref}": it needs to be defined '
+                       "before the stage that uses it", label,
+                       f"move `FROM … AS {ref}` above this line")
         close = sorted(n for n in names if one_edit_apart(ref.lower(), n))
         if close:
             raise _err(plan.path, line, f"'{ref}' is neither a stage nor a context, so it would "

@@ -46,10 +46,6 @@ IMAGE_FIELDS = ("os", "architecture", "variant", "os.version", "author")
 KNOWN: dict[str, dict[str, str]] = {
     "add_tar": {"diff_ids": "ADD --chown applies to the entries of an extracted local archive "
                             "since BuildKit v0.23; native keeps the archive's owners"},
-    "chmod_dirs": {"diff_ids": "COPY --chmod=N gives the directories it creates mode N since "
-                               "BuildKit v0.21; native applies N to the files only"},
-    "chmod_symbolic": {"native failed": "native takes octal --chmod only; BuildKit also "
-                                        "symbolic modes (u+x,g=r)"},
     "copy_link": {"diff_ids": "COPY --link does not follow symlinks in the destination nor keep "
                               "existing directory modes in BuildKit; native copies as COPY"},
     "copy_parents": {"native failed": "native refuses COPY --parents (use buildx); BuildKit has "

@@ -31,7 +31,8 @@ NAME = "native"
 # 4: WORKDIR commits a layer creating the directory, as BuildKit does.
 # 5: an os.version inherited from a base image for another os/arch is dropped, as BuildKit does.
 # 6: history, WorkingDir, ArgsEscaped, arm64 variant and --chown ids as BuildKit writes them.
-REVISION = 6
+# 7: --chmod for the directories a COPY creates, as BuildKit v0.21+.
+REVISION = 7
 
 
 def version() -> str:

@@ -123,14 +123,66 @@ def resolve_dest(dest: str, workdir: str = "/") -> tuple[str, bool]:
     return path, is_dir or not path
 
 
-def parse_chmod(chmod: str) -> int:
-    """``--chmod`` as BuildKit reads it: octal permission bits (``755``, ``0644``, ``4755``)."""
+@dataclass(frozen=True)
+class Chmod:
+    """``--chmod``: octal bits (``755``) or, as BuildKit also takes, symbolic clauses
+    (``u+x,g=r``, ``go-w,a+X``) applied to each source's own mode, as chmod(1) does."""
+
+    octal: int | None
+    clauses: tuple[tuple[str, str], ...] = ()  # (who, operations): "go", "-w"
+
+    def apply(self, mode: int, is_dir: bool) -> int:
+        if self.octal is not None:
+            return self.octal
+        for who, ops in self.clauses:
+            mode = _apply_clause(mode, who or "a", ops, is_dir)
+        return mode
+
+
+_CLAUSE_RE = re.compile(r"([ugoa]*)((?:[-+=](?:[ugo]|[rwxXst]*))+)")
+_OP_RE = re.compile(r"([-+=])([ugo]|[rwxXst]*)")
+_SHIFT = {"u": 6, "g": 3, "o": 0}
+_SPECIAL = {"u": 0o4000, "g": 0o2000, "o": 0}
+
+
+def _apply_clause(mode: int, who: str, ops: str, is_dir: bool) -> int:
+    targets = "ugo" if "a" in who else who
+    for op, perms in _OP_RE.findall(ops):
+        bits = 0
+        if perms in _SHIFT:  # copy another class's bits
+            rwx = (mode >> _SHIFT[perms]) & 7
+            bits = sum(rwx << _SHIFT[t] for t in targets)
+        else:
+            rwx = (4 if "r" in perms else 0) | (2 if "w" in perms else 0) | (
+                1 if "x" in perms or ("X" in perms and (is_dir or mode & 0o111)) else 0)
+            bits = sum(rwx << _SHIFT[t] for t in targets)
+            bits |= sum(_SPECIAL[t] for t in targets) if "s" in perms else 0
+            bits |= 0o1000 if "t" in perms and "o" in targets else 0
+        if op == "+":
+            mode |= bits
+        elif op == "-":
+            mode &= ~bits
+        else:
+            clear = sum((7 << _SHIFT[t]) | _SPECIAL[t] for t in targets)
+            mode = (mode & ~clear) | bits
+    return mode & 0o7777
+
+
+def parse_chmod(chmod: str) -> Chmod:
+    """``--chmod`` as BuildKit reads it: octal permission bits (``755``, ``0644``, ``4755``) or
+    symbolic clauses (``u+x,g=r``)."""
     text = chmod.strip()
-    if not text or any(c not in "01234567" for c in text) or int(text, 8) > 0o7777:
-        raise CopyError(
-            f"invalid --chmod value {chmod!r}", hint="use octal permission bits such as 0755"
-        )
-    return int(text, 8)
+    if text and all(c in "01234567" for c in text) and int(text, 8) <= 0o7777:
+        return Chmod(int(text, 8))
+    clauses = []
+    for part in text.split(","):
+        m = _CLAUSE_RE.fullmatch(part)
+        if not m:
+            raise CopyError(f"invalid --chmod value {chmod!r}",
+                            hint="use octal bits such as 0755, or symbolic clauses such as "
+                                 "u+x,g=r")
+        clauses.append((m.group(1), m.group(2)))
+    return Chmod(None, tuple(clauses))
 
 
 def _join(*parts: str) -> str:
@@ -371,7 +423,7 @@ def _special_file_error(rel: str, st: os.stat_result) -> CopyError:
 
 @dataclass
 class _Options:
-    chmod: int | None
+    chmod: Chmod | None
     chown: tuple[int, int] | None
     owner_of: OwnerLookup
     mode_mask: int
@@ -388,10 +440,12 @@ class _Emitter:
     entries: dict[str, LayerEntry] = field(default_factory=dict)
 
     def dir_entry(self, path: str, owner: tuple[int, int]) -> LayerEntry:
-        """A directory on the way: the base image's own (metadata kept), else created 0755."""
+        """A directory on the way: the base image's own (metadata kept), else created 0755
+        (``--chmod``'s mode when given: BuildKit v0.21+)."""
         existing = self.opts.base(path) if self.opts.base else None
         if existing is None:
-            return LayerEntry(path, "dir", 0o755, *owner)
+            mode = 0o755 if self.opts.chmod is None else self.opts.chmod.apply(0o755, True)
+            return LayerEntry(path, "dir", mode, *owner)
         if existing.kind != "dir":
             raise CopyError(f"cannot copy into /{path}: it is a {existing.kind} in the image")
         return replace(existing, path=path)
@@ -408,9 +462,10 @@ class _Emitter:
         return self.opts.chown or self.opts.owner_of(rel)
 
     def mode(self, st: os.stat_result) -> int:
+        own = stat.S_IMODE(st.st_mode) & self.opts.mode_mask
         if self.opts.chmod is not None:
-            return self.opts.chmod
-        return stat.S_IMODE(st.st_mode) & self.opts.mode_mask
+            return self.opts.chmod.apply(own, stat.S_ISDIR(st.st_mode))
+        return own
 
     def copy_one(self, target: str, rel: str, st: os.stat_result) -> None:
         """One non-directory (or a directory met inside a walk) from the tree."""
@@ -665,7 +720,7 @@ def _copy(
         em.copy_one(_join(target_dir, name) if into_dir else target_dir, item.rel, item.st)
     for name, data in inline:
         target = _join(target_dir, posixpath.basename(name)) if into_dir else target_dir
-        mode = HEREDOC_MODE if opts.chmod is None else opts.chmod
+        mode = HEREDOC_MODE if opts.chmod is None else opts.chmod.apply(HEREDOC_MODE, False)
         em.entries[target] = LayerEntry(target, "file", mode, *em.created_owner, source=data)
     return em.finish()
 

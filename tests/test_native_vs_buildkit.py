@@ -50,9 +50,6 @@ KNOWN: dict[str, dict[str, str]] = {
                               "existing directory modes in BuildKit; native copies as COPY"},
     "copy_parents": {"native failed": "native refuses COPY --parents (use buildx); BuildKit has "
                                       "it since Dockerfile 1.20"},
-    "rewrite_identical": {"diff_ids": "a COPY that rewrites files with the same content: "
-                                      "BuildKit's layer holds only what changed, native's lists "
-                                      "them again"},
 }
 
 

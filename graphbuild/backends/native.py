@@ -32,7 +32,8 @@ NAME = "native"
 # 5: an os.version inherited from a base image for another os/arch is dropped, as BuildKit does.
 # 6: history, WorkingDir, ArgsEscaped, arm64 variant and --chown ids as BuildKit writes them.
 # 7: --chmod for the directories a COPY creates, as BuildKit v0.21+.
-REVISION = 7
+# 8: a COPY layer holds only what it changed, as BuildKit's diff.
+REVISION = 8
 
 
 def version() -> str:
@@ -304,7 +305,7 @@ class NativeBuilder:
         except copyspec.CopyError as exc:
             raise UserError(exc.message, path=self.req.plan.path, line=cmd.line,
                             label=self.req.label, hint=exc.hint) from None
-        self._add_layer(state, list(entries))
+        self._add_layer(state, _changed(self._index(state), list(entries)))
 
     def _workdir(self, state: StageState) -> bool:
         """BuildKit's WORKDIR: ``mkdir -p`` of the directory, owned by the USER then in effect,
@@ -634,3 +635,41 @@ def build(req: BuildRequest, store, scratch: Path, cancelled) -> BuildResult:
         return builder.build()
     finally:
         builder.cleanup()
+
+
+def _changed(index: dict, entries: list) -> list:
+    """What a COPY changes, as BuildKit's layer diff holds it: an entry the image already has
+    alike (kind, mode, owner, target, same content) is left out, and so is a directory that is
+    no changed entry's parent. Content the image got from a base layer is not read: such a
+    file counts as changed."""
+    changed = [e for e in entries if not _alike(index.get(e.path), e)]
+    parents = {p for e in changed for p in _parents(e.path)}
+    keep = {e.path for e in changed} | parents
+    return [e for e in entries if e.path in keep]
+
+
+def _parents(path: str) -> list[str]:
+    parts = path.split("/")
+    return ["/".join(parts[:i]) for i in range(1, len(parts))]
+
+
+def _alike(old, new) -> bool:
+    if old is None or (old.kind, old.mode, old.uid, old.gid, old.linkname) != (
+            new.kind, new.mode, new.uid, new.gid, new.linkname):
+        return False
+    return new.kind != "file" or _same_content(old.source, new.source)
+
+
+def _same_content(a, b) -> bool:
+    """Two layer entries' content: host paths, inline bytes or tar slices; b"" stands for a
+    base layer's file, which is not read (so it is never the same)."""
+    import filecmp
+
+    from ..oci.layers import FileSlice
+
+    if a == b"" or b == b"" or isinstance(a, FileSlice) or isinstance(b, FileSlice):
+        return False
+    if isinstance(a, bytes) or isinstance(b, bytes):
+        read = lambda s: s if isinstance(s, bytes) else Path(s).read_bytes()
+        return read(a) == read(b)
+    return a == b or filecmp.cmp(a, b, shallow=False)

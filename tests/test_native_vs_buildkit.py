@@ -44,8 +44,6 @@ IMAGE_FIELDS = ("os", "architecture", "variant", "os.version", "author")
 # Remaining differences, by corpus file: {what differs: why}. The test fails when a listed
 # difference disappears, so this list (and docs/backends.md) stays true.
 KNOWN: dict[str, dict[str, str]] = {
-    "add_tar": {"diff_ids": "ADD --chown applies to the entries of an extracted local archive "
-                            "since BuildKit v0.23; native keeps the archive's owners"},
     "copy_link": {"diff_ids": "COPY --link does not follow symlinks in the destination nor keep "
                               "existing directory modes in BuildKit; native copies as COPY"},
     "copy_parents": {"native failed": "native refuses COPY --parents (use buildx); BuildKit has "

@@ -33,7 +33,8 @@ NAME = "native"
 # 6: history, WorkingDir, ArgsEscaped, arm64 variant and --chown ids as BuildKit writes them.
 # 7: --chmod for the directories a COPY creates, as BuildKit v0.21+.
 # 8: a COPY layer holds only what it changed, as BuildKit's diff.
-REVISION = 8
+# 9: ADD --chown owns the entries of an extracted archive, as BuildKit v0.23+.
+REVISION = 9
 
 
 def version() -> str:

@@ -16,8 +16,8 @@ AttemptUnpack: ADD, CreateDestPath, AllowWildcard, AllowEmptyWildcard}``) and fs
 - the source path itself is followed when it is a symlink; symlinks inside copied directories are
   copied as symlinks;
 - ``ADD`` of a local tar (plain, gzip, bzip2, xz; detected by content, not name) extracts it into
-  ``dest`` keeping the archive's modes and owners (BuildKit's untar applies neither ``--chmod``
-  nor ``--chown`` to the members).
+  ``dest`` keeping the archive's modes, and its owners unless ``--chown`` is given (BuildKit
+  v0.23+ applies ``--chown`` to the members, not ``--chmod``).
 
 graphbuild's own rules on top (docs/security.md): a source that is absolute, that climbs out with ``..``,
 or that must follow a symlink leading out of the context is an error, where BuildKit would quietly
@@ -620,7 +620,8 @@ def _member_entry(
     if not name:
         return None  # the archive's "./": dest exists already
     target = _join(dest, name)
-    meta = (member.mode & 0o7777, member.uid, member.gid)
+    owner = em.opts.chown or (member.uid, member.gid)  # --chown applies (BuildKit v0.23+)
+    meta = (member.mode & 0o7777, *owner)
     if member.isreg():
         if member.issparse():
             raise CopyError(f"{archive}: sparse archive entry {member.name!r} is not supported")

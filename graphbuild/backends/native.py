@@ -34,7 +34,8 @@ NAME = "native"
 # 7: --chmod for the directories a COPY creates, as BuildKit v0.21+.
 # 8: a COPY layer holds only what it changed, as BuildKit's diff.
 # 9: ADD --chown owns the entries of an extracted archive, as BuildKit v0.23+.
-REVISION = 9
+# 10: COPY --link makes its layer on its own, as BuildKit.
+REVISION = 10
 
 
 def version() -> str:
@@ -287,7 +288,9 @@ class NativeBuilder:
         workdir = state.config["config"].get("WorkingDir") or "/"
         chown = self._chown(state, cmd.chown) if cmd.chown else None
         chmod = cmd.chmod or None
-        base = self._index(state).get
+        # --link: the layer is made on its own, as BuildKit does: the image's symlinks and
+        # directories are not looked at (not followed, their modes not kept)
+        base = None if cmd.link else self._index(state).get
         try:
             if cmd.heredocs:
                 entries = copyspec.resolve_copy(
@@ -297,16 +300,19 @@ class NativeBuilder:
                 root, owner_of = self._from_root(cmd.from_)
                 entries = copyspec.copy_from_tree(root, cmd.sources, cmd.dest, workdir=workdir,
                                                   chmod=chmod, chown=chown, owner_of=owner_of,
-                                                  base=base, exclude=cmd.excludes)
+                                                  base=base, exclude=cmd.excludes,
+                                                  link=cmd.link)
             else:
                 entries = copyspec.resolve_copy(self.req.context_dir, cmd.sources, cmd.dest,
                                                 workdir=workdir, ignore=self.ignore, chmod=chmod,
                                                 chown=chown, is_add=cmd.is_add, base=base,
-                                                scratch_dir=self.scratch, exclude=cmd.excludes)
+                                                scratch_dir=self.scratch, exclude=cmd.excludes,
+                                                link=cmd.link)
         except copyspec.CopyError as exc:
             raise UserError(exc.message, path=self.req.plan.path, line=cmd.line,
                             label=self.req.label, hint=exc.hint) from None
-        self._add_layer(state, _changed(self._index(state), list(entries)))
+        self._add_layer(state, list(entries) if cmd.link else
+                        _changed(self._index(state), list(entries)))
 
     def _workdir(self, state: StageState) -> bool:
         """BuildKit's WORKDIR: ``mkdir -p`` of the directory, owned by the USER then in effect,
@@ -338,13 +344,16 @@ class NativeBuilder:
         state.layers.append({})  # placeholders until _flush
         state.config["rootfs"]["diff_ids"].append("")
         state.rootfs = None  # stale once the stage grows
-        for entry in entries:
-            state.index[entry.path] = entry
+        if state.index is not None:  # else made from the layers when next asked for
+            for entry in entries:
+                state.index[entry.path] = entry
 
     def _index(self, state: StageState) -> dict:
         from ..oci.unpack import index_layers
 
         if state.index is None:
+            if state.pending:  # the layers' headers are read: pending ones are written first
+                self._flush(state)
             state.index = index_layers(self.store, state.layers)
         return state.index
 

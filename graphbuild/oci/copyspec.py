@@ -431,6 +431,7 @@ class _Options:
     scratch_dir: Path | None
     base: BaseLookup | None
     exclude: DockerIgnore | None = None
+    link: bool = False  # COPY --link: created directories are 0755 whatever --chmod says
 
 
 @dataclass
@@ -444,7 +445,8 @@ class _Emitter:
         (``--chmod``'s mode when given: BuildKit v0.21+)."""
         existing = self.opts.base(path) if self.opts.base else None
         if existing is None:
-            mode = 0o755 if self.opts.chmod is None else self.opts.chmod.apply(0o755, True)
+            chmod = None if self.opts.link else self.opts.chmod
+            mode = 0o755 if chmod is None else chmod.apply(0o755, True)
             return LayerEntry(path, "dir", mode, *owner)
         if existing.kind != "dir":
             raise CopyError(f"cannot copy into /{path}: it is a {existing.kind} in the image")
@@ -742,6 +744,7 @@ def resolve_copy(
     scratch_dir: Path | None = None,
     mode_mask: int = CONTEXT_MODE_MASK,
     exclude: Sequence[str] = (),
+    link: bool = False,
 ) -> list[LayerEntry]:
     """The layer entries of ``COPY``/``ADD sources... dest`` from the build context.
 
@@ -766,6 +769,7 @@ def resolve_copy(
         scratch_dir=scratch_dir,
         base=base,
         exclude=_excluder(exclude),
+        link=link,
     )
     return _copy(tree, found, dest, workdir, opts, inline)
 
@@ -783,6 +787,7 @@ def copy_from_tree(
     base: BaseLookup | None = None,
     mode_mask: int = TREE_MODE_MASK,
     exclude: Sequence[str] = (),
+    link: bool = False,
 ) -> list[LayerEntry]:
     """``COPY --from``: the same rules over an unpacked stage or context filesystem at ``root``.
 
@@ -804,6 +809,7 @@ def copy_from_tree(
         scratch_dir=None,
         base=base,
         exclude=_excluder(exclude),
+        link=link,
     )
     return _copy(tree, found, dest, workdir, opts, ())
 

@@ -44,8 +44,6 @@ IMAGE_FIELDS = ("os", "architecture", "variant", "os.version", "author")
 # Remaining differences, by corpus file: {what differs: why}. The test fails when a listed
 # difference disappears, so this list (and docs/backends.md) stays true.
 KNOWN: dict[str, dict[str, str]] = {
-    "copy_parents": {"native failed": "native refuses COPY --parents (use buildx); BuildKit has "
-                                      "it since Dockerfile 1.20"},
 }
 
 

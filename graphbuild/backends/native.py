@@ -35,7 +35,8 @@ NAME = "native"
 # 8: a COPY layer holds only what it changed, as BuildKit's diff.
 # 9: ADD --chown owns the entries of an extracted archive, as BuildKit v0.23+.
 # 10: COPY --link makes its layer on its own, as BuildKit.
-REVISION = 10
+# 11: COPY --parents (context sources), as BuildKit.
+REVISION = 11
 
 
 def version() -> str:
@@ -307,7 +308,7 @@ class NativeBuilder:
                                                 workdir=workdir, ignore=self.ignore, chmod=chmod,
                                                 chown=chown, is_add=cmd.is_add, base=base,
                                                 scratch_dir=self.scratch, exclude=cmd.excludes,
-                                                link=cmd.link)
+                                                link=cmd.link, parents=cmd.parents)
         except copyspec.CopyError as exc:
             raise UserError(exc.message, path=self.req.plan.path, line=cmd.line,
                             label=self.req.label, hint=exc.hint) from None

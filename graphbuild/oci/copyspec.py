@@ -705,14 +705,21 @@ def _copy(
     workdir: str,
     opts: _Options,
     inline: Sequence[tuple[str, bytes]],
+    parents: Sequence[str] | None = None,
 ) -> list[LayerEntry]:
+    """``parents``: for ``--parents``, the part of each found source's path to drop (what comes
+    before a ``/./`` pivot); the rest of its path is kept under ``dest``."""
     dest_rel, dest_is_dir = resolve_dest(dest, workdir)
     check_many_into_one(len(found) + len(inline), dest, opts.is_add)
     target_dir = _resolve_in_image(dest_rel, opts.base)
     existing = opts.base(target_dir) if (opts.base and target_dir) else None
     into_dir = dest_is_dir or not target_dir or (existing is not None and existing.kind == "dir")
     em = _Emitter(tree, opts)
-    for item in found:
+    for i, item in enumerate(found):
+        if parents is not None:  # --parents: the source's path is kept below dest
+            kept = go_clean(item.name).removeprefix(parents[i]).lstrip("/")
+            _copy_kept(em, _join(target_dir, kept), item)
+            continue
         if stat.S_ISDIR(item.st.st_mode):
             em.copy_dir_contents(target_dir, item.rel)
             continue
@@ -726,6 +733,13 @@ def _copy(
         mode = HEREDOC_MODE if opts.chmod is None else opts.chmod.apply(HEREDOC_MODE, False)
         em.entries[target] = LayerEntry(target, "file", mode, *em.created_owner, source=data)
     return em.finish()
+
+
+def _copy_kept(em: _Emitter, target: str, item: _Found) -> None:
+    if stat.S_ISDIR(item.st.st_mode):
+        em.copy_dir_contents(target, item.rel)
+    else:
+        em.copy_one(target, item.rel, item.st)
 
 
 def resolve_copy(
@@ -745,6 +759,7 @@ def resolve_copy(
     mode_mask: int = CONTEXT_MODE_MASK,
     exclude: Sequence[str] = (),
     link: bool = False,
+    parents: bool = False,
 ) -> list[LayerEntry]:
     """The layer entries of ``COPY``/``ADD sources... dest`` from the build context.
 
@@ -757,9 +772,13 @@ def resolve_copy(
     """
     tree = _Tree(context_root, scoped=False, ignore=ignore)
     found: list[_Found] = []
+    dropped: list[str] = []  # --parents: what each found path loses (before a /./ pivot)
     for src in sources:
         cleaned = _context_source(src, tree.root)
-        found.extend(tree.find(cleaned, follow=follow_symlinks_inside, display=src))
+        items = tree.find(cleaned, follow=follow_symlinks_inside, display=src)
+        found.extend(items)
+        pivot = go_clean(src.split("/./", 1)[0]) if "/./" in src else ""
+        dropped.extend([pivot if pivot != "." else ""] * len(items))
     opts = _Options(
         chmod=parse_chmod(chmod) if chmod is not None else None,
         chown=chown,
@@ -771,7 +790,7 @@ def resolve_copy(
         exclude=_excluder(exclude),
         link=link,
     )
-    return _copy(tree, found, dest, workdir, opts, inline)
+    return _copy(tree, found, dest, workdir, opts, inline, dropped if parents else None)
 
 
 def copy_from_tree(

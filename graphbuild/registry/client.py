@@ -62,10 +62,6 @@ MAX_REDIRECTS = 10
 OVERRUN_MARGIN = 64 * 1024
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _PROXY_VARIABLES = ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY")
-# A request carrying or fetching a blob may take ``timeout`` plus its size at this pace.
-SLOWEST_BYTES_PER_S = 128 * 1024
-# A blob download stops this far past the size its descriptor declares.
-OVERRUN_MARGIN = 64 * 1024
 
 OpenFn = Callable[[], BinaryIO]
 Body = bytes | Callable[[], Iterable[bytes]]

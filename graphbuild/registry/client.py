@@ -4,7 +4,7 @@ Plain HTTP only for loopback hosts and hosts marked insecure, over a lean keep-a
 (``transport.PlainHTTP``); HTTPS with certificate checks otherwise, over httpx (imported only
 then). Authentication follows the registry's challenges (see ``auth.py``). Transient
 failures (429, 5xx, broken connections, timeouts) are retried a bounded number of times with
-backoff. Every request has an overall deadline (``timeout`` plus what its bytes need at a slow
+backoff, and within the run's retry budget (``limits.RetryBudget``). Every request has an overall deadline (``timeout`` plus what its bytes need at a slow
 line's pace, MIN_RATE), so a registry that drips bytes cannot hold it; it also stops at the
 deadline of the caller's ``limits.scope`` (a push) or as soon as that is cancelled (Ctrl-C). Every error names the registry, the repository, the operation and what the registry
 said, with credentials redacted. Thread-safe: one client serves a whole push's worker pool.
@@ -222,9 +222,10 @@ class RegistryClient:
             except TransientError as exc:
                 if getattr(exc, "spent", False):
                     raise
-                if attempt >= self.retry.attempts:
+                if not self._may_retry(attempt, self.retry.attempts):
+                    note = self._no_retry_note(attempt, self.retry.attempts)
                     raise TransientError(self.registry, repo, op.name,
-                                         f"{exc.detail} (gave up after {attempt} uploads)",
+                                         f"{exc.detail} (gave up after {attempt} uploads{note})",
                                          status=exc.status, codes=exc.codes) from None
             self._pause(attempt, None)
             attempt += 1
@@ -243,7 +244,7 @@ class RegistryClient:
                     written = self._download_once(op, repo, digest, dest, size)
                     break
                 except TransientError:
-                    if attempt >= self.retry.attempts:
+                    if not self._may_retry(attempt, self.retry.attempts):
                         raise
                 self._pause(attempt, None)
                 attempt += 1
@@ -497,8 +498,9 @@ class RegistryClient:
             except TransportError as exc:
                 if exc.stopped:  # the caller's deadline or a Ctrl-C: retrying cannot help
                     raise self._stopped(op, str(exc)) from None
-                if attempt >= attempts:
-                    raise self._transport_failure(op, exc, attempt) from None
+                if not self._may_retry(attempt, attempts):
+                    raise self._transport_failure(op, exc, attempt,
+                                                  self._no_retry_note(attempt, attempts)) from None
                 self._pause(attempt, None)
                 attempt += 1
                 continue
@@ -509,7 +511,9 @@ class RegistryClient:
                 _discard(response)
                 self._challenge(op, response, scopes)
                 continue
-            if is_retryable(response) and attempt < attempts:
+            if not is_retryable(response):
+                self._answered()
+            elif self._may_retry(attempt, attempts):
                 _discard(response)
                 self._pause(attempt, response)
                 attempt += 1
@@ -519,7 +523,8 @@ class RegistryClient:
                 raise self._auth_failure(op, response)
             if is_retryable(response):
                 _discard(response)
-                raise self._failure(op, response, transient=True, attempts=attempt)
+                raise self._failure(op, response, transient=True, attempts=attempt,
+                                    note=self._no_retry_note(attempt, attempts))
             return response
 
     def _deadline(self, size: int | None) -> float | None:
@@ -574,18 +579,20 @@ class RegistryClient:
     def _send_plain(self, request: TokenRequest) -> Response:
         """For token requests: retries, no authentication handling, body read; no redirect
         (the credentials in the request must not go elsewhere)."""
-        for attempt in range(1, self.retry.attempts + 1):
+        attempts = self.retry.attempts
+        for attempt in range(1, attempts + 1):
             try:
                 response = self._send(request.method, request.url, dict(request.headers),
                                       request.body, stream=False, follow=False)
             except TransportError as exc:
-                if attempt == self.retry.attempts:
+                if not self._may_retry(attempt, attempts):
                     realm = request.url.split("?", 1)[0]
+                    note = self._no_retry_note(attempt, attempts)
                     raise AuthProblem(f"cannot reach the token service {realm} after {attempt} "
-                                      f"attempts: {self.redact(str(exc))}") from None
+                                      f"attempts{note}: {self.redact(str(exc))}") from None
                 self._pause(attempt, None)
                 continue
-            if not is_retryable(response) or attempt == self.retry.attempts:
+            if not is_retryable(response) or not self._may_retry(attempt, attempts):
                 return response
             self._pause(attempt, response)
         raise AssertionError("unreachable: the last attempt returns or raises")
@@ -610,6 +617,28 @@ class RegistryClient:
         except (AuthProblem, CredentialsError) as exc:
             raise AuthenticationError(self.registry, op.repository, op.name,
                                       self.redact(str(exc)), status=401) from None
+
+    def _may_retry(self, attempt: int, attempts: int) -> bool:
+        """Whether failed attempt number ``attempt`` may be retried: it is not the request's
+        last, and the run's retry budget for this registry has one left (which it spends)."""
+        if attempt >= attempts:
+            return False
+        budget = limits.current().retries
+        return budget is None or budget.take(self.registry)
+
+    def _answered(self) -> None:
+        """A real answer: the registry works, and earns the run's budget a little."""
+        budget = limits.current().retries
+        if budget is not None:
+            budget.answered(self.registry)
+
+    def _no_retry_note(self, attempt: int, attempts: int) -> str:
+        """Why a request with attempts left was not retried (its run's budget is spent)."""
+        budget = limits.current().retries
+        if attempt >= attempts or budget is None:
+            return ""
+        return (f"; not retried: this run's retry budget for {self.registry} is spent "
+                f"({budget.spent(self.registry)} retries)")
 
     def _pause(self, attempt: int, response: Response | None) -> None:
         """Wait before a retry: not past the caller's deadline, and not after a Ctrl-C."""
@@ -645,11 +674,12 @@ class RegistryClient:
     # -- errors ------------------------------------------------------------------------------
 
     def _failure(self, op: _Op, response: Response, *, transient: bool = False,
-                 attempts: int = 1) -> RegistryError:
+                 attempts: int = 1, note: str = "") -> RegistryError:
         said, codes = describe_response(response)
         detail = self.redact(said)
         if attempts > 1:
             detail += f" after {attempts} attempts"
+        detail += note
         kind = TransientError if transient or is_retryable(response) else RegistryError
         return kind(self.registry, op.repository, op.name, detail,
                     status=response.status_code, codes=codes)
@@ -662,12 +692,12 @@ class RegistryClient:
                                    f"authentication failed: {self.redact(said)}; {hint}",
                                    status=401, codes=codes)
 
-    def _transport_failure(self, op: _Op, exc: TransportError,
-                           attempts: int) -> TransientError:
+    def _transport_failure(self, op: _Op, exc: TransportError, attempts: int,
+                           note: str = "") -> TransientError:
         reason = self.redact(str(exc) or type(exc).__name__)
         tries = f" after {attempts} attempts" if attempts > 1 else ""
         return TransientError(self.registry, op.repository, op.name,
-                              f"connection to {self.base_url} failed{tries}: {reason}")
+                              f"connection to {self.base_url} failed{tries}: {reason}{note}")
 
     def _location(self, op: _Op, response: Response) -> str:
         """Where the upload session continues (absolute or relative to the request)."""

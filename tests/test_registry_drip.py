@@ -17,7 +17,9 @@ import registry_fixtures as fx
 from conftest import WorkspaceFixture
 from registry_fixtures import unique_repo
 
-from graphbuild.registry.client import RegistryClient
+from graphbuild.registry import limits
+from graphbuild.registry.client import RegistryClient, TransientError
+from graphbuild.registry.retry import RetryPolicy
 
 registry = fx.registry
 fault_proxy = fx.fault_proxy
@@ -82,6 +84,24 @@ def test_one_signal_ends_a_push_to_a_dripping_registry(ws, registry, fault_proxy
     assert "Traceback" not in err, err
     assert "interrupted" in err
     assert _untagged(registry, repo)
+
+
+def test_a_request_past_its_own_deadline_is_a_timeout_retried_not_the_push_deadline(
+        registry, fault_proxy):
+    """A request's own deadline (``timeout`` plus 1 s per 128 KiB) passing well inside the push
+    deadline is a timeout like an idle socket's: retried, and named as the request's (it was
+    reported as the push deadline, and not retried)."""
+    fault_proxy.rules.append(fx.FaultRule("HEAD", r"/blobs/", "drip"))
+    retry = RetryPolicy(attempts=2, base_delay=0.01, max_delay=0.01)
+    with (RegistryClient(fault_proxy.host, timeout=0.5, retry=retry) as client,
+          limits.scope(60, "the push deadline (60 s; run --push-timeout)"),
+          pytest.raises(TransientError) as caught):
+        client.blob_exists(unique_repo("drip-request"), "sha256:" + "0" * 64)
+    message = str(caught.value)
+    assert fault_proxy.injected["drip"] == 2, fault_proxy.injected
+    assert fault_proxy.host in message and "check blob" in message, message
+    assert "within the request's deadline (0.5 s" in message and "after 2 attempts" in message
+    assert "push deadline" not in message
 
 
 def test_push_timeout_must_be_a_positive_duration(ws):

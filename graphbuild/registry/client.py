@@ -4,9 +4,11 @@ Plain HTTP only for loopback hosts and hosts marked insecure, over a lean keep-a
 (``transport.PlainHTTP``); HTTPS with certificate checks otherwise, over httpx (imported only
 then). Authentication follows the registry's challenges (see ``auth.py``). Transient
 failures (429, 5xx, broken connections, timeouts) are retried a bounded number of times with
-backoff, and within the run's retry budget (``limits.RetryBudget``). Every request has an overall deadline (``timeout`` plus what its bytes need at a slow
-line's pace, MIN_RATE), so a registry that drips bytes cannot hold it; it also stops at the
-deadline of the caller's ``limits.scope`` (a push) or as soon as that is cancelled (Ctrl-C). Every error names the registry, the repository, the operation and what the registry
+backoff, and within the run's retry budget (``limits.RetryBudget``). Every request has an
+overall deadline (``timeout`` plus what its bytes need at a slow line's pace, MIN_RATE), so a
+registry that drips bytes cannot hold it (a timeout, retried); it also stops at the deadline of
+the caller's ``limits.scope`` (a push) or as soon as that is cancelled (Ctrl-C), and is then
+not retried. Every error names the registry, the repository, the operation and what the registry
 said, with credentials redacted. Thread-safe: one client serves a whole push's worker pool.
 Clients sharing a ``WriteLedger`` write each (registry, repository, digest) once.
 """
@@ -496,8 +498,10 @@ class RegistryClient:
                                       body() if callable(body) else body, stream, follow,
                                       self._deadline(size))
             except TransportError as exc:
-                if exc.stopped:  # the caller's deadline or a Ctrl-C: retrying cannot help
+                if exc.stopped and _scope_ended():  # its deadline or a Ctrl-C: retrying is futile
                     raise self._stopped(op, str(exc)) from None
+                if exc.stopped:  # this request's own deadline: a slow answer, perhaps not the next
+                    exc = TransportError(f"no complete answer within {self._allowed(size)}")
                 if not self._may_retry(attempt, attempts):
                     raise self._transport_failure(op, exc, attempt,
                                                   self._no_retry_note(attempt, attempts)) from None
@@ -532,6 +536,12 @@ class RegistryClient:
         if size is None:
             return None
         return time.monotonic() + self.timeout + size / MIN_RATE
+
+    def _allowed(self, size: int | None) -> str:
+        """A request's own deadline, for messages."""
+        seconds = round(self.timeout + (size or 0) / MIN_RATE, 1)
+        return (f"the request's deadline ({seconds:g} s: {self.timeout:g} s plus 1 s per "
+                f"{MIN_RATE // 1024} KiB it moves)")
 
     def _send(self, method: str, url: str, headers: dict[str, str], body: Any, stream: bool,
               follow: bool, until: float | None = None) -> Response:
@@ -709,6 +719,13 @@ class RegistryClient:
 
     def _url(self, repo: str, kind: str, ref: str) -> str:
         return f"{self.base_url}/v2/{repo}/{kind}/{ref}"
+
+
+def _scope_ended() -> bool:
+    """Whether the caller's scope (``limits``) was cancelled or is past its deadline."""
+    scope = limits.current()
+    left = scope.left()
+    return scope.cancelled or (left is not None and left <= 0)
 
 
 def _pull(repo: str) -> tuple[str, ...]:

@@ -1,101 +1,76 @@
-"""A registry that drips one byte at a time never holds a run: `run --push` stops at its push
-deadline (`--push-timeout`) with one message naming the registry, and one Ctrl-C or SIGTERM
-ends it at once, with no tag moved and no traceback."""
+"""A registry that drips its answers one byte at a time never holds a run: `run --push` stops at
+its push deadline (`--push-timeout`) with one message naming the registry, and one Ctrl-C or
+SIGTERM ends it at once (exit 130, as every interruption), with no tag moved and no traceback.
+
+The registry is real; the fault proxy in front of it forwards each manifest PUT and drips the
+answer (a byte every half second: never idle long enough for the 60 s idle timeout)."""
 
 from __future__ import annotations
 
 import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
 
 import pytest
+import registry_fixtures as fx
 from conftest import WorkspaceFixture
+from registry_fixtures import unique_repo
 
-DRIP_EVERY_S = 0.5  # far below the 60 s idle timeout: only an overall deadline ends it
+from graphbuild.registry import limits
+from graphbuild.registry.client import RegistryClient, TransientError
+from graphbuild.registry.retry import RetryPolicy
 
-
-class DripServer:
-    """Answers every HTTP request one byte per DRIP_EVERY_S, forever."""
-
-    def __init__(self) -> None:
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.requests = 0
-        self.stopped = threading.Event()
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    @property
-    def host(self) -> str:
-        return f"127.0.0.1:{self.sock.getsockname()[1]}"
-
-    def _accept(self) -> None:
-        while not self.stopped.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._drip, args=(conn,), daemon=True).start()
-
-    def _drip(self, conn: socket.socket) -> None:
-        with conn:
-            try:
-                conn.recv(65536)
-                self.requests += 1
-                for byte in b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" + b"x" * 100000:
-                    if self.stopped.wait(DRIP_EVERY_S):
-                        return
-                    conn.sendall(bytes([byte]))
-            except OSError:
-                return
-
-    def stop(self) -> None:
-        self.stopped.set()
-        self.sock.close()
+registry = fx.registry
+fault_proxy = fx.fault_proxy
 
 
-@pytest.fixture
-def drip():
-    server = DripServer()
-    yield server
-    server.stop()
-
-
-def _workspace(ws: WorkspaceFixture, host: str) -> None:
+def _workspace(ws: WorkspaceFixture, proxy: fx.FaultProxy, repo: str) -> None:
+    """One image to push through ``proxy``, built already: only the push is left."""
     ws.write({
         "WORKSPACE.yaml": "default_platforms: [linux/amd64]\n",
-        "app/BUILD.yaml": f"app:\n  rule: image\n  tags: ['{host}/app:1']\n",
+        "app/BUILD.yaml": f"app:\n  rule: image\n  tags: ['{proxy.host}/{repo}:1']\n",
         "app/Dockerfile": "FROM scratch\nCOPY a.txt /a.txt\n",
-        "app/a.txt": "a\n",
+        "app/a.txt": f"{repo}\n",
     })
+    assert ws.run("run", "//...").code == 0
+    proxy.rules.append(fx.FaultRule("PUT", r"/manifests/", "drip"))
 
 
-def test_push_to_a_dripping_registry_stops_at_the_push_deadline(ws, drip):
-    _workspace(ws, drip.host)
-    assert ws.run("run", "//...").code == 0  # built; only the push is left
+def _untagged(registry: fx.RegistryServer, repo: str) -> bool:
+    with RegistryClient(registry.host) as client:
+        return client.head_manifest(repo, "1") is None
+
+
+def test_push_to_a_dripping_registry_stops_at_the_push_deadline(ws, registry, fault_proxy):
+    repo = unique_repo("drip")
+    _workspace(ws, fault_proxy, repo)
     t0 = time.monotonic()
     res = ws.run("run", "//...", "--push", "--push-timeout", "2s")
     took = time.monotonic() - t0
     assert res.code == 1, res
-    assert took < 15, took
-    assert drip.host in res.err and "push deadline" in res.err, res.err
+    assert took < 10, took
+    assert fault_proxy.injected["drip"], "the push never reached the dripping answer"
+    assert f"{fault_proxy.host}/{repo}" in res.err, res.err
+    assert "no complete answer within the push deadline (2 s" in res.err, res.err
     assert "nothing was tagged" in res.err
     assert "Traceback" not in res.err
+    assert _untagged(registry, repo)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_one_signal_ends_a_push_to_a_dripping_registry(ws, drip, sig):
-    _workspace(ws, drip.host)
-    assert ws.run("run", "//...").code == 0
+def test_one_signal_ends_a_push_to_a_dripping_registry(ws, registry, fault_proxy, sig):
+    repo = unique_repo("drip-signal")
+    _workspace(ws, fault_proxy, repo)
     proc = subprocess.Popen([sys.executable, "-m", "graphbuild", "-C", str(ws.root), "run",
                              "//...", "--push", "--output", "plain"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 30
-    while drip.requests == 0 and time.monotonic() < deadline:
+    while not fault_proxy.injected["drip"] and time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()
         time.sleep(0.05)
-    assert drip.requests, "the push never reached the registry"
-    time.sleep(0.5)  # well inside a dripping answer
+    assert fault_proxy.injected["drip"], "the push never reached the dripping answer"
+    time.sleep(0.5)  # well inside the dripping answer
     t0 = time.monotonic()
     proc.send_signal(sig)
     try:
@@ -108,6 +83,25 @@ def test_one_signal_ends_a_push_to_a_dripping_registry(ws, drip, sig):
     assert proc.returncode == 130, (proc.returncode, err)
     assert "Traceback" not in err, err
     assert "interrupted" in err
+    assert _untagged(registry, repo)
+
+
+def test_a_request_past_its_own_deadline_is_a_timeout_retried_not_the_push_deadline(
+        registry, fault_proxy):
+    """A request's own deadline (``timeout`` plus 1 s per 128 KiB) passing well inside the push
+    deadline is a timeout like an idle socket's: retried, and named as the request's (it was
+    reported as the push deadline, and not retried)."""
+    fault_proxy.rules.append(fx.FaultRule("HEAD", r"/blobs/", "drip"))
+    retry = RetryPolicy(attempts=2, base_delay=0.01, max_delay=0.01)
+    with (RegistryClient(fault_proxy.host, timeout=0.5, retry=retry) as client,
+          limits.scope(60, "the push deadline (60 s; run --push-timeout)"),
+          pytest.raises(TransientError) as caught):
+        client.blob_exists(unique_repo("drip-request"), "sha256:" + "0" * 64)
+    message = str(caught.value)
+    assert fault_proxy.injected["drip"] == 2, fault_proxy.injected
+    assert fault_proxy.host in message and "check blob" in message, message
+    assert "within the request's deadline (0.5 s" in message and "after 2 attempts" in message
+    assert "push deadline" not in message
 
 
 def test_push_timeout_must_be_a_positive_duration(ws):

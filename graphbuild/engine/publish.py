@@ -154,7 +154,8 @@ def move_tags(loaded, engine, summary, push_nodes: list[NodeId], events,
 
     clients = Remote.of(loaded.ws).clients_for(targets)
     try:
-        with limits.scope(timeout_s, _deadline_words(timeout_s), engine.cancelled):
+        with limits.scope(timeout_s, _deadline_words(timeout_s), engine.cancelled,
+                          engine.retries):
             _before_tags(loaded.ws, targets, engine.store, clients)
             move(PushPlan(tuple(targets)), engine.store, clients,
                  on_event, added=added, max_workers=TAG_WORKERS)

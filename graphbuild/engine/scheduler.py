@@ -123,6 +123,8 @@ class Engine:
             self.lock.release()
             raise
         self.cancelled = threading.Event()
+        # one per run: a registry that keeps failing ends the run's pushes in seconds
+        self.retries = limits.RetryBudget()
         self._procs: dict[int, subprocess.Popen] = {}
         self._procs_lock = threading.Lock()
         self._cas: CAS | None = None
@@ -593,7 +595,7 @@ class Scheduler:
         key, _, why = self._keys[node]
         res = NodeResult(node, "miss", why)
         try:
-            with limits.scope(cancelled=self.engine.cancelled):
+            with limits.scope(cancelled=self.engine.cancelled, retries=self.engine.retries):
                 outcome, said, duration = self.engine.remote_cache.lookup(
                     key, self.engine.store, self.engine.cas)
             if outcome is not None and self._usable(node, outcome):
@@ -639,7 +641,7 @@ class Scheduler:
         res = NodeResult(node, "failed")
         try:
             # registry requests the action makes stop at once on Ctrl-C (the run's event)
-            with limits.scope(cancelled=self.engine.cancelled):
+            with limits.scope(cancelled=self.engine.cancelled, retries=self.engine.retries):
                 ctx.verify_inputs()
                 outcome = action.run(ctx)
             if self.engine.cancelled.is_set():

@@ -4,9 +4,11 @@ Plain HTTP only for loopback hosts and hosts marked insecure, over a lean keep-a
 (``transport.PlainHTTP``); HTTPS with certificate checks otherwise, over httpx (imported only
 then). Authentication follows the registry's challenges (see ``auth.py``). Transient
 failures (429, 5xx, broken connections, timeouts) are retried a bounded number of times with
-backoff. Every request has an overall deadline (``timeout`` plus what its bytes need at a slow
-line's pace, MIN_RATE), so a registry that drips bytes cannot hold it; it also stops at the
-deadline of the caller's ``limits.scope`` (a push) or as soon as that is cancelled (Ctrl-C). Every error names the registry, the repository, the operation and what the registry
+backoff, and within the run's retry budget (``limits.RetryBudget``). Every request has an
+overall deadline (``timeout`` plus what its bytes need at a slow line's pace, MIN_RATE), so a
+registry that drips bytes cannot hold it (a timeout, retried); it also stops at the deadline of
+the caller's ``limits.scope`` (a push) or as soon as that is cancelled (Ctrl-C), and is then
+not retried. Every error names the registry, the repository, the operation and what the registry
 said, with credentials redacted. Thread-safe: one client serves a whole push's worker pool.
 Clients sharing a ``WriteLedger`` write each (registry, repository, digest) once.
 """
@@ -62,10 +64,6 @@ MAX_REDIRECTS = 10
 OVERRUN_MARGIN = 64 * 1024
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _PROXY_VARIABLES = ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY")
-# A request carrying or fetching a blob may take ``timeout`` plus its size at this pace.
-SLOWEST_BYTES_PER_S = 128 * 1024
-# A blob download stops this far past the size its descriptor declares.
-OVERRUN_MARGIN = 64 * 1024
 
 OpenFn = Callable[[], BinaryIO]
 Body = bytes | Callable[[], Iterable[bytes]]
@@ -226,9 +224,10 @@ class RegistryClient:
             except TransientError as exc:
                 if getattr(exc, "spent", False):
                     raise
-                if attempt >= self.retry.attempts:
+                if not self._may_retry(attempt, self.retry.attempts):
+                    note = self._no_retry_note(attempt, self.retry.attempts)
                     raise TransientError(self.registry, repo, op.name,
-                                         f"{exc.detail} (gave up after {attempt} uploads)",
+                                         f"{exc.detail} (gave up after {attempt} uploads{note})",
                                          status=exc.status, codes=exc.codes) from None
             self._pause(attempt, None)
             attempt += 1
@@ -247,7 +246,7 @@ class RegistryClient:
                     written = self._download_once(op, repo, digest, dest, size)
                     break
                 except TransientError:
-                    if attempt >= self.retry.attempts:
+                    if not self._may_retry(attempt, self.retry.attempts):
                         raise
                 self._pause(attempt, None)
                 attempt += 1
@@ -499,10 +498,13 @@ class RegistryClient:
                                       body() if callable(body) else body, stream, follow,
                                       self._deadline(size))
             except TransportError as exc:
-                if exc.stopped:  # the caller's deadline or a Ctrl-C: retrying cannot help
+                if exc.stopped and _scope_ended():  # its deadline or a Ctrl-C: retrying is futile
                     raise self._stopped(op, str(exc)) from None
-                if attempt >= attempts:
-                    raise self._transport_failure(op, exc, attempt) from None
+                if exc.stopped:  # this request's own deadline: a slow answer, perhaps not the next
+                    exc = TransportError(f"no complete answer within {self._allowed(size)}")
+                if not self._may_retry(attempt, attempts):
+                    raise self._transport_failure(op, exc, attempt,
+                                                  self._no_retry_note(attempt, attempts)) from None
                 self._pause(attempt, None)
                 attempt += 1
                 continue
@@ -513,7 +515,9 @@ class RegistryClient:
                 _discard(response)
                 self._challenge(op, response, scopes)
                 continue
-            if is_retryable(response) and attempt < attempts:
+            if not is_retryable(response):
+                self._answered()
+            elif self._may_retry(attempt, attempts):
                 _discard(response)
                 self._pause(attempt, response)
                 attempt += 1
@@ -523,7 +527,8 @@ class RegistryClient:
                 raise self._auth_failure(op, response)
             if is_retryable(response):
                 _discard(response)
-                raise self._failure(op, response, transient=True, attempts=attempt)
+                raise self._failure(op, response, transient=True, attempts=attempt,
+                                    note=self._no_retry_note(attempt, attempts))
             return response
 
     def _deadline(self, size: int | None) -> float | None:
@@ -531,6 +536,12 @@ class RegistryClient:
         if size is None:
             return None
         return time.monotonic() + self.timeout + size / MIN_RATE
+
+    def _allowed(self, size: int | None) -> str:
+        """A request's own deadline, for messages."""
+        seconds = round(self.timeout + (size or 0) / MIN_RATE, 1)
+        return (f"the request's deadline ({seconds:g} s: {self.timeout:g} s plus 1 s per "
+                f"{MIN_RATE // 1024} KiB it moves)")
 
     def _send(self, method: str, url: str, headers: dict[str, str], body: Any, stream: bool,
               follow: bool, until: float | None = None) -> Response:
@@ -578,18 +589,20 @@ class RegistryClient:
     def _send_plain(self, request: TokenRequest) -> Response:
         """For token requests: retries, no authentication handling, body read; no redirect
         (the credentials in the request must not go elsewhere)."""
-        for attempt in range(1, self.retry.attempts + 1):
+        attempts = self.retry.attempts
+        for attempt in range(1, attempts + 1):
             try:
                 response = self._send(request.method, request.url, dict(request.headers),
                                       request.body, stream=False, follow=False)
             except TransportError as exc:
-                if attempt == self.retry.attempts:
+                if not self._may_retry(attempt, attempts):
                     realm = request.url.split("?", 1)[0]
+                    note = self._no_retry_note(attempt, attempts)
                     raise AuthProblem(f"cannot reach the token service {realm} after {attempt} "
-                                      f"attempts: {self.redact(str(exc))}") from None
+                                      f"attempts{note}: {self.redact(str(exc))}") from None
                 self._pause(attempt, None)
                 continue
-            if not is_retryable(response) or attempt == self.retry.attempts:
+            if not is_retryable(response) or not self._may_retry(attempt, attempts):
                 return response
             self._pause(attempt, response)
         raise AssertionError("unreachable: the last attempt returns or raises")
@@ -614,6 +627,28 @@ class RegistryClient:
         except (AuthProblem, CredentialsError) as exc:
             raise AuthenticationError(self.registry, op.repository, op.name,
                                       self.redact(str(exc)), status=401) from None
+
+    def _may_retry(self, attempt: int, attempts: int) -> bool:
+        """Whether failed attempt number ``attempt`` may be retried: it is not the request's
+        last, and the run's retry budget for this registry has one left (which it spends)."""
+        if attempt >= attempts:
+            return False
+        budget = limits.current().retries
+        return budget is None or budget.take(self.registry)
+
+    def _answered(self) -> None:
+        """A real answer: the registry works, and earns the run's budget a little."""
+        budget = limits.current().retries
+        if budget is not None:
+            budget.answered(self.registry)
+
+    def _no_retry_note(self, attempt: int, attempts: int) -> str:
+        """Why a request with attempts left was not retried (its run's budget is spent)."""
+        budget = limits.current().retries
+        if attempt >= attempts or budget is None:
+            return ""
+        return (f"; not retried: this run's retry budget for {self.registry} is spent "
+                f"({budget.spent(self.registry)} retries)")
 
     def _pause(self, attempt: int, response: Response | None) -> None:
         """Wait before a retry: not past the caller's deadline, and not after a Ctrl-C."""
@@ -649,11 +684,12 @@ class RegistryClient:
     # -- errors ------------------------------------------------------------------------------
 
     def _failure(self, op: _Op, response: Response, *, transient: bool = False,
-                 attempts: int = 1) -> RegistryError:
+                 attempts: int = 1, note: str = "") -> RegistryError:
         said, codes = describe_response(response)
         detail = self.redact(said)
         if attempts > 1:
             detail += f" after {attempts} attempts"
+        detail += note
         kind = TransientError if transient or is_retryable(response) else RegistryError
         return kind(self.registry, op.repository, op.name, detail,
                     status=response.status_code, codes=codes)
@@ -666,12 +702,12 @@ class RegistryClient:
                                    f"authentication failed: {self.redact(said)}; {hint}",
                                    status=401, codes=codes)
 
-    def _transport_failure(self, op: _Op, exc: TransportError,
-                           attempts: int) -> TransientError:
+    def _transport_failure(self, op: _Op, exc: TransportError, attempts: int,
+                           note: str = "") -> TransientError:
         reason = self.redact(str(exc) or type(exc).__name__)
         tries = f" after {attempts} attempts" if attempts > 1 else ""
         return TransientError(self.registry, op.repository, op.name,
-                              f"connection to {self.base_url} failed{tries}: {reason}")
+                              f"connection to {self.base_url} failed{tries}: {reason}{note}")
 
     def _location(self, op: _Op, response: Response) -> str:
         """Where the upload session continues (absolute or relative to the request)."""
@@ -683,6 +719,13 @@ class RegistryClient:
 
     def _url(self, repo: str, kind: str, ref: str) -> str:
         return f"{self.base_url}/v2/{repo}/{kind}/{ref}"
+
+
+def _scope_ended() -> bool:
+    """Whether the caller's scope (``limits``) was cancelled or is past its deadline."""
+    scope = limits.current()
+    left = scope.left()
+    return scope.cancelled or (left is not None and left <= 0)
 
 
 def _pull(repo: str) -> tuple[str, ...]:

@@ -149,11 +149,11 @@ def test_a_srcs_symlink_brings_its_target_as_an_input(ws):
     lists the workspace file it leads to as well, so editing that file reruns it."""
     ws.write({
         "c/BUILD.yaml": "lib: {rule: command, cmd: 'cat link.txt > $OUT/o', srcs: ['*.txt']}\n",
-        "shared/real.txt": "one\n",
+        "common/real.txt": "one\n",
     })
-    os.symlink("../shared/real.txt", ws.path("c/link.txt"))
+    os.symlink("../common/real.txt", ws.path("c/link.txt"))
     assert statuses(ws, "//c:lib")["//c:lib"]["status"] == "built"
     assert statuses(ws, "//c:lib")["//c:lib"]["status"] == "cached"
-    ws.write({"shared/real.txt": "two\n"})
+    ws.write({"common/real.txt": "two\n"})
     ev = statuses(ws, "//c:lib")["//c:lib"]
-    assert ev["status"] == "built" and "shared/real.txt" in ev["reason"], ev
+    assert ev["status"] == "built" and "common/real.txt" in ev["reason"], ev

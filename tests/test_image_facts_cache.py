@@ -170,17 +170,17 @@ def test_named_directory_context_is_watched_too(ws, trust_fresh_paths):
             img:
               rule: image
               platforms: [linux/amd64]
-              contexts: {shared: ../shared}
+              contexts: {shared: ../common}
         """,
         "img/Dockerfile": "FROM scratch\nCOPY --from=shared conf/ /conf/\n",
-        "shared/conf/a.conf": "a\n",
+        "common/conf/a.conf": "a\n",
     })
     assert _run(ws) == {AMD: "built"}
     assert _run(ws) == {AMD: "cached"}
     assert _remembered(ws)
-    ws.write({"shared/conf/b.conf": "b\n"})  # a new file in the named context's directory
+    ws.write({"common/conf/b.conf": "b\n"})  # a new file in the named context's directory
     assert _run(ws) == {AMD: "built"}
     assert set(_files(ws, AMD)) == {"conf/a.conf", "conf/b.conf"}
-    ws.write({"shared/conf/a.conf": "changed\n"})
+    ws.write({"common/conf/a.conf": "changed\n"})
     assert _run(ws) == {AMD: "built"}
     assert _files(ws, AMD)["conf/a.conf"] == b"changed\n"

@@ -104,3 +104,15 @@ def trust_fresh_paths(monkeypatch):
     from graphbuild.engine import treecache
 
     monkeypatch.setattr(treecache, "RACY_NS", 0)
+
+
+def last_layer(ws: WorkspaceFixture, node: str) -> dict:
+    """name -> TarInfo of the last layer of ``node``'s image in the workspace's store."""
+    import tarfile
+
+    from graphbuild.oci.store import Store
+
+    store = Store(ws.path(".graphbuild/oci"))
+    layer = store.read_json(store.lookup(node)["digest"])["layers"][-1]
+    with tarfile.open(fileobj=io.BytesIO(store.read_bytes(layer["digest"]))) as tar:
+        return {m.name: m for m in tar.getmembers()}

@@ -307,10 +307,7 @@ def test_from_image_context_and_copy_from_stage_context_and_command_output(ws, t
 
 def test_chown_to_a_name_the_image_lacks_is_root_as_in_buildkit(ws):
     """It failed the node; BuildKit copies as 0:0."""
-    import io
-    import tarfile
-
-    from graphbuild.oci.store import Store
+    from conftest import last_layer
 
     ws.write({
         "p/BUILD.yaml": "img: {rule: image, platforms: [linux/amd64]}\n",
@@ -319,10 +316,7 @@ def test_chown_to_a_name_the_image_lacks_is_root_as_in_buildkit(ws):
     })
     res = ws.run("run", "//p:img")
     assert res.code == 0, res
-    store = Store(ws.path(".graphbuild/oci"))
-    layer = store.read_json(store.lookup("//p:img[linux/amd64]")["digest"])["layers"][-1]
-    with tarfile.open(fileobj=io.BytesIO(store.read_bytes(layer["digest"]))) as tar:
-        a = tar.getmember("a")
+    a = last_layer(ws, "//p:img[linux/amd64]")["a"]
     assert (a.uid, a.gid) == (0, 0)
 
 
@@ -388,10 +382,7 @@ def test_copy_exclude_filters_below_each_source_as_buildkit_does(ws):
 def test_copy_parents_keeps_the_source_paths(ws):
     """As BuildKit (checked in copy_parents of test_native_vs_buildkit): each source keeps its
     path under dest, from a /./ pivot on when there is one; --from with --parents is exit 2."""
-    import io
-    import tarfile
-
-    from graphbuild.oci.store import Store
+    from conftest import last_layer
 
     ws.write({
         "p/BUILD.yaml": "img:\n  rule: image\n  platforms: [linux/amd64]\n",
@@ -401,10 +392,7 @@ def test_copy_parents_keeps_the_source_paths(ws):
     })
     res = ws.run("run", "//p:img")
     assert res.code == 0, res
-    store = Store(ws.path(".graphbuild/oci"))
-    layer = store.read_json(store.lookup("//p:img[linux/amd64]")["digest"])["layers"][-1]
-    with tarfile.open(fileobj=io.BytesIO(store.read_bytes(layer["digest"]))) as tar:
-        names = {m.name for m in tar.getmembers() if m.isfile()}
+    names = {n for n, m in last_layer(ws, "//p:img[linux/amd64]").items() if m.isfile()}
     assert names == {"dst/app/x.txt", "dst/pkg/y.txt"}, names
     ws.write({"p/Dockerfile": "FROM scratch AS s\nCOPY app /app\n"
                               "FROM scratch\nCOPY --from=s --parents app/x.txt /dst/\n"})

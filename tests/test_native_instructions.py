@@ -326,10 +326,7 @@ def test_workdir_makes_its_directory_as_buildkit_does(ws):
 def test_workdir_owned_by_an_unknown_user_is_root_as_in_buildkit(ws):
     """A USER the image's /etc/passwd does not name owns WORKDIR as 0:0, as in BuildKit (it
     failed the node)."""
-    import io
-    import tarfile
-
-    from graphbuild.oci.store import Store
+    from conftest import last_layer
 
     ws.write({
         "p/BUILD.yaml": "img: {rule: image, platforms: [linux/amd64]}\n",
@@ -337,8 +334,5 @@ def test_workdir_owned_by_an_unknown_user_is_root_as_in_buildkit(ws):
     })
     res = ws.run("run", "//p:img")
     assert res.code == 0, res
-    store = Store(ws.path(".graphbuild/oci"))
-    layer = store.read_json(store.lookup("//p:img[linux/amd64]")["digest"])["layers"][-1]
-    with tarfile.open(fileobj=io.BytesIO(store.read_bytes(layer["digest"]))) as tar:
-        app = tar.getmember("app")
+    app = last_layer(ws, "//p:img[linux/amd64]")["app"]
     assert (app.uid, app.gid) == (0, 0)

@@ -116,15 +116,22 @@ def test_an_edited_file_rebuilds_exactly_that_target(tmp_path, registry):
     assert all(e["reason"].startswith("remote cache miss") for e in evs if e["status"] == "built")
 
 
-def test_push_of_remote_hits_mounts_and_uploads_no_layer(tmp_path, registry):
+def _push_hits(tmp_path, registry, tag_registry: str) -> tuple[WorkspaceFixture, str, str]:
+    """Runner a fills the cache; runner b pushes its remote hits, tagged into
+    ``tag_registry``, building nothing. Returns (runner a, cache ref, release repo prefix)."""
     cache = f"{registry.host}/{unique_repo('cache')}"
     rel = unique_repo("rel")
-    files = _files(cache, tag_host=f"{registry.host}/{rel}", apps=1)
+    files = _files(cache, tag_host=f"{tag_registry}/{rel}", apps=1)
     a, b = _runner(tmp_path, "a", files), _runner(tmp_path, "b", files)
     _run(a, "//...")
     counts, evs, _ = _run(b, "//...", "--push")
     assert counts["failed"] == 0
     assert not [e for e in evs if e["status"] == "built" and e["rule"] != "push"], evs
+    return a, cache, rel
+
+
+def test_push_of_remote_hits_mounts_and_uploads_no_layer(tmp_path, registry):
+    a, cache, rel = _push_hits(tmp_path, registry, registry.host)
     target = f"{rel}/app0"
     uploads = registry.requests(target, "PUT", "blobs/uploads")
     layers = _layers(a)
@@ -430,14 +437,7 @@ def test_push_of_remote_hits_to_another_registry_streams_the_layers_through(tmp_
                                                                             fault_proxy):
     """The proxy is another registry as far as names go (another host:port): no
     cross-repository mount reaches it, so the layers come down from the cache and go up."""
-    cache = f"{registry.host}/{unique_repo('cache')}"
-    rel = unique_repo("rel")
-    files = _files(cache, tag_host=f"{fault_proxy.host}/{rel}", apps=1)
-    a, b = _runner(tmp_path, "a", files), _runner(tmp_path, "b", files)
-    _run(a, "//...")
-    counts, evs, _ = _run(b, "//...", "--push")
-    assert counts["failed"] == 0
-    assert not [e for e in evs if e["status"] == "built" and e["rule"] != "push"], evs
+    a, cache, rel = _push_hits(tmp_path, registry, fault_proxy.host)
     layers = _layers(a)
     assert _blob_gets(registry, cache.split("/", 1)[1]) & layers  # downloaded from the cache
     uploaded = registry.requests(f"{rel}/app0", "PUT", "blobs/uploads")

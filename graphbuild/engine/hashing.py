@@ -99,6 +99,16 @@ def write_pickle(path: Path, data) -> None:
     os.replace(tmp, path)
 
 
+def write_json(path: Path, data) -> None:
+    """``write_pickle`` for a small JSON document people may read (sorted, indented)."""
+    import json
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
 class StatCache:
     """(path) -> (size, mtime_ns, ctime_ns, inode, digest), kept in one pickle file.
 

@@ -119,17 +119,11 @@ class Remote:
         return self._pins
 
     def _remember(self, text: str, pinned: str) -> None:
-        import json
-        import os
+        from .hashing import write_json
 
         with self._lock:
-            pins = {**self._remembered(), text: pinned}
-            self._pins = pins
-            path = self.ws.cache_dir / PINS_FILE
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(pins, indent=1, sort_keys=True))
-            os.replace(tmp, path)
+            self._pins = {**self._remembered(), text: pinned}
+            write_json(self.ws.cache_dir / PINS_FILE, self._pins)
 
     def pull(self, pinned: str, platform, store):
         """Fetch one platform of ``pinned`` into the store; returns the image descriptor."""

@@ -375,10 +375,9 @@ class RemoteCache:
         if self._writer is not None:
             self._writer.shutdown()
         figures = {"remote": self.where, **{k: self.stats[k] for k in sorted(self.stats)}}
-        path = self.cache_dir / STATS_FILE
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(figures, indent=2) + "\n")
-        os.replace(tmp, path)
+        from .hashing import write_json
+
+        write_json(self.cache_dir / STATS_FILE, figures)
         return figures
 
     def describe(self) -> str:

@@ -435,37 +435,33 @@ def _entry_manifest(node: NodeId, outcome: Outcome, duration: float, layers: lis
     })
 
 
-def fetcher(ws):
-    """``Store.fetch_remote`` for this workspace: download a remote-only blob (checked by
-    digest) into the store."""
-    def fetch(record: dict, digest: str) -> None:
-        from ..registry.errors import RegistryError
-        from .remote import Remote
+def _fetch(ws, store, record: dict, digest: str) -> None:
+    """``Store.fetch_remote``: download a remote-only blob into the store (checked by digest
+    on the way in)."""
+    from ..registry.errors import RegistryError
+    from .remote import Remote
 
-        client = Remote.of(ws).client(record["registry"])
-        store = fetch.store
-        fd, name = tempfile.mkstemp(dir=store.tmp_dir(), prefix="fetch-")
-        try:
-            with os.fdopen(fd, "w+b") as out:
-                client.get_blob(record["repository"], digest, out, int(record["size"]))
-            store.add_file(name, digest)
-        except RegistryError as exc:
-            raise BuildError(f"cannot fetch {digest} from the remote cache "
-                             f"{record['registry']}/{record['repository']}: {exc}") from None
-        finally:
-            Path(name).unlink(missing_ok=True)
-
-    return fetch
+    client = Remote.of(ws).client(record["registry"])
+    fd, name = tempfile.mkstemp(dir=store.tmp_dir(), prefix="fetch-")
+    try:
+        with os.fdopen(fd, "w+b") as out:
+            client.get_blob(record["repository"], digest, out, int(record["size"]))
+        store.add_file(name, digest)
+    except RegistryError as exc:
+        raise BuildError(f"cannot fetch {digest} from the remote cache "
+                         f"{record['registry']}/{record['repository']}: {exc}") from None
+    finally:
+        Path(name).unlink(missing_ok=True)
 
 
 def open_store(ws):
     """The workspace's store, able to fetch its remote-only blobs."""
+    from functools import partial
+
     from ..oci.store import Store
 
     store = Store(ws.cache_dir / "oci")
-    fetch = fetcher(ws)
-    fetch.store = store
-    store.fetch_remote = fetch
+    store.fetch_remote = partial(_fetch, ws, store)
     return store
 
 
@@ -474,9 +470,7 @@ def download_all(store, summary) -> int:
     fetched = 0
     for res in summary.results.values():
         data = res.outcome.data if res.outcome else {}
-        for root in [data.get("descriptor"), *data.get("referrers", ())] if data else ():
-            if not root:
-                continue
+        for root in filter(None, [data.get("descriptor"), *data.get("referrers", ())]):
             for desc in store.walk(root):
                 if store.remote_record(desc["digest"]) is not None:
                     store.local_blob_path(desc["digest"])

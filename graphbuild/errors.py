@@ -64,6 +64,14 @@ class BuildError(GraphbuildError):
     exit_code = 1
 
 
+class NoSpace(BuildError):
+    """The disk (or quota) is full: exit 1 with one line, nothing recorded half-written."""
+
+
+def no_space(path) -> NoSpace:
+    return NoSpace(f"no space left on device while writing {path}")
+
+
 def did_you_mean(word: str, choices) -> str | None:
     """The closest of ``choices`` to ``word``, phrased as a hint, or None."""
     import difflib

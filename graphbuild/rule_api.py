@@ -201,6 +201,10 @@ class RunContext:
     def log(self, text: str) -> None:  # pragma: no cover - interface
         raise NotImplementedError
 
+    def note(self, text: str) -> None:  # pragma: no cover - interface
+        """A remark shown with the node's result (e.g. why a cache hit could not be used)."""
+        raise NotImplementedError
+
     def input_digests(self) -> dict[str, str]:  # pragma: no cover - interface
         """Each of the action's input files (workspace-relative) -> its digest, as keyed."""
         raise NotImplementedError

@@ -119,3 +119,19 @@ def verify_json(ws) -> dict:
     res = ws.run("cache", "verify", "--output", "json")
     assert "Traceback" not in res.err, res
     return json.loads(res.out)
+
+
+def file_in_image(ws, path: str, node: str = IMG) -> bytes | None:
+    from graphbuild.oci.unpack import read_file
+
+    s = store(ws)
+    return read_file(s, s.read_json(s.lookup(node)["digest"])["layers"], path)
+
+
+def cas_blob_of(ws, name: str, node_dir: str = "gen/gen@host") -> Path:
+    """The CAS file blob holding an output file of the command node."""
+    from graphbuild.engine.hashing import digest_file
+
+    digest = digest_file(ws.path(f".graphbuild/out/{node_dir}/{name}"))
+    hexd = digest.split(":", 1)[1]
+    return ws.path(".graphbuild/cas/blobs") / hexd[:2] / hexd

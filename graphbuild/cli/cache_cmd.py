@@ -153,7 +153,7 @@ def _verify(ws, args) -> int:
     import sys
 
     from ..engine import run_lock
-    from ..oci.verify import verify_cache
+    from ..engine.cache_check import verify_cache
 
     if args.repair:
         lock = run_lock.exclusive(ws.cache_dir, "cache verify --repair")

@@ -42,30 +42,7 @@ class CAS:
 
     def put_tree(self, directory: Path) -> str:
         """Store every file below ``directory``; return the tree digest."""
-        entries = []
-        for dirpath, dirnames, filenames in os.walk(directory):
-            dirnames.sort()
-            rel_dir = Path(dirpath).relative_to(directory)
-            for name in sorted(dirnames + filenames):
-                full = Path(dirpath) / name
-                rel = (rel_dir / name).as_posix()
-                try:
-                    rel.encode()
-                except UnicodeEncodeError:
-                    raise ActionFailed(f"output name {rel!r} is not UTF-8; tree listings hold "
-                                       "UTF-8 names only") from None
-                st = full.lstat()
-                if stat.S_ISLNK(st.st_mode):
-                    entries.append([rel, "link", os.readlink(full)])
-                elif stat.S_ISDIR(st.st_mode):
-                    entries.append([rel, "dir", stat.S_IMODE(st.st_mode) & 0o755 | 0o700])
-                elif not stat.S_ISREG(st.st_mode):  # reading a FIFO would block forever
-                    raise ActionFailed(f"output {rel} is not a regular file, directory or "
-                                       "symlink (a FIFO, socket or device cannot be stored)")
-                else:
-                    mode = 0o755 if st.st_mode & 0o111 else 0o644
-                    entries.append([rel, "file", mode, self._put_file(full)])
-        return self.put_listing(entries)
+        return self.put_listing(self._entries(directory, self._put_file))
 
     def put_listing(self, entries: list) -> str:
         """Store a tree listing whose file blobs are stored; return the tree digest."""
@@ -79,6 +56,11 @@ class CAS:
                 fh.write(listing)
             os.replace(tmp, tree)
         return digest
+
+    def tree_digest(self, directory: Path) -> str:
+        """The digest ``put_tree`` would give ``directory`` (every file hashed, nothing stored):
+        whether a materialised output still holds what was recorded."""
+        return digest_bytes(canonical({"tree": self._entries(directory, digest_file)}))
 
     def new_temp(self) -> Path:
         """An empty temp file on the CAS's file system, for ``adopt``."""
@@ -101,15 +83,47 @@ class CAS:
     def open_file(self, digest: str):
         return open(self._blob(digest), "rb")
 
+    @staticmethod
+    def _entries(directory: Path, file_digest) -> list:
+        entries = []
+        for dirpath, dirnames, filenames in os.walk(directory):
+            dirnames.sort()
+            rel_dir = Path(dirpath).relative_to(directory)
+            for name in sorted(dirnames + filenames):
+                full = Path(dirpath) / name
+                rel = (rel_dir / name).as_posix()
+                try:
+                    rel.encode()
+                except UnicodeEncodeError:
+                    raise ActionFailed(f"output name {rel!r} is not UTF-8; tree listings hold "
+                                       "UTF-8 names only") from None
+                st = full.lstat()
+                if stat.S_ISLNK(st.st_mode):
+                    entries.append([rel, "link", os.readlink(full)])
+                elif stat.S_ISDIR(st.st_mode):
+                    entries.append([rel, "dir", stat.S_IMODE(st.st_mode) & 0o755 | 0o700])
+                elif not stat.S_ISREG(st.st_mode):  # reading a FIFO would block forever
+                    raise ActionFailed(f"output {rel} is not a regular file, directory or "
+                                       "symlink (a FIFO, socket or device cannot be stored)")
+                else:
+                    mode = 0o755 if st.st_mode & 0o111 else 0o644
+                    entries.append([rel, "file", mode, file_digest(full)])
+        return entries
+
     def has_tree(self, digest: str) -> bool:
         return self._blob(digest).exists()
 
-    def restore_tree(self, digest: str, dest: Path) -> bool:
-        """Materialise a stored tree at ``dest`` (atomically replacing it); False if incomplete."""
+    def restore_tree(self, digest: str, dest: Path, problems: list[str] | None = None) -> bool:
+        """Materialise a stored tree at ``dest`` (atomically replacing it); False if incomplete
+        or damaged. Every byte is hashed as it is copied: a blob that does not match its digest
+        is removed (so the node rebuilds) and said in ``problems``."""
         import json
 
         try:
-            entries = json.loads(self._blob(digest).read_bytes())["tree"]
+            listing = self._blob(digest).read_bytes()
+            if digest_bytes(listing) != digest:
+                raise self._damaged(digest, problems)
+            entries = json.loads(listing)["tree"]
         except (OSError, ValueError, KeyError):
             return False
         staging = Path(tempfile.mkdtemp(dir=self._tmp()))
@@ -123,13 +137,38 @@ class CAS:
                     os.symlink(entry[2], target)
                 else:
                     target.parent.mkdir(parents=True, exist_ok=True)
-                    shutil.copyfile(self._blob(entry[3]), target)
+                    if _copy_hashing(self._blob(entry[3]), target) != entry[3]:
+                        raise self._damaged(entry[3], problems)
                     os.chmod(target, entry[2])
-        except OSError:
+        except (OSError, ValueError):
             shutil.rmtree(staging, ignore_errors=True)
             return False
         replace_dir(staging, dest)
         return True
+
+    def _damaged(self, digest: str, problems: list[str] | None) -> ValueError:
+        self._blob(digest).unlink(missing_ok=True)
+        text = f"command output {digest} in {self.root} is corrupt (removed)"
+        if problems is not None:
+            problems.append(text)
+        return ValueError(text)
+
+    def verify_blob(self, digest: str) -> bool:
+        """Whether a blob (file or tree listing) hashes to its name."""
+        try:
+            return digest_file(self._blob(digest)) == digest
+        except OSError:
+            return False
+
+    def tree_blobs(self, digest: str) -> list[str] | None:
+        """The file blobs a tree lists, or None when its listing is missing or unreadable."""
+        import json
+
+        try:
+            entries = json.loads(self._blob(digest).read_bytes())["tree"]
+            return [e[3] for e in entries if e[1] == "file"]
+        except (OSError, ValueError, KeyError, TypeError, IndexError):
+            return None
 
     def all_digests(self) -> set[str]:
         out = set()
@@ -158,6 +197,25 @@ class CAS:
         size = p.stat().st_size
         p.unlink()
         return size
+
+
+def _copy_hashing(src: Path, dest: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(src, "rb") as fin, open(dest, "wb") as fout:
+        while chunk := fin.read(1 << 20):
+            h.update(chunk)
+            fout.write(chunk)
+    return "sha256:" + h.hexdigest()
+
+
+def out_path(cache_dir, node: str) -> str:
+    """Where a command node's outputs are materialised: out/<package>/<name>@<platform>."""
+    label, _, plat = node.partition("[")
+    pkg, _, name = label[2:].partition(":")
+    suffix = plat.rstrip("]").replace("/", "-") if plat else "host"
+    return f"{cache_dir}/out/{pkg}/{name}@{suffix}" if pkg else f"{cache_dir}/out/{name}@{suffix}"
 
 
 def replace_dir(src: Path, dest: Path) -> None:

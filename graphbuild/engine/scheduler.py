@@ -26,7 +26,7 @@ from ..rule_api import Action, NodeId, Outcome, RunContext
 from ..workspace import Workspace
 from . import explain, run_lock
 from .action_cache import ActionCache
-from .cas import CAS, replace_dir
+from .cas import CAS, out_path, replace_dir
 from .hashing import StatCache, digest_bytes, digest_json, read_pickle, write_pickle
 
 KEY_SCHEMA = 2  # 2: the inputs enter the key as one digest of their (path, digest) list
@@ -37,6 +37,7 @@ MIN_IO_JOBS = 8  # io-bound nodes (pushes) run beyond -j: up to max(this, 4 * jo
 LOG_TAIL = 40
 LOOKUP_THREADS = 16
 LOOKUP = object()  # _prepare's answer when the remote cache is to be asked first
+READS_IMAGES = ("Image",)  # actions reading their image dependencies' bytes: hashed first
 
 
 class Interrupted(GraphbuildError):
@@ -112,6 +113,8 @@ class Engine:
         self._store = None
         self._lazy_lock = threading.Lock()
         self.remote_cache = None  # a remote_cache.RemoteCache when the run uses one
+        self.verify_lock = threading.Lock()
+        self.verified_dirs: set[tuple[NodeId, str]] = set()  # dependency outputs checked
 
     @property
     def cas(self) -> CAS:
@@ -130,11 +133,7 @@ class Engine:
             return self._store
 
     def out_dir(self, node: NodeId) -> str:
-        label, _, plat = node.partition("[")
-        pkg, _, name = label[2:].partition(":")
-        suffix = plat.rstrip("]").replace("/", "-") if plat else "host"
-        return f"{self.cache_dir}/out/{pkg}/{name}@{suffix}" if pkg else \
-            f"{self.cache_dir}/out/{name}@{suffix}"
+        return out_path(self.cache_dir, node)
 
     def mark_published(self, node: NodeId, digest: str) -> None:
         self.published[node] = digest
@@ -182,6 +181,8 @@ class Engine:
         if self._published_dirty:
             write_pickle(self._published_path, self.published)
         try:
+            if self._store is not None:
+                self._store.save()
             self.actions.close()
         finally:
             self.lock.release()
@@ -252,10 +253,48 @@ class ActionContext(RunContext):
         dest = self.engine.out_dir(node)
         if self.engine.published.get(node) == digest and os.path.isdir(dest):
             return True
-        if not self.cas.restore_tree(digest, Path(dest)):
+        problems: list[str] = []
+        if not self.cas.restore_tree(digest, Path(dest), problems):
+            for problem in problems:
+                self.note(f"cached output damaged: {problem}")
             return False
         self.engine.mark_published(node, digest)
         return True
+
+    def verify_inputs(self) -> None:
+        """Check what this action reads from its dependencies, by digest, once per run each:
+        a command's output directory that was modified is restored from the CAS (or, if that
+        copy is bad too, fails this node and is dropped so the next run rebuilds it); an image
+        that an image build reads is hashed, a bad blob failing the node and being removed."""
+        for node, outcome in self.deps.items():
+            if outcome is None:
+                continue
+            if "tree" in outcome.data:
+                self._verify_dir(node, outcome.data["tree"])
+            elif "descriptor" in outcome.data and self.action.mnemonic in READS_IMAGES:
+                self.store.verify_closure(outcome.data["descriptor"])
+
+    def _verify_dir(self, node: NodeId, digest: str) -> None:
+        engine = self.engine
+        with engine.verify_lock:
+            if (node, digest) in engine.verified_dirs:
+                return
+            dest = Path(engine.out_dir(node))
+            try:
+                intact = self.cas.tree_digest(dest) == digest
+            except (OSError, ActionFailed):
+                intact = False
+            if not intact:
+                problems: list[str] = []
+                if not self.cas.restore_tree(digest, dest, problems):
+                    shutil.rmtree(dest, ignore_errors=True)
+                    engine.published.pop(node, None)
+                    engine._published_dirty = True
+                    raise ActionFailed(f"the output of {node} in {dest} was modified and its "
+                                       f"cached copy is {'damaged' if problems else 'missing'}"
+                                       f"; run again to rebuild {node}")
+                self.note(f"restored the output of {node}: {dest} had been modified")
+            engine.verified_dirs.add((node, digest))
 
     def cleanup(self) -> None:
         if self._scratch is not None:
@@ -501,6 +540,7 @@ class Scheduler:
                 return NodeResult(node, "would-run", why)
             self._keys[node] = (key, snap, why)
             return None
+        damaged = ""
         if not self.opts.no_cache:
             hit = self.engine.actions.get(key, node)
             if hit is not None:
@@ -511,8 +551,9 @@ class Scheduler:
                     ctx.cleanup()
                 if usable:
                     return NodeResult(node, "cached", "unchanged", hit)
+                damaged = "; ".join(ctx.notes)  # what the check found missing or damaged
         last = self.engine.actions.last(node)
-        why = "--no-cache" if self.opts.no_cache else explain.reason(
+        why = "--no-cache" if self.opts.no_cache else damaged or explain.reason(
             last["snapshot"] if last else None, snap)
         if self.opts.dry_run:
             return NodeResult(node, "would-run", why)
@@ -580,6 +621,7 @@ class Scheduler:
         start = time.monotonic()
         res = NodeResult(node, "failed")
         try:
+            ctx.verify_inputs()
             outcome = action.run(ctx)
             if self.engine.cancelled.is_set():
                 res = NodeResult(node, "failed", "interrupted")

@@ -109,6 +109,10 @@ class Store:
         # Fetches a remote-only blob into the store: ``fetch_remote(record, digest)``. Set by
         # whoever can reach the remote cache (engine.remote_cache.open_store); None elsewhere.
         self.fetch_remote: Callable[[dict, str], None] | None = None
+        self.verified: set[str] = set()  # digests hashed (or written) by this process
+        self.remove_corrupt = True  # a blob found corrupt is removed (so it is rebuilt)
+        self._closures: dict[str, list] | None = None
+        self._closures_dirty = False
 
     # -- layout --------------------------------------------------------------------------------
 
@@ -161,14 +165,18 @@ class Store:
         return os.path.isfile(f"{self._blobs_str}/{check_digest(digest)[7:]}")
 
     def open_blob(self, digest: str) -> IO[bytes]:
-        """Open a blob for binary reading, fetching it first when it is remote-only; raise
-        BlobNotFound when absent."""
+        """Open a blob for binary reading (fetching it first when it is remote-only), hashed
+        as it is read: reading its last byte raises BlobCorrupt (and removes it) when it does
+        not hash to ``digest``. BlobNotFound when absent."""
+        from graphbuild.oci.verify import VerifyingReader
+
         try:
-            return open(self.blob_path(digest), "rb")
+            f = open(self.blob_path(digest), "rb")  # noqa: SIM115 - the reader closes it
         except FileNotFoundError:
             if not self._fetch(digest):
                 raise BlobNotFound(f"blob {digest} is not in the store {self.root}") from None
-        return open(self.blob_path(digest), "rb")
+            f = open(self.blob_path(digest), "rb")  # noqa: SIM115 - the reader closes it
+        return VerifyingReader(self, digest, f)  # type: ignore[return-value]
 
     def local_blob_path(self, digest: str) -> Path:
         """``blob_path`` of a blob that is there, fetched first when it is remote-only."""
@@ -176,6 +184,56 @@ class Store:
         if not path.is_file() and not self._fetch(digest):
             raise BlobNotFound(f"blob {digest} is not in the store {self.root}")
         return path
+
+    # -- checking (graphbuild.oci.verify) ------------------------------------------------------
+
+    def check_blob(self, digest: str, size: int | None = None) -> str | None:
+        """What is wrong with a blob from one stat (missing, wrong size), or None."""
+        from graphbuild.oci.verify import check_blob
+
+        return check_blob(self, digest, size)
+
+    def check_closure(self, descriptor: dict) -> list[str]:
+        """What is missing or the wrong size in everything ``descriptor`` reaches (the no-op
+        check of a cached image); empty when all is there."""
+        from graphbuild.oci.verify import check_closure
+
+        return check_closure(self, descriptor)
+
+    def verify_closure(self, descriptor: dict) -> None:
+        """Hash everything ``descriptor`` reaches (once per process); BlobCorrupt or
+        BlobNotFound for the first bad blob, which is removed."""
+        from graphbuild.oci.verify import verify_closure
+
+        verify_closure(self, descriptor)
+
+    @property
+    def closures(self) -> dict[str, list]:
+        """image digest -> [(digest, size)] of all it reaches, kept in ``.closures.pickle``."""
+        if self._closures is None:
+            from graphbuild.engine.hashing import read_pickle
+
+            self._closures = read_pickle(self.root / ".closures.pickle")
+        return self._closures
+
+    def remember_closure(self, digest: str, listing: list) -> None:
+        self.closures[digest] = listing
+        self._closures_dirty = True
+
+    def forget_closures(self, digest: str) -> None:
+        """Forget every remembered closure that holds ``digest`` (a blob found bad)."""
+        for key, listing in list(self.closures.items()):
+            if key == digest or any(d == digest for d, _ in listing):
+                self.closures.pop(key, None)
+                self._closures_dirty = True
+
+    def save(self) -> None:
+        """Keep what this process learned for the next (call at the end of a build)."""
+        if self._closures_dirty and self.root.is_dir():
+            from graphbuild.engine.hashing import write_pickle
+
+            write_pickle(self.root / ".closures.pickle", self.closures)
+            self._closures_dirty = False
 
     def blob_size(self, digest: str) -> int:
         """The size of a blob, stored or remote-only; raise BlobNotFound when absent."""
@@ -235,11 +293,11 @@ class Store:
         return json.loads(self.read_bytes(digest))
 
     def verify_blob(self, digest: str) -> bool:
-        """True if the blob exists and its content hashes to ``digest``."""
+        """True if the blob exists and its content hashes to ``digest`` (it only looks)."""
         try:
-            with self.open_blob(digest) as f:
+            with open(self.blob_path(digest), "rb") as f:
                 actual, _ = _hash_stream(f)
-        except BlobNotFound:
+        except FileNotFoundError:
             return False
         return actual == digest
 
@@ -315,6 +373,7 @@ class Store:
         os.chmod(tmp, 0o444)  # blobs are immutable; make accidental edits fail loudly
         # Replacing an existing blob is harmless (same bytes) and keeps concurrent writers simple.
         os.replace(tmp, self.blob_path(digest))
+        self.verified.add(digest)
 
     # -- index.json ----------------------------------------------------------------------------
 
@@ -384,6 +443,13 @@ class Store:
                 entries = [e for e in entries if not _superseded(e, label, tags)]
                 entries += _index_entries(label, descriptor, tags, {})
             index["manifests"] = sorted(entries, key=_entry_key)
+            self._write_index(index)
+
+    def drop_entries(self, entries: list[dict]) -> None:
+        """Remove these entries from index.json (ones found broken by `cache verify --repair`)."""
+        with self._locked():
+            index = self._read_index()
+            index["manifests"] = [e for e in index.get("manifests", []) if e not in entries]
             self._write_index(index)
 
     def lookup(self, name: str) -> dict | None:

@@ -59,12 +59,18 @@ def run(rc: RunContext, spec) -> Outcome:
 
 
 def check_cached(rc: RunContext, outcome: Outcome) -> bool:
-    """A cache hit counts only while its manifest or index is still in the store. One stat:
-    a manifest is stored only after every blob it names, and `cache gc` keeps what action
-    records name, so its presence vouches for its blobs."""
+    """A cache hit counts only while everything its manifest or index reaches (and its records)
+    is in the store at the size its descriptor gives: a stat per blob, the manifests read once
+    and remembered. Whatever is missing or damaged is said, and the node rebuilds."""
     desc = outcome.data.get("descriptor")
-    return bool(desc) and all(rc.store.has_blob(d["digest"])
-                              for d in [desc, *outcome.data.get("referrers", ())])
+    if not desc:
+        return False
+    for d in [desc, *outcome.data.get("referrers", ())]:
+        problems = rc.store.check_closure(d)
+        if problems:
+            rc.note(f"cached image damaged: {problems[0]}")
+            return False
+    return True
 
 
 def run_index(rc: RunContext, nodes: list[str]) -> Outcome:

@@ -374,3 +374,23 @@ def test_add_file_verified_skips_rehash_but_needs_the_digest(tmp_path):
     tmp.write_bytes(data)
     with pytest.raises(ValueError):
         store.add_file(tmp, verified=True)
+
+
+def test_set_refs_many_equals_set_refs_one_by_one(tmp_path: Path) -> None:
+    """The linear-time batch gives what applying each item in turn gives, for items that
+    share labels and tags with each other and with entries already there."""
+    import random
+
+    rng = random.Random(3)
+    one, many = Store(tmp_path / "one"), Store(tmp_path / "many")
+    descs = [one.put_json({"n": i}, TEST_JSON) for i in range(6)]
+    for s in (many,):
+        for i in range(6):
+            s.put_json({"n": i}, TEST_JSON)
+    for round_ in range(20):
+        items = [(f"//p:{rng.randrange(4)}", rng.choice(descs),
+                  rng.sample(["a", "b", "c", "d", "e"], rng.randrange(3))) for _ in range(8)]
+        for label, desc, tags in items:
+            one.set_refs(label, desc, tags)
+        many.set_refs_many(items)
+        assert many.entries() == one.entries(), round_

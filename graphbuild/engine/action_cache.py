@@ -54,6 +54,19 @@ class ActionCache:
         # build then answers every lookup without a database query.
         self._hot: dict[NodeId, tuple] = read_pickle(self._hot_path)
         self._hot_dirty = False
+        # A fresh runner's cache is empty: every lookup would query SQLite for nothing.
+        self._empty = not self._hot and self._count() == 0
+
+    def _count(self) -> int:
+        import sqlite3
+
+        try:
+            return len(self._db)
+        except sqlite3.DatabaseError as exc:
+            if _is_full(exc):
+                raise no_space(self._dir / "cache.db") from None
+            self._set_aside(exc)
+            return 0
 
     def _open(self):
         import diskcache
@@ -112,6 +125,8 @@ class ActionCache:
         hot = self._hot.get(node) if node is not None else None
         if hot is not None and hot[0] == key:
             return Outcome(hot[1], hot[2])
+        if self._empty:
+            return None
         rec = self._read("k:" + key)
         if not isinstance(rec, dict) or "digest" not in rec or not isinstance(rec.get("data"),
                                                                              dict):
@@ -136,6 +151,8 @@ class ActionCache:
     def _write(self, records: list[tuple]) -> None:
         import sqlite3
 
+        self._empty = False
+
         for attempt in (1, 2):
             try:
                 with self._db.transact():
@@ -155,6 +172,8 @@ class ActionCache:
             self._remember(node, key, outcome.digest, outcome.data)
 
     def last(self, node: NodeId) -> dict | None:
+        if self._empty:
+            return None
         rec = self._read("n:" + node)
         return rec if isinstance(rec, dict) and isinstance(rec.get("snapshot"), dict) else None
 

@@ -17,6 +17,7 @@ on its own threads; a cache that cannot be reached or written is one warning, no
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import json
 import os
@@ -86,6 +87,7 @@ class RemoteCache:
         self._lock = threading.Lock()
         self._present: set[str] = set()  # digests known to be in the cache repository
         self._inflight: dict[str, threading.Event] = {}  # digest -> set when its write ends
+        self._materialised: set[str] = set()  # digests whose closure a hit has put in place
         self._warned: set[str] = set()
         self._writer: ThreadPoolExecutor | None = None
         self._writes: list[Future] = []
@@ -180,6 +182,9 @@ class RemoteCache:
         there and recorded as remote-only."""
         digest = desc["digest"]
         media_type = desc.get("mediaType")
+        with self._lock:
+            if digest in self._materialised:  # by an earlier hit of this run (an index's child)
+                return
         if mt.is_index(media_type) or mt.is_manifest(media_type):
             doc = json.loads(self._small(digest, store, inline))
             children = doc.get("manifests", []) if mt.is_index(media_type) else doc.get("layers", [])
@@ -190,22 +195,28 @@ class RemoteCache:
         elif not store.has_blob(digest):
             self._check_present(digest)
             store.mark_remote(desc, self.registry, self.repo)
+        with self._lock:
+            self._materialised.add(digest)
 
     def _small(self, digest: str, store, inline: dict[str, bytes]) -> bytes:
         """A manifest or config: from the store, else from the entry (embedded), else
         downloaded; checked by digest on its way into the store."""
         from ..oci.store import BlobCorrupt
 
+        data = inline.get(digest)
+        if data is not None and "sha256:" + hashlib.sha256(data).hexdigest() != digest:
+            raise EntryUnusable(f"the entry's copy of {digest} is corrupt")
+        if data is not None and store.has_blob(digest):
+            return data  # the store's copy is checked where it is read
         if store.has_blob(digest):
             return store.read_bytes(digest)
-        data = inline.get(digest)
         if data is None:
             with tempfile.TemporaryFile() as tmp:
                 self._download(digest, tmp, None)
                 tmp.seek(0)
                 data = tmp.read()
         try:
-            store.put_bytes(data, digest)
+            store.put_bytes(data, digest, sync=False)
         except BlobCorrupt as exc:
             raise EntryUnusable(f"blob {digest} is corrupt: {exc}") from None
         return data

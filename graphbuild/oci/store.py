@@ -18,6 +18,7 @@ import re
 import shutil
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -106,6 +107,7 @@ class Store:
         self._blobs = self.root / "blobs" / "sha256"
         self._blobs_str = str(self._blobs)
         self._ready = False
+        self._made: set[Path] = set()  # directories made by this Store
         # Fetches a remote-only blob into the store: ``fetch_remote(record, digest)``. Set by
         # whoever can reach the remote cache (engine.remote_cache.open_store); None elsewhere.
         self.fetch_remote: Callable[[dict, str], None] | None = None
@@ -151,7 +153,9 @@ class Store:
     def tmp_dir(self) -> Path:
         """A directory for in-progress writes, on the store's filesystem so renames are atomic."""
         path = self.root / ".tmp"
-        path.mkdir(parents=True, exist_ok=True)
+        if path not in self._made:  # once per Store: the run lock keeps gc from removing it
+            path.mkdir(parents=True, exist_ok=True)
+            self._made.add(path)
         return path
 
     # -- reading blobs -------------------------------------------------------------------------
@@ -252,13 +256,19 @@ class Store:
 
     def mark_remote(self, descriptor: dict, registry: str, repository: str) -> None:
         digest = check_digest(descriptor["digest"])
-        if self.has_blob(digest) or self.remote_record(digest) is not None:
+        if self.has_blob(digest):
             return
         record = {"registry": registry, "repository": repository,
                   "size": int(descriptor["size"]), "mediaType": descriptor.get("mediaType", "")}
         path = self.root / ".remote" / digest[7:]
-        path.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(self._write_temp(canonical_json(record)), path)
+        if path.parent not in self._made:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._made.add(path.parent)
+        # no fsync: a record lost to a power loss makes its blob missing, which a later use
+        # reports and rebuilds
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
+        tmp.write_bytes(canonical_json(record))
+        os.replace(tmp, path)
 
     def remote_record(self, digest: str) -> dict | None:
         """Where a remote-only blob is, or None."""
@@ -327,11 +337,14 @@ class Store:
         return digest, size
 
     @contextlib.contextmanager
-    def blob_writer(self, expected_digest: str | None = None) -> Iterator[BlobWriter]:
+    def blob_writer(self, expected_digest: str | None = None, *,
+                    sync: bool = True) -> Iterator[BlobWriter]:
         """Stream a blob in: ``with store.blob_writer() as w: w.write(...)``.
 
         Committed on a clean exit (``w.digest``, ``w.size`` are then set); on an exception the
-        temp file is deleted and nothing enters the store.
+        temp file is deleted and nothing enters the store. ``sync=False`` skips the fsync: for
+        content that can be fetched again (a remote cache hit), where a blob torn by a power
+        loss is caught by the size and digest checks on use.
         """
         if expected_digest is not None:
             check_digest(expected_digest)
@@ -343,20 +356,23 @@ class Store:
                 writer = BlobWriter(f)
                 yield writer
                 f.flush()
-                os.fsync(f.fileno())
+                if sync:
+                    os.fsync(f.fileno())
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
         writer.digest = "sha256:" + writer.hexdigest()
         self._install(tmp, writer.digest, expected_digest)
 
-    def put_bytes(self, data: bytes, expected_digest: str | None = None) -> tuple[str, int]:
-        """Store ``data``; a blob already present is not rewritten."""
+    def put_bytes(self, data: bytes, expected_digest: str | None = None, *,
+                  sync: bool = True) -> tuple[str, int]:
+        """Store ``data``; a blob already present is not rewritten. ``sync``: as for
+        ``blob_writer``."""
         digest = "sha256:" + hashlib.sha256(data).hexdigest()
         if expected_digest is not None and check_digest(expected_digest) != digest:
             raise BlobCorrupt(f"content hashes to {digest}, expected {expected_digest}")
         if not self.has_blob(digest):
-            with self.blob_writer(digest) as w:
+            with self.blob_writer(digest, sync=sync) as w:
                 w.write(data)
         return digest, len(data)
 
@@ -435,14 +451,23 @@ class Store:
     def set_refs_many(self, items: list[tuple[str, dict, list[str]]]) -> None:
         """``set_refs`` for many (label, descriptor, tags) under one lock and one write: a build
         names thousands of nodes, and rewriting index.json for each one is quadratic."""
+        items = [(label, desc, sorted({check_ref_name(t) for t in tags}))
+                 for label, desc, tags in items]
+        # The same result as applying the items one by one, in linear time: an entry goes when
+        # a later item names its label or its tag.
+        last_label = {label: i for i, (label, _, _) in enumerate(items)}
+        last_tag = {tag: i for i, (_, _, tags) in enumerate(items) for tag in tags}
+        fresh = []
+        for i, (label, desc, tags) in enumerate(items):
+            if last_label[label] == i:
+                fresh += [e for e in _index_entries(label, desc, tags, {})
+                          if last_tag.get(e["annotations"].get(mt.REF_NAME), i) == i]
         with self._locked():
             index = self._read_index()
-            entries = index.get("manifests", [])
-            for label, descriptor, tags in items:
-                tags = sorted({check_ref_name(t) for t in tags})
-                entries = [e for e in entries if not _superseded(e, label, tags)]
-                entries += _index_entries(label, descriptor, tags, {})
-            index["manifests"] = sorted(entries, key=_entry_key)
+            kept = [e for e in index.get("manifests", [])
+                    if e.get("annotations", {}).get(mt.LABEL) not in last_label
+                    and e.get("annotations", {}).get(mt.REF_NAME) not in last_tag]
+            index["manifests"] = sorted(kept + fresh, key=_entry_key)
             self._write_index(index)
 
     def drop_entries(self, entries: list[dict]) -> None:

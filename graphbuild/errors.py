@@ -72,6 +72,15 @@ def no_space(path) -> NoSpace:
     return NoSpace(f"no space left on device while writing {path}")
 
 
+def is_no_space(exc: BaseException) -> bool:
+    """A full disk or quota (an OSError's errno, or SQLite's "database or disk is full")."""
+    import errno
+
+    if isinstance(exc, OSError):
+        return exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    return type(exc).__name__ == "OperationalError" and "full" in str(exc)
+
+
 def did_you_mean(word: str, choices) -> str | None:
     """The closest of ``choices`` to ``word``, phrased as a hint, or None."""
     import difflib

@@ -80,6 +80,14 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except OSError as exc:
+        from ..errors import is_no_space
+
+        if not is_no_space(exc):
+            raise
+        print(f"graphbuild: no space left on device while writing {exc.filename or 'a file'}",
+              file=sys.stderr)
+        return 1
     finally:
         import gc
 

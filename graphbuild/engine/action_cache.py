@@ -15,7 +15,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from ..errors import GraphbuildError, no_space
+from ..errors import BuildError, GraphbuildError, is_no_space, no_space
 from ..rule_api import NodeId, Outcome
 from .hashing import read_pickle, write_pickle
 
@@ -26,13 +26,26 @@ class Unreadable(GraphbuildError):
     """The database is damaged and the cache was opened read-only (so it was not set aside)."""
 
 
-def _is_full(exc: Exception) -> bool:
-    import errno
+def _is_full(exc: Exception, directory: Path | None = None) -> bool:
+    """A full disk, said as such or (SQLite opening a database) as "disk I/O error" on a file
+    system with no space left."""
+    if is_no_space(exc):
+        return True
+    if directory is None or "I/O" not in str(exc):
+        return False
+    try:
+        st = os.statvfs(directory)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < 1 << 20
+
+
+def _is_damage(exc: Exception) -> bool:
+    """Damage (not a database, malformed pages, an unpicklable value) rather than trouble with
+    the disk or a lock (OperationalError), which setting the cache aside would not cure."""
     import sqlite3
 
-    if isinstance(exc, OSError):
-        return exc.errno in (errno.ENOSPC, errno.EDQUOT)
-    return isinstance(exc, sqlite3.OperationalError) and "full" in str(exc)
+    return not isinstance(exc, (sqlite3.OperationalError, OSError))
 
 
 class ActionCache:
@@ -74,7 +87,12 @@ class ActionCache:
         return diskcache.Cache(str(self._dir), size_limit=2**34, cull_limit=0)
 
     def _set_aside(self, exc: Exception, opened: bool = True):
-        """Move the unreadable database to ``actions.bad`` and start an empty one."""
+        """Move the unreadable database to ``actions.bad`` and start an empty one; a full disk
+        or another I/O failure is reported instead (the cache is healthy)."""
+        if _is_full(exc, self._dir):
+            raise no_space(self._dir / "cache.db") from None
+        if not _is_damage(exc):
+            raise BuildError(f"the action cache {self._dir} cannot be used: {exc}") from None
         if self._readonly:
             raise Unreadable(f"the action cache {self._dir} is unreadable ({exc})")
         if opened:

@@ -20,7 +20,7 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import ActionFailed, GraphbuildError
+from ..errors import ActionFailed, GraphbuildError, is_no_space
 from ..events import Events, Profile
 from ..rule_api import Action, NodeId, Outcome, RunContext
 from ..workspace import Workspace
@@ -631,6 +631,13 @@ class Scheduler:
             res = NodeResult(node, "failed", str(exc), log=exc.log or ctx.log_tail())
         except GraphbuildError as exc:
             res = NodeResult(node, "failed", exc.render(), log=ctx.log_tail())
+        except OSError as exc:
+            if not is_no_space(exc):
+                res = NodeResult(node, "failed", f"internal error: {type(exc).__name__}: {exc}",
+                                 log=traceback.format_exc())
+            else:  # one line: a full disk is not a bug
+                res = NodeResult(node, "failed", "no space left on device while writing "
+                                 f"{exc.filename or 'its output'}")
         # a bug in a rule or backend: fail this node, keep the build
         except Exception as exc:  # noqa: BLE001
             res = NodeResult(node, "failed", f"internal error: {type(exc).__name__}: {exc}",

@@ -23,6 +23,7 @@ import base64
 import datetime as dt
 import gzip
 import hashlib
+import http
 import http.client
 import http.server
 import io
@@ -440,7 +441,9 @@ class FaultRule:
     ``"redirect"`` (307 to the same path on ``localhost:PORT``, another origin that reaches the
     same proxy; a redirected request is not redirected again) or ``"hold"`` (forwarded only a
     moment after the proxy has answered another request with an injected status: still in
-    flight when the client learns of that failure)."""
+    flight when the client learns of that failure) or ``"drip"`` (forwarded, and the answer sent
+    one byte per ``FaultProxy.drip_every`` seconds until the proxy stops: a registry that never
+    goes silent long enough for an idle timeout)."""
 
     method: str
     path_pattern: str
@@ -466,6 +469,7 @@ class FaultProxy:
     seed: int = 1
     max_consecutive: int = 2
     retry_after: str = "0"
+    drip_every: float = 0.5
     rules: list[FaultRule] = field(default_factory=list)
     injected: Counter = field(default_factory=Counter)
     # (method, path, whether it carried an Authorization header) of every redirected request
@@ -476,6 +480,7 @@ class FaultProxy:
     _server: http.server.ThreadingHTTPServer | None = None
     # set once an injected status has been sent: "hold" requests wait for it
     failed_one: threading.Event = field(default_factory=threading.Event)
+    stopping: threading.Event = field(default_factory=threading.Event)  # dripping ends
 
     @property
     def host(self) -> str:
@@ -490,6 +495,7 @@ class FaultProxy:
         return self
 
     def stop(self) -> None:
+        self.stopping.set()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -555,6 +561,9 @@ class _ProxyHandler(http.server.BaseHTTPRequestHandler):
             return
         if fault == "corrupt" and payload:
             payload = payload[:-1] + bytes([payload[-1] ^ 0xFF])
+        if fault == "drip":
+            self._drip(status, headers, payload)
+            return
         self.send_response(status)
         for name, value in headers:
             if name.lower() not in _HOP_BY_HOP and name.lower() != "content-length":
@@ -593,6 +602,24 @@ class _ProxyHandler(http.server.BaseHTTPRequestHandler):
             return response.status, response.getheaders(), payload
         finally:
             conn.close()
+
+    def _drip(self, status: int, headers: list[tuple[str, str]], payload: bytes) -> None:
+        """Send the whole answer, status line first, one byte at a time."""
+        lines = [f"HTTP/1.1 {status} {http.HTTPStatus(status).phrase}"]
+        lines += [f"{k}: {v}" for k, v in headers
+                  if k.lower() not in _HOP_BY_HOP and k.lower() != "content-length"]
+        lines.append(f"Content-Length: {len(payload)}")
+        body = b"" if self.command == "HEAD" else payload
+        raw = ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+        self.close_connection = True
+        for byte in raw:
+            if self.proxy.stopping.wait(self.proxy.drip_every):
+                return
+            try:
+                self.wfile.write(bytes([byte]))
+                self.wfile.flush()
+            except OSError:  # the client gave up
+                return
 
     def _redirect(self) -> None:
         port = self.server.server_address[1]

@@ -331,3 +331,20 @@ def test_two_cold_builds_give_the_same_digest(lab, make_ws):
         digests.append(store(ws).lookup("//app:app[linux/amd64]")["digest"])
     assert digests[0] == digests[1]
     assert json.dumps(digests)  # both are real digests
+
+
+def test_a_root_context_leaves_out_the_cache_directory(lab, ws):
+    """The cache directory inside the context reaches BuildKit through a Dockerfile-specific
+    .dockerignore beside a copy of the Dockerfile."""
+    ws.write({
+        "WORKSPACE.yaml": "default_platforms: [linux/amd64]\n",
+        "BUILD.yaml": "app:\n  rule: image\n  backend: buildx\n",
+        "Dockerfile": "FROM scratch\nCOPY . /src/\n",
+        "hello.txt": "hello\n",
+    })
+    res = ws.run("run", "//...", "--output", "json")
+    assert res.code == 0, res
+    assert file_in(ws, "//:app[linux/amd64]", "src/hello.txt") == "hello\n"
+    assert file_in(ws, "//:app[linux/amd64]", "src/.graphbuild/oci/oci-layout") is None
+    again = ws.run("run", "//...", "--output", "json")
+    assert set(statuses(again).values()) == {"cached"}, again

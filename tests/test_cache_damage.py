@@ -101,3 +101,35 @@ def test_a_full_disk_when_the_cache_opens_does_not_set_it_aside(ws, small_fs):
     assert not (small_fs / "cache" / "actions.bad").exists(), res.err
     filler.unlink()
     assert iw.build(ws) == {iw.GEN: "cached", iw.IMG: "cached"}
+
+
+def test_damage_found_by_a_dependent_is_rebuilt_in_the_same_run(ws):
+    """A platform's manifest flipped in place keeps its size, so its own node passes the no-op
+    check; the index over it hashes it, finds it corrupt and removes it. The run then builds
+    again, rebuilding that image, instead of failing."""
+    import json
+
+    ws.write({  # app's builds hash img's per-platform images (remembered); img's index not
+        "WORKSPACE.yaml": "default_platforms: [linux/amd64, linux/arm64]\n",
+        "img/BUILD.yaml": "img:\n  rule: image\n",
+        "img/Dockerfile": "FROM scratch\nCOPY a.txt /a.txt\n",
+        "img/a.txt": "a\n",
+        "app/BUILD.yaml": "app:\n  rule: image\n  contexts: {img: '//img'}\n",
+        "app/Dockerfile": "FROM img\nCOPY b.txt /b.txt\n",
+        "app/b.txt": "b\n",
+    })
+    assert ws.run("run", "//...").code == 0
+    oci = ws.path(".graphbuild/oci")
+    index = json.loads((oci / "index.json").read_text())
+    amd = next(e["digest"] for e in index["manifests"]
+               if e["annotations"].get("dev.graphbuild.label") == "//img:img[linux/amd64]")
+    blob = oci / "blobs" / "sha256" / amd[7:]
+    blob.chmod(0o644)
+    data = bytearray(blob.read_bytes())
+    data[-2] ^= 0x01  # inside the JSON, same length
+    blob.write_bytes(bytes(data))
+    res = ws.run("run", "//...", "--output", "json")
+    assert res.code == 0, res
+    assert "found damaged" in res.err, res.err
+    assert "Traceback" not in res.err
+    assert ws.run("cache", "verify").code == 0

@@ -24,12 +24,19 @@ def node(name: str, cmd: str, deps: list[str] | None = None) -> str:
 
 
 def stamp(name: str) -> str:
-    """Shell that records when this node started and ended (outside $OUT, in the root)."""
-    return f"date +%s.%N > ../stamps/{name}.start"
+    """Shell that records when this node started and ended (outside $OUT, in the root). The
+    file appears only once it holds the time: another node polling for it must not see it
+    empty, before the time it will hold was taken."""
+    return _stamp(name, "start")
 
 
 def end(name: str) -> str:
-    return f"date +%s.%N > ../stamps/{name}.end"
+    return _stamp(name, "end")
+
+
+def _stamp(name: str, kind: str) -> str:
+    path = f"../stamps/{name}.{kind}"
+    return f"date +%s.%N > {path}.tmp && mv {path}.tmp {path}"
 
 
 def read_stamp(ws, name: str, kind: str) -> float:

@@ -13,17 +13,17 @@ from conftest import REPO, need_tool
 
 EXPECTED = {
     "manifest-workflow": {
-        "//:v1": "sha256:b9d59c1951ff578cce864b3439d51b7b138ac0f24ff3d2f6b7219d2a87588e14",
-        "//:app": "sha256:01c82be2642b1fb26dc9e61d8a9c957bdd53ef9a3303870baafff2d4ce9ca8c5",
+        "//:v1": "sha256:18b33a71a1415d6e37d943fa7b4df6c54ca156f588d8b8be047b67b2354021c7",
+        "//:app": "sha256:4420cfd42472a4b3cc11837a754114f757ece924ba6e5baf18fd9795053d244f",
     },
     "monorepo": {
         "//services/api:api":
-            "sha256:d581d8ba5e08b7a5653992bfce2528111c36d96b03863743baf960ac2e4d4d56",
+            "sha256:d10dded95f214acb880b70deb3bb7df420d42f47a829dd82018f9a1ca689a75d",
         "//services/worker:worker":
-            "sha256:7e7e34ab042f59bb2ba194c2511e6900c504ae9112a67ebb093f578bb34c7822",
+            "sha256:84bb855ddfe70c4e813d5cac198f018694b96a9ef3f0fd5560a498a504fc3455",
         "//services/web:web":
-            "sha256:bba339a39ebdf96cac033d3b5da5673a0a390d5cdca6ce82232f24091ea4cd15",
-        "//base:base": "sha256:35357c4e1a3f57d6f5830ae7c4b6e03d2da31e741706c1b711cfd74366548f58",
+            "sha256:28fe2fe148cdad7738dbc9e3845006b781e5f934f758bd493754ae23c80b62b7",
+        "//base:base": "sha256:b0e665b0012eb1b864d604d79d8df952baab665c2055da2536b40075cb354396",
     },
 }
 

@@ -279,7 +279,7 @@ def test_from_image_context_and_copy_from_stage_context_and_command_output(ws, t
             "usr/local/bin/app", "etc/passwd")}
         assert owners == {
             "usr/bin/tool": (5, 6),  # COPY --from a stage keeps the owners it had there
-            "home/app/a.txt": (1234, 1234),  # a user alone: its uid as the gid too (Docker)
+            "home/app/a.txt": (1234, 4321),  # a user alone: its primary group (BuildKit)
             "home/staff.txt": (1234, 50),  # names from the base image's /etc/passwd, /etc/group
             "home/mixed.txt": (1234, 50),
             "usr/local/bin/app": (0, 0),
@@ -305,15 +305,25 @@ def test_from_image_context_and_copy_from_stage_context_and_command_output(ws, t
             "COPY", "COPY", "COPY", "COPY", "COPY", "COPY", "WORKDIR", "LABEL"]
 
 
-def test_chown_by_name_needs_the_name_in_the_image(ws):
+def test_chown_to_a_name_the_image_lacks_is_root_as_in_buildkit(ws):
+    """It failed the node; BuildKit copies as 0:0."""
+    import io
+    import tarfile
+
+    from graphbuild.oci.store import Store
+
     ws.write({
         "p/BUILD.yaml": "img: {rule: image, platforms: [linux/amd64]}\n",
         "p/Dockerfile": "FROM scratch\nCOPY --chown=nobody a.txt /a\n",
         "p/a.txt": "A\n",
     })
     res = ws.run("run", "//p:img")
-    assert res.code == 1, res
-    assert "nobody" in res.err + res.out and "/etc/passwd" in res.err + res.out
+    assert res.code == 0, res
+    store = Store(ws.path(".graphbuild/oci"))
+    layer = store.read_json(store.lookup("//p:img[linux/amd64]")["digest"])["layers"][-1]
+    with tarfile.open(fileobj=io.BytesIO(store.read_bytes(layer["digest"]))) as tar:
+        a = tar.getmember("a")
+    assert (a.uid, a.gid) == (0, 0)
 
 
 @pytest.mark.parametrize("link_target", ["inside.txt", "dir"])
@@ -375,15 +385,28 @@ def test_copy_exclude_filters_below_each_source_as_buildkit_does(ws):
     assert [e["status"] for e in res.events() if e["event"] == "action_finished"] == ["cached"]
 
 
-def test_copy_parents_is_exit_2_under_native(ws):
+def test_copy_parents_keeps_the_source_paths(ws):
+    """As BuildKit (checked in copy_parents of test_native_vs_buildkit): each source keeps its
+    path under dest, from a /./ pivot on when there is one; --from with --parents is exit 2."""
+    import io
+    import tarfile
+
+    from graphbuild.oci.store import Store
+
     ws.write({
         "p/BUILD.yaml": "img:\n  rule: image\n  platforms: [linux/amd64]\n",
-        "p/Dockerfile": "FROM scratch\nCOPY a /a\nCOPY --parents app/*.txt /dst/\n",
-        "p/a": "a\n",
+        "p/Dockerfile": "FROM scratch\nCOPY --parents app/*.txt ./lib/./pkg/ /dst/\n",
         "p/app/x.txt": "x\n",
+        "p/lib/pkg/y.txt": "y\n",
     })
     res = ws.run("run", "//p:img")
-    assert res.code == 2, res
-    assert res.err.startswith("p/Dockerfile:3: //p:img: the native backend does not support "
-                              "COPY --parents"), res.err
-    assert "backend: buildah or buildx" in res.err
+    assert res.code == 0, res
+    store = Store(ws.path(".graphbuild/oci"))
+    layer = store.read_json(store.lookup("//p:img[linux/amd64]")["digest"])["layers"][-1]
+    with tarfile.open(fileobj=io.BytesIO(store.read_bytes(layer["digest"]))) as tar:
+        names = {m.name for m in tar.getmembers() if m.isfile()}
+    assert names == {"dst/app/x.txt", "dst/pkg/y.txt"}, names
+    ws.write({"p/Dockerfile": "FROM scratch AS s\nCOPY app /app\n"
+                              "FROM scratch\nCOPY --from=s --parents app/x.txt /dst/\n"})
+    res = ws.run("run", "//p:img")
+    assert res.code == 2 and "COPY --parents" in res.err and "Traceback" not in res.err, res

@@ -230,7 +230,9 @@ def test_an_entry_whose_layer_was_deleted_is_a_reported_miss(tmp_path, registry)
     assert b.run("export", "//app0:app[linux/amd64]", "-o", str(tmp_path / "x.tar")).code == 0
 
 
-def test_an_entry_with_corrupt_json_is_a_reported_miss(tmp_path, registry):
+def _rewrite_entries(tmp_path, registry, change) -> WorkspaceFixture:
+    """Runner a fills a cache; ``change(outcome annotation) -> new annotation or None`` is
+    applied to each entry through the registry API; returns runner b, not yet run."""
     from graphbuild.registry.client import RegistryClient
 
     repo = unique_repo("cache")
@@ -239,9 +241,16 @@ def test_an_entry_with_corrupt_json_is_a_reported_miss(tmp_path, registry):
     _run(a, "//...")
     client = RegistryClient(registry.host)
     for tag, entry in _entries(registry, repo).items():
-        entry["annotations"]["dev.graphbuild.outcome"] = "{not json"
-        client.put_manifest(repo, tag, json.dumps(entry).encode(),
-                            "application/vnd.oci.image.manifest.v1+json")
+        changed = change(entry["annotations"]["dev.graphbuild.outcome"])
+        if changed is not None:
+            entry["annotations"]["dev.graphbuild.outcome"] = changed
+            client.put_manifest(repo, tag, json.dumps(entry).encode(),
+                                "application/vnd.oci.image.manifest.v1+json")
+    return b
+
+
+def test_an_entry_with_corrupt_json_is_a_reported_miss(tmp_path, registry):
+    b = _rewrite_entries(tmp_path, registry, lambda _: "{not json")
     counts, evs, _ = _run(b, "//...")
     assert counts["cached"] == 0 and counts["failed"] == 0
     assert all("entry unusable" in e["reason"] for e in evs), evs
@@ -249,20 +258,14 @@ def test_an_entry_with_corrupt_json_is_a_reported_miss(tmp_path, registry):
 
 def test_an_entry_pointing_at_other_content_is_never_a_hit(tmp_path, registry):
     """A poisoned entry whose outcome names a tree it does not carry: the tree is checked."""
-    from graphbuild.registry.client import RegistryClient
+    def poison(text: str) -> str | None:
+        outcome = json.loads(text)
+        if "tree" not in outcome["data"]:
+            return None
+        outcome["digest"] = outcome["data"]["tree"] = "sha256:" + "ab" * 32
+        return json.dumps(outcome)
 
-    repo = unique_repo("cache")
-    files = _files(f"{registry.host}/{repo}", apps=1)
-    a, b = _runner(tmp_path, "a", files), _runner(tmp_path, "b", files)
-    _run(a, "//...")
-    client = RegistryClient(registry.host)
-    for tag, entry in _entries(registry, repo).items():
-        outcome = json.loads(entry["annotations"]["dev.graphbuild.outcome"])
-        if "tree" in outcome["data"]:
-            outcome["digest"] = outcome["data"]["tree"] = "sha256:" + "ab" * 32
-            entry["annotations"]["dev.graphbuild.outcome"] = json.dumps(outcome)
-            client.put_manifest(repo, tag, json.dumps(entry).encode(),
-                                "application/vnd.oci.image.manifest.v1+json")
+    b = _rewrite_entries(tmp_path, registry, poison)
     counts, evs, _ = _run(b, "//gen")
     assert counts["built"] == 1 and "entry unusable" in evs[0]["reason"], evs
 
@@ -421,3 +424,22 @@ def test_a_build_that_reads_a_remote_only_base_layer_fetches_it(tmp_path, regist
     assert fetched & base_layers
     res = b.run("export", "//app:app", "-o", str(tmp_path / "app.tar"))
     assert res.code == 0, res
+
+
+def test_push_of_remote_hits_to_another_registry_streams_the_layers_through(tmp_path, registry,
+                                                                            fault_proxy):
+    """The proxy is another registry as far as names go (another host:port): no
+    cross-repository mount reaches it, so the layers come down from the cache and go up."""
+    cache = f"{registry.host}/{unique_repo('cache')}"
+    rel = unique_repo("rel")
+    files = _files(cache, tag_host=f"{fault_proxy.host}/{rel}", apps=1)
+    a, b = _runner(tmp_path, "a", files), _runner(tmp_path, "b", files)
+    _run(a, "//...")
+    counts, evs, _ = _run(b, "//...", "--push")
+    assert counts["failed"] == 0
+    assert not [e for e in evs if e["status"] == "built" and e["rule"] != "push"], evs
+    layers = _layers(a)
+    assert _blob_gets(registry, cache.split("/", 1)[1]) & layers  # downloaded from the cache
+    uploaded = registry.requests(f"{rel}/app0", "PUT", "blobs/uploads")
+    assert [p for _, p, _ in uploaded if any(d.replace(":", "%3A") in p or d in p
+                                             for d in layers)], uploaded

@@ -60,6 +60,8 @@ class BuildRequest:
     state_dir: Path | None = None  # state kept across builds (buildah storage): <cache_dir>/<name>
     secrets: list[Secret] = field(default_factory=list)
     ssh: list[SshAgent] = field(default_factory=list)
+    # context-relative paths that are never part of the context (the cache directory)
+    exclude: tuple[str, ...] = ()
 
 
 @dataclass

@@ -70,6 +70,17 @@ def version() -> str:
     return f"{NAME}/{__version__}/{_tool_version(exe) if exe else 'unavailable'}"
 
 
+HEREDOCS_SINCE = (1, 33)  # buildah reads Dockerfile heredocs from this version on
+
+
+def supports_heredocs() -> bool:
+    """Whether this buildah builds COPY/RUN heredocs (Debian 12's 1.28 takes ``<<EOT`` for a
+    file name and fails at build time)."""
+    exe = _exe()
+    found = re.match(r"(\d+)\.(\d+)", _tool_version(exe)) if exe else None
+    return found is None or tuple(map(int, found.groups())) >= HEREDOCS_SINCE
+
+
 @lru_cache(maxsize=8)
 def _tool_version(exe: str) -> str:
     return external.tool_version([exe, "--version"], r"buildah version (\S+)")
@@ -99,8 +110,9 @@ def global_args(state_dir: Path, opts: dict[str, str]) -> list[str]:
 
 
 def command(req: BuildRequest, exe: str, state_dir: Path, context_args: list[str],
-            opts: dict[str, str], out: str = "out") -> list[str]:
-    """The buildah command line for one node (run in the scratch directory)."""
+            opts: dict[str, str], out: str = "out", ignorefile: Path | None = None) -> list[str]:
+    """The buildah command line for one node (run in the scratch directory); ``ignorefile``
+    replaces the context's .dockerignore."""
     from .plan import dockerignore_path
 
     argv = [exe, *global_args(state_dir, opts), "bud", "--format", "oci", "--layers=false",
@@ -108,7 +120,7 @@ def command(req: BuildRequest, exe: str, state_dir: Path, context_args: list[str
     if opts.get("isolation"):
         argv += ["--isolation", opts["isolation"]]
     argv += ["--timestamp", str(req.source_date_epoch), "-f", str(req.dockerfile)]
-    ignore = dockerignore_path(req.context_dir, req.dockerfile)
+    ignore = ignorefile or dockerignore_path(req.context_dir, req.dockerfile)
     if ignore:
         argv += ["--ignorefile", str(ignore)]
     argv += external.dockerfile_flags(req, context_args) + external.secret_flags(req)
@@ -138,7 +150,8 @@ def build(req: BuildRequest, store, scratch: Path, cancelled: threading.Event) -
     state_dir = req.state_dir or store.root.parent / NAME
     state_dir.mkdir(parents=True, exist_ok=True)
     (scratch / "tmp").mkdir(exist_ok=True)
-    argv = command(req, exe, state_dir, contexts(req, store, scratch), opts)
+    argv = command(req, exe, state_dir, contexts(req, store, scratch), opts,
+                   ignorefile=external.ignore_file(req, scratch))
     log = scratch / "buildah.log"
     env = {**os.environ, "TMPDIR": str(scratch / "tmp")}
     code = external.run_tool(argv, cwd=scratch, log_path=log, cancelled=cancelled, env=env)
@@ -148,7 +161,21 @@ def build(req: BuildRequest, store, scratch: Path, cancelled: threading.Event) -
                                             if c.kind == "image"])
     desc = oci_import.import_layout(store, scratch / "out", req.platform, tool=NAME, reuse=reuse)
     note = external.emulation_note(req)
-    return BuildResult(desc, [note] if note else [])
+    return BuildResult(desc, [*([note] if note else []), *dropped(log.read_text(errors="replace"))])
+
+
+_WARNING_RE = re.compile(r'level=warning msg="(.*(?:not supported|will be ignored).*)"$')
+
+
+def dropped(output: str) -> list[str]:
+    """buildah's warnings that the image differs from the Dockerfile (HEALTHCHECK, SHELL and
+    ONBUILD are left out of the OCI format), for the user to see: not a failure."""
+    notes = []
+    for line in output.splitlines():
+        m = _WARNING_RE.search(line)
+        if m:
+            notes.append("buildah: " + m.group(1).replace('\\"', '"'))
+    return list(dict.fromkeys(notes))
 
 
 def failure(req: BuildRequest, output: str, code: int, log_tail: str) -> ActionFailed:
@@ -173,3 +200,24 @@ def failure(req: BuildRequest, output: str, code: int, log_tail: str) -> ActionF
     if "exec format error" in output and external.emulated(req.platform):
         message += f"\n  hint: {external.no_emulator_hint(req.platform)}"
     return external.ToolFailed(message, log_tail)
+
+
+def reclaim(state_dir: Path) -> int:
+    """Remove every working container and image from graphbuild's buildah storage (each
+    ``root-<driver>`` under ``state_dir``); how many. Nothing to do without buildah or its
+    storage."""
+    import subprocess
+
+    exe = shutil.which("buildah")
+    roots = sorted(state_dir.glob("root-*")) if state_dir.is_dir() else []
+    if exe is None or not roots:
+        return 0
+    removed = 0
+    for root in roots:
+        driver = root.name.removeprefix("root-")
+        args = global_args(state_dir, {} if driver == "default" else {"storage_driver": driver})
+        for what in (["rm", "--all"], ["rmi", "--all", "--force"]):
+            proc = subprocess.run([exe, *args, *what], capture_output=True, text=True,
+                                  check=False, timeout=300)
+            removed += sum(1 for line in proc.stdout.splitlines() if line.strip())
+    return removed

@@ -408,11 +408,12 @@ def contexts(req: BuildRequest, store, scratch: Path) -> list[str]:
 
 
 def command(req: BuildRequest, exe: tuple[str, ...], builder: str, context_args: list[str],
-            opts: dict[str, list[str]], dest: Path) -> list[str]:
+            opts: dict[str, list[str]], dest: Path, dockerfile: Path | None = None) -> list[str]:
+    """``dockerfile``: the Dockerfile to name (a copy with its own .dockerignore)."""
     argv = [*exe, "build"]
     if builder:
         argv += ["--builder", builder]
-    argv += ["--platform", str(req.platform), "--file", str(req.dockerfile)]
+    argv += ["--platform", str(req.platform), "--file", str(dockerfile or req.dockerfile)]
     argv += external.dockerfile_flags(req, context_args)
     argv += external.secret_flags(req)
     for key, flag in (("cache_from", "--cache-from"), ("cache_to", "--cache-to")):
@@ -428,7 +429,8 @@ def build(req: BuildRequest, store, scratch: Path, cancelled: threading.Event) -
     external.check_secrets(req)
     builder = resolve_builder(exe, req.builder)
     dest = scratch / ARCHIVE
-    argv = command(req, exe, builder, contexts(req, store, scratch), opts, dest)
+    argv = command(req, exe, builder, contexts(req, store, scratch), opts, dest,
+                   external.dockerfile_with_ignore(req, scratch))
     log = scratch / "buildx.log"
     env = {**os.environ, "SOURCE_DATE_EPOCH": str(req.source_date_epoch)}
     code = external.run_tool(argv, cwd=scratch, log_path=log, cancelled=cancelled, env=env)

@@ -195,3 +195,31 @@ def check_secrets(req) -> None:
             raise ActionFailed(f"{req.label}: ssh 'default' forwards $SSH_AUTH_SOCK, which is not "
                                "set\n  hint: start an agent (eval $(ssh-agent); ssh-add), or "
                                "name key files: `ssh: {default: [~/.ssh/id_ed25519]}`")
+
+
+def ignore_file(req, scratch: Path) -> Path | None:
+    """An ignore file for a tool that reads the context itself, when graphbuild excludes
+    something the .dockerignore does not (its cache directory inside the context); None: the
+    context's own .dockerignore is right as it is."""
+    from .plan import ignore_lines
+
+    if not req.exclude:
+        return None
+    path = scratch / "context.dockerignore"
+    path.write_text("\n".join(ignore_lines(req.context_dir, req.dockerfile, req.exclude)))
+    return path
+
+
+def dockerfile_with_ignore(req, scratch: Path) -> Path:
+    """The Dockerfile to give BuildKit: the request's, or a copy beside a
+    ``<Dockerfile>.dockerignore`` (which BuildKit prefers to the context's .dockerignore) when
+    graphbuild excludes something more."""
+    ignore = ignore_file(req, scratch)
+    if ignore is None:
+        return req.dockerfile
+    folder = scratch / "dockerfile"
+    folder.mkdir(exist_ok=True)
+    copy = folder / req.dockerfile.name
+    copy.write_bytes(req.dockerfile.read_bytes())
+    ignore.replace(folder / f"{req.dockerfile.name}.dockerignore")
+    return copy

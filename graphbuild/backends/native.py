@@ -24,14 +24,19 @@ if TYPE_CHECKING:  # concurrent.futures is imported where layers are written: a 
     from ..platforms import Platform
 
 NAME = "native"
-HISTORY_COMMENT = "graphbuild.native.v0"
 
 
 # Bumped whenever the same inputs give other image bytes, so cached images are rebuilt.
 # 3: layers gzipped at oci.layers.COMPRESS_LEVEL (was zlib level 6).
 # 4: WORKDIR commits a layer creating the directory, as BuildKit does.
 # 5: an os.version inherited from a base image for another os/arch is dropped, as BuildKit does.
-REVISION = 5
+# 6: history, WorkingDir, ArgsEscaped, arm64 variant and --chown ids as BuildKit writes them.
+# 7: --chmod for the directories a COPY creates, as BuildKit v0.21+.
+# 8: a COPY layer holds only what it changed, as BuildKit's diff.
+# 9: ADD --chown owns the entries of an extracted archive, as BuildKit v0.23+.
+# 10: COPY --link makes its layer on its own, as BuildKit.
+# 11: COPY --parents (context sources), as BuildKit.
+REVISION = 11
 
 
 def version() -> str:
@@ -193,6 +198,7 @@ class NativeBuilder:
 
         stage = self.req.plan.stages[idx]
         state = self._base(idx)
+        args: list = []  # the names of the ARG instruction being recorded
         for cmd in stage.commands:
             layer = isinstance(cmd, ins.Copy)
             if layer:
@@ -201,9 +207,30 @@ class NativeBuilder:
                 _apply_meta(state, cmd, self.req.plan.path)
                 if isinstance(cmd, ins.Workdir):
                     layer = self._workdir(state)
-            state.config["history"].append(self._history(cmd, layer))
+            args = self._record(state, cmd, layer, args)
         self._flush(state)
         return state
+
+    def _record(self, state: StageState, cmd, layer: bool, args: list) -> list:
+        """Add ``cmd``'s history entry, as BuildKit writes it. One ARG instruction naming
+        several ARGs is one entry: its names arrive one by one, so the entry is rewritten as
+        they come; returns the names recorded for the current ARG instruction."""
+        from ..dockerfile import instructions as ins
+        from . import history
+
+        created = img.timestamp(self.req.source_date_epoch)
+        entries = state.config["history"]
+        if isinstance(cmd, ins.Arg):
+            same = bool(args) and args[-1].line == cmd.line
+            args = [*args, cmd] if same else [cmd]
+            if same:
+                entries.pop()
+            entries.append(history.entry(created, history.arg_text(args), False))
+            return args
+        text = history.created_by(cmd, state.config)
+        if text is not None:
+            entries.append(history.entry(created, text, layer))
+        return []
 
     def _base(self, idx: int) -> StageState:
         base = self.req.plan.bases[idx]
@@ -262,7 +289,9 @@ class NativeBuilder:
         workdir = state.config["config"].get("WorkingDir") or "/"
         chown = self._chown(state, cmd.chown) if cmd.chown else None
         chmod = cmd.chmod or None
-        base = self._index(state).get
+        # --link: the layer is made on its own, as BuildKit does: the image's symlinks and
+        # directories are not looked at (not followed, their modes not kept)
+        base = None if cmd.link else self._index(state).get
         try:
             if cmd.heredocs:
                 entries = copyspec.resolve_copy(
@@ -272,16 +301,19 @@ class NativeBuilder:
                 root, owner_of = self._from_root(cmd.from_)
                 entries = copyspec.copy_from_tree(root, cmd.sources, cmd.dest, workdir=workdir,
                                                   chmod=chmod, chown=chown, owner_of=owner_of,
-                                                  base=base, exclude=cmd.excludes)
+                                                  base=base, exclude=cmd.excludes,
+                                                  link=cmd.link)
             else:
                 entries = copyspec.resolve_copy(self.req.context_dir, cmd.sources, cmd.dest,
                                                 workdir=workdir, ignore=self.ignore, chmod=chmod,
                                                 chown=chown, is_add=cmd.is_add, base=base,
-                                                scratch_dir=self.scratch, exclude=cmd.excludes)
+                                                scratch_dir=self.scratch, exclude=cmd.excludes,
+                                                link=cmd.link, parents=cmd.parents)
         except copyspec.CopyError as exc:
             raise UserError(exc.message, path=self.req.plan.path, line=cmd.line,
                             label=self.req.label, hint=exc.hint) from None
-        self._add_layer(state, list(entries))
+        self._add_layer(state, list(entries) if cmd.link else
+                        _changed(self._index(state), list(entries)))
 
     def _workdir(self, state: StageState) -> bool:
         """BuildKit's WORKDIR: ``mkdir -p`` of the directory, owned by the USER then in effect,
@@ -313,13 +345,16 @@ class NativeBuilder:
         state.layers.append({})  # placeholders until _flush
         state.config["rootfs"]["diff_ids"].append("")
         state.rootfs = None  # stale once the stage grows
-        for entry in entries:
-            state.index[entry.path] = entry
+        if state.index is not None:  # else made from the layers when next asked for
+            for entry in entries:
+                state.index[entry.path] = entry
 
     def _index(self, state: StageState) -> dict:
         from ..oci.unpack import index_layers
 
         if state.index is None:
+            if state.pending:  # the layers' headers are read: pending ones are written first
+                self._flush(state)
             state.index = index_layers(self.store, state.layers)
         return state.index
 
@@ -414,17 +449,9 @@ class NativeBuilder:
         user, _, group = spec.partition(":")
         if any(n and not n.isdigit() and n != "root" for n in (user, group)):
             self._flush(state)  # names are read from the stage's layers: write them first
-        uid = _lookup_id(self, state, user, "etc/passwd", what)
-        gid = _lookup_id(self, state, group, "etc/group", what) if group else uid
-        return uid, gid
-
-    def _history(self, cmd, layer: bool) -> dict:
-        entry = {"created": img.timestamp(self.req.source_date_epoch),
-                 "created_by": cmd.original if hasattr(cmd, "original") else type(cmd).__name__,
-                 "comment": HISTORY_COMMENT}
-        if not layer:
-            entry["empty_layer"] = True
-        return entry
+        uid, primary = _user_ids(self, state, user)
+        gid = _lookup_id(self, state, group, "etc/group") if group else None
+        return uid, primary if gid is None else gid  # a group the image lacks: the user's
 
     def cleanup(self) -> None:
         # On failure or interruption: drop this builder's queued layers (a node waiting for one
@@ -484,30 +511,45 @@ def _has_below(index: dict, path: str) -> bool:
     return any(key.startswith(prefix) for key in index)
 
 
-def _lookup_id(builder: NativeBuilder, state: StageState, name: str, db: str,
-               what: str = "--chown") -> int:
-    """A numeric id, or a name looked up in the stage's /etc/passwd or /etc/group."""
+def _user_ids(builder: NativeBuilder, state: StageState, name: str) -> tuple[int, int]:
+    """(uid, primary gid) of a user: a name is looked up in the stage's /etc/passwd, its group
+    being the passwd entry's gid, as BuildKit does; a number is both ids; a name the image does
+    not know is 0:0 (BuildKit's answer too)."""
+    if name.isdigit():
+        return int(name), int(name)
+    if name == "root":  # read no layer for it (_chown flushes only for other names)
+        return 0, 0
+    for fields in _db_entries(builder, state, "etc/passwd"):
+        if fields[0] == name and len(fields) > 3 and fields[2].isdigit() and fields[3].isdigit():
+            return int(fields[2]), int(fields[3])
+    return 0, 0
+
+
+def _lookup_id(builder: NativeBuilder, state: StageState, name: str, db: str) -> int | None:
+    """A numeric id, or a name looked up in the stage's /etc/group (or /etc/passwd); None for
+    a name the image does not know."""
     if name.isdigit():
         return int(name)
     if name == "root":
         return 0
+    for fields in _db_entries(builder, state, db):
+        if len(fields) > 2 and fields[0] == name and fields[2].isdigit():
+            return int(fields[2])
+    return None
+
+
+def _db_entries(builder: NativeBuilder, state: StageState, db: str) -> list[list[str]]:
+    """The colon-separated entries of the stage's /etc/passwd or /etc/group."""
     from ..oci.unpack import read_file
 
     content = read_file(builder.store, state.layers, db) if state.layers else None
-    for line in (content or b"").decode(errors="replace").splitlines():
-        fields = line.split(":")
-        if len(fields) > 2 and fields[0] == name and fields[2].isdigit():
-            return int(fields[2])
-    raise ActionFailed(f"{what}: no {'user' if 'passwd' in db else 'group'} '{name}' in the "
-                       f"image's /{db}")
+    return [line.split(":") for line in (content or b"").decode(errors="replace").splitlines()]
 
 
 def _load_ignore(req: BuildRequest):
-    from ..dockerfile.dockerignore import DockerIgnore
-    from .plan import dockerignore_path
+    from .plan import context_ignore
 
-    path = dockerignore_path(req.context_dir, req.dockerfile)
-    return DockerIgnore.from_file(path) if path else None
+    return context_ignore(req.context_dir, req.dockerfile, req.exclude)
 
 
 def _target_platform(config: dict, origin: tuple[str, str], plat: Platform) -> None:
@@ -559,6 +601,7 @@ def _apply_meta(state: StageState, cmd, path: str) -> None:
             cfg.pop("Cmd", None)
     elif isinstance(cmd, ins.Cmd):
         _set_list(cfg, "Cmd", _shell_wrap(cfg, cmd.args) if cmd.shell_form else cmd.args)
+        cfg["ArgsEscaped"] = True  # BuildKit sets it for every CMD (Docker's image spec field)
         state.cmd_set = True
     elif isinstance(cmd, ins.Shell):
         cfg["Shell"] = list(cmd.args)
@@ -603,3 +646,41 @@ def build(req: BuildRequest, store, scratch: Path, cancelled) -> BuildResult:
         return builder.build()
     finally:
         builder.cleanup()
+
+
+def _changed(index: dict, entries: list) -> list:
+    """What a COPY changes, as BuildKit's layer diff holds it: an entry the image already has
+    alike (kind, mode, owner, target, same content) is left out, and so is a directory that is
+    no changed entry's parent. Content the image got from a base layer is not read: such a
+    file counts as changed."""
+    changed = [e for e in entries if not _alike(index.get(e.path), e)]
+    parents = {p for e in changed for p in _parents(e.path)}
+    keep = {e.path for e in changed} | parents
+    return [e for e in entries if e.path in keep]
+
+
+def _parents(path: str) -> list[str]:
+    parts = path.split("/")
+    return ["/".join(parts[:i]) for i in range(1, len(parts))]
+
+
+def _alike(old, new) -> bool:
+    if old is None or (old.kind, old.mode, old.uid, old.gid, old.linkname) != (
+            new.kind, new.mode, new.uid, new.gid, new.linkname):
+        return False
+    return new.kind != "file" or _same_content(old.source, new.source)
+
+
+def _same_content(a, b) -> bool:
+    """Two layer entries' content: host paths, inline bytes or tar slices; b"" stands for a
+    base layer's file, which is not read (so it is never the same)."""
+    import filecmp
+
+    from ..oci.layers import FileSlice
+
+    if a == b"" or b == b"" or isinstance(a, FileSlice) or isinstance(b, FileSlice):
+        return False
+    if isinstance(a, bytes) or isinstance(b, bytes):
+        read = lambda s: s if isinstance(s, bytes) else Path(s).read_bytes()
+        return read(a) == read(b)
+    return a == b or filecmp.cmp(a, b, shallow=False)

@@ -3,6 +3,7 @@ needs. Image analysis (inputs, checks) and every backend use the same plan."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,7 +46,7 @@ def _err(path: str, line: int | None, msg: str, label: str, hint: str | None = N
 def _stage_ref(stages: list, word: str, before: int) -> int | None:
     """The index of an earlier stage named (or numbered) ``word``."""
     lowered = word.lower()
-    for s in stages[:before]:
+    for s in reversed(stages[:before]):  # two stages of one name: the later one, as BuildKit
         if s.name and s.name.lower() == lowered:
             return s.index
     if word.isdigit() and int(word) < before:
@@ -106,9 +107,46 @@ def make_plan(text: str, rel: str, label: str, build_args: dict[str, str], platf
                    "see the Dockerfile reference for this instruction's syntax") from None
     plan = DockerfilePlan(rel, stages, tstage.index, [], {}, meta_args=meta)
     _visit(plan, tstage.index, contexts, set())
+    _check_typos(plan, label, contexts)
     _check_ports(plan, label)
     _check_stage_platforms(plan, label)
     return plan
+
+
+_BARE_NAME = re.compile(r"[a-z0-9][a-z0-9._-]*")
+
+
+def _check_typos(plan: DockerfilePlan, label: str, contexts: set[str]) -> None:
+    """A FROM or COPY --from name one edit away from a stage or context name is a typo, not
+    an image to pull from docker.io (which would cost retries and say nothing of the line)."""
+    names = {s.name.lower(): "stage" for s in plan.stages if s.name}
+    names.update({c: "context" for c in contexts})
+    for line, ref, _ in plan.refs:
+        if not _BARE_NAME.fullmatch(ref):
+            continue  # host/repo, a tag or a digest: meant as an image
+        if names.get(ref) == "stage":  # defined further down: BuildKit refuses it too
+            raise _err(plan.path, line, f'cannot copy from stage "{ref}": it needs to be defined '
+                       "before the stage that uses it", label,
+                       f"move `FROM … AS {ref}` above this line")
+        close = sorted(n for n in names if one_edit_apart(ref.lower(), n))
+        if close:
+            raise _err(plan.path, line, f"'{ref}' is neither a stage nor a context, so it would "
+                       f"be pulled as the image docker.io/library/{ref}", label,
+                       f"did you mean {names[close[0]]} '{close[0]}'? (to pull the image, "
+                       f"write docker.io/library/{ref})")
+
+
+def one_edit_apart(a: str, b: str) -> bool:
+    """``a`` and ``b`` differ by one insertion, deletion, substitution or swap of neighbours."""
+    if a == b or abs(len(a) - len(b)) > 1:
+        return False
+    i = 0
+    while i < min(len(a), len(b)) and a[i] == b[i]:
+        i += 1
+    if len(a) == len(b):
+        return a[i + 1:] == b[i + 1:] or (a[i + 2:] == b[i + 2:] and a[i:i + 2] == b[i:i + 2][::-1])
+    longer, shorter = (a, b) if len(a) > len(b) else (b, a)
+    return longer[i + 1:] == shorter[i:]
 
 
 def _check_stage_platforms(plan: DockerfilePlan, label: str) -> None:
@@ -184,6 +222,32 @@ def context_key(name: str, platform: Platform) -> str:
 
 def _is_url(src: str) -> bool:
     return src.startswith(("http://", "https://", "git@")) or src.endswith(".git") and "://" in src
+
+
+def context_exclusions(context_dir: Path, cache_dir: Path) -> tuple[str, ...]:
+    """What is never part of a context: graphbuild's cache directory when it lies inside (a
+    context at the workspace root), as a context-relative path."""
+    try:
+        rel = cache_dir.resolve().relative_to(context_dir.resolve())
+    except ValueError:
+        return ()
+    return (rel.as_posix(),) if rel.parts else ()
+
+
+def ignore_lines(context_dir: Path, dockerfile: Path, exclude: tuple[str, ...]) -> list[str]:
+    """The lines of the .dockerignore that applies, then ``exclude`` (last, so no exception
+    of the user's brings the cache directory back)."""
+    path = dockerignore_path(context_dir, dockerfile)
+    lines = path.read_bytes().decode("utf-8", "surrogateescape").split("\n") if path else []
+    return lines + [f"/{rel}" for rel in exclude]
+
+
+def context_ignore(context_dir: Path, dockerfile: Path, exclude: tuple[str, ...] = ()):
+    """The DockerIgnore of a context (None when it ignores nothing)."""
+    from ..dockerfile.dockerignore import DockerIgnore
+
+    ignore = DockerIgnore(ignore_lines(context_dir, dockerfile, exclude))
+    return ignore if ignore else None
 
 
 def dockerignore_path(context_dir: Path, dockerfile: Path) -> Path | None:

@@ -32,16 +32,9 @@ def human(n: float) -> str:
 
 
 def _du(path) -> int:
-    import os
+    from ..engine.gc import disk_usage
 
-    total = 0
-    for dirpath, _, files in os.walk(path):
-        for f in files:
-            try:
-                total += os.lstat(os.path.join(dirpath, f)).st_size
-            except OSError:
-                pass
-    return total
+    return disk_usage(path)
 
 
 def main(args) -> int:

@@ -57,6 +57,7 @@ def load(args, pattern_texts: list[str], *, analyze: bool = True, plat_texts=Non
     from ..engine.target_graph import TargetGraph
 
     ws = workspace(args)
+    _network_policy(ws, args)
     pats = patterns(pattern_texts)
     loader = Loader(ws)
     try:
@@ -68,6 +69,20 @@ def load(args, pattern_texts: list[str], *, analyze: bool = True, plat_texts=Non
     finally:
         loader.save_cache()
     return loaded
+
+
+BUILDING_COMMANDS = ("run", "verify")
+
+
+def _network_policy(ws, args) -> None:
+    """Only building needs a registry to resolve base image tags: other commands (and a dry
+    run) use the digests tags resolved to last time. ``run --pull`` insists on fresh ones."""
+    from ..engine.remote import Remote
+
+    remote = Remote.of(ws)
+    remote.offline = (getattr(args, "command", "run") not in BUILDING_COMMANDS
+                      or bool(getattr(args, "dry_run", False)))
+    remote.fresh_tags = bool(getattr(args, "pull", False))
 
 
 def output_file(flag: str, text: str, *, replaced: bool = False):

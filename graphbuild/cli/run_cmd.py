@@ -7,6 +7,8 @@ import os
 import sys
 from pathlib import Path
 
+DEFAULT_PUSH_TIMEOUT = "30m"
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("patterns", nargs="+", metavar="PATTERN",
@@ -15,8 +17,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--keep-going", action="store_true", help="build everything not blocked by a failure")
     p.add_argument("--dry-run", action="store_true", help="print the plan and why; run nothing")
     p.add_argument("--push", action="store_true", help="publish images and move tags at the end")
+    p.add_argument("--push-timeout", metavar="DURATION", default=DEFAULT_PUSH_TIMEOUT,
+                   help="each push node, and the final tag moves, must be done within DURATION "
+                        f"(Go syntax: 90s, 5m, 1h30m; default {DEFAULT_PUSH_TIMEOUT})")
     p.add_argument("--platform", action="append", metavar="P", help="limit fan-out to platform P")
     p.add_argument("--no-cache", action="store_true", help="ignore the action cache")
+    p.add_argument("--pull", action="store_true",
+                   help="resolve base image tags now, never from the digests they resolved to "
+                        "last time (by default a registry that cannot be reached falls back on "
+                        "those, with a note)")
     p.add_argument("--explain", action="store_true", help="say which input changed for each node run")
     p.add_argument("--output", choices=("auto", "plain", "json"), default="auto")
     p.add_argument("--events", metavar="FILE", help="write JSON Lines events to FILE")
@@ -64,6 +73,7 @@ def main(args) -> int:
                   f"{' '.join(args.patterns)}: nothing to build", file=sys.stderr)
             return 0
     shard = _check_shard(args)
+    args.push_seconds = _push_seconds(args.push_timeout)
     loaded = load(args, [base for base, _ in split], plat_texts=args.platform)
     from ..engine.remote_cache import choose_mode
 
@@ -78,13 +88,28 @@ def main(args) -> int:
     if args.push:
         from ..engine.publish import add_push_nodes
 
-        loaded.push_nodes = add_push_nodes(loaded.analysis)
+        loaded.push_nodes = add_push_nodes(loaded.analysis, args.push_seconds)
     jobs = args.jobs or loaded.ws.jobs or os.cpu_count() or 1
     for note in loaded.analysis.notes:
         print(f"note: {note}", file=sys.stderr)
     if args.dry_run:
         return _dry_run(loaded, args, jobs)
     return _build(loaded, args, jobs)
+
+
+def _push_seconds(text: str) -> float:
+    from ..dockerfile.instructions import parse_go_duration
+    from ..errors import UserError
+
+    try:
+        seconds = parse_go_duration(text) / 1e9
+    except ValueError as exc:
+        raise UserError(f"--push-timeout {text!r}: {exc}",
+                        hint="a duration such as 90s, 10m or 1h30m") from None
+    if seconds <= 0:
+        raise UserError(f"--push-timeout {text!r} must be more than 0",
+                        hint="a duration such as 90s, 10m or 1h30m")
+    return seconds
 
 
 def _check_shard(args) -> tuple[int, int] | None:
@@ -249,6 +274,14 @@ def _build(loaded, args, jobs: int) -> int:
                           on_start=reporter.on_start if reporter else None)
         try:
             summary = sched.run()
+            if summary.only_damage:  # checked as cached, then found damaged by a dependent
+                print("graphbuild: note: stored outputs were found damaged during the build "
+                      "(and removed); building again to rebuild them", file=sys.stderr)
+                sched = Scheduler(engine, loaded.analysis.graph, loaded.analysis.actions,
+                                  Options(jobs=jobs, keep_going=args.keep_going,
+                                          no_cache=args.no_cache),
+                                  on_start=reporter.on_start if reporter else None)
+                summary = sched.run()
         except Interrupted as exc:
             summary = exc.summary
             raise
@@ -261,7 +294,8 @@ def _build(loaded, args, jobs: int) -> int:
         if args.push:
             from ..engine.publish import move_tags
 
-            ok = move_tags(loaded, engine, summary, loaded.push_nodes, events) and ok
+            ok = move_tags(loaded, engine, summary, loaded.push_nodes, events,
+                           args.push_seconds) and ok
     finally:
         if reporter:
             reporter.stop()

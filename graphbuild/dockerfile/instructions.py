@@ -810,7 +810,7 @@ def _find_stage(stages: list[Stage], target: str | None) -> Stage:
         raise DockerfileSyntaxError("the Dockerfile has no FROM instruction: nothing to build")
     if target is None:
         return stages[-1]
-    for stage in stages:
+    for stage in reversed(stages):  # two stages of one name: the later one, as BuildKit
         if stage.name == target.lower():
             return stage
     names = [s.name for s in stages if s.name]

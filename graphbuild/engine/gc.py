@@ -19,10 +19,12 @@ def collect(ws: Workspace) -> tuple[int, int]:
 
     removed, freed = reclaim_leftovers(cache_dir)
     if not (cache_dir / "actions").exists():
-        return removed, freed
+        return _buildah(cache_dir, removed, freed)
+    removed, freed = _buildah(cache_dir, removed, freed)
     ac = ActionCache(cache_dir / "actions")
-    # Only each node's latest outcome is kept: older ones were superseded by a rebuild.
-    live = {rec["key"] for _, rec in ac.node_records()}
+    # Each node's latest built outcome is kept, and the one its latest run used (a revert to
+    # an earlier state is a cache hit on an older record: gc must not drop it).
+    live = {rec["key"] for _, rec in ac.node_records()} | ac.used_keys()
     for key in [key for key, _ in ac.records() if key not in live]:
         ac.forget(key)
         removed += 1
@@ -42,3 +44,27 @@ def collect(ws: Workspace) -> tuple[int, int]:
         n, b = Store(cache_dir / "oci").gc(extra_roots=descriptors, tmp_max_age=0)
         removed, freed = removed + n, freed + b
     return removed, freed
+
+
+def _buildah(cache_dir, removed: int, freed: int) -> tuple[int, int]:
+    """buildah's working containers (an interrupted build leaves them) and the base images it
+    imported: built images leave buildah as OCI layouts, so nothing in its storage is needed."""
+    from ..backends import buildah
+
+    before = disk_usage(cache_dir / "buildah")
+    n = buildah.reclaim(cache_dir / "buildah")
+    return removed + n, freed + max(0, before - disk_usage(cache_dir / "buildah"))
+
+
+def disk_usage(path) -> int:
+    """Bytes of the files below ``path`` (symlinks not followed)."""
+    import os
+
+    total = 0
+    for dirpath, _, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(dirpath, name)).st_size
+            except OSError:
+                pass
+    return total

@@ -12,6 +12,7 @@ import sys
 from collections import defaultdict
 
 from ..errors import BuildError, UserError
+from ..registry import limits
 from ..rule_api import Action, NodeId, Outcome, RunContext
 
 PUSH_SUFFIX = " push"
@@ -19,8 +20,9 @@ PUSH_SUFFIX = " push"
 TAG_WORKERS = 16
 
 
-def add_push_nodes(analysis) -> list[NodeId]:
-    """One Push node after every node whose output has tags; returns their ids."""
+def add_push_nodes(analysis, timeout_s: float = 1800.0) -> list[NodeId]:
+    """One Push node after every node whose output has tags; returns their ids. Each must be
+    done within ``timeout_s`` (`run --push-timeout`)."""
     from ..registry.reference import ReferenceError, parse_reference
     from .remote import BlobLedger
 
@@ -40,7 +42,8 @@ def add_push_nodes(analysis) -> list[NodeId]:
             label=action.label, platform=action.platform, rule="push", rule_version=1,
             mnemonic="Push", progress=f"Pushing {node}", deps=[node],
             key_data={"tags": sorted(action.tags)}, cacheable=False, suffix=PUSH_SUFFIX,
-            io_bound=True, run=lambda rc, n=node, t=tuple(action.tags): _upload(rc, n, t, ledger),
+            io_bound=True,
+            run=lambda rc, n=node, t=tuple(action.tags): _upload(rc, n, t, ledger, timeout_s),
             build_file=action.build_file, line=action.line,
         )
         analysis.declare(push)
@@ -63,7 +66,7 @@ def _targets(desc: dict, tags, forced=(), move: bool = True, records=()):
             for (reg, repo), tag_map in sorted(by_repo.items())]
 
 
-def _upload(rc: RunContext, node: NodeId, tags, ledger) -> Outcome:
+def _upload(rc: RunContext, node: NodeId, tags, ledger, timeout_s: float) -> Outcome:
     """Phase 1 and 2 for one output: everything uploaded by digest and checked; no tag moves.
 
     The blobs no other push node of the run has claimed are this node's to push; for the others
@@ -88,8 +91,10 @@ def _upload(rc: RunContext, node: NodeId, tags, ledger) -> Outcome:
     claim = ledger.claim(needed, rc.cancelled)
     plan = PushPlan(targets, known_locations=_remote_only(rc.store, needed))
     try:
-        result = publish(plan, rc.store, Remote.of(rc.ws).clients_for(targets, ledger.writes),
-                         on_blob=claim.landed, pending=claim)
+        with limits.scope(timeout_s, _deadline_words(timeout_s), rc.cancelled):
+            result = publish(plan, rc.store,
+                             Remote.of(rc.ws).clients_for(targets, ledger.writes),
+                             on_blob=claim.landed, pending=claim)
     except PublishError as exc:
         raise BuildError(str(exc)) from None
     finally:
@@ -114,7 +119,12 @@ def _remote_only(store, needed) -> dict[str, tuple[str, ...]]:
     return where
 
 
-def move_tags(loaded, engine, summary, push_nodes: list[NodeId], events) -> bool:
+def _deadline_words(seconds: float) -> str:
+    return f"the push deadline ({seconds:g} s; run --push-timeout)"
+
+
+def move_tags(loaded, engine, summary, push_nodes: list[NodeId], events,
+              timeout_s: float = 1800.0) -> bool:
     """Phase 3, only when every node (push nodes included) succeeded: move all tags (the push
     nodes have uploaded and checked everything they name)."""
     from ..registry.transfer import PublishError, PushPlan
@@ -144,9 +154,11 @@ def move_tags(loaded, engine, summary, push_nodes: list[NodeId], events) -> bool
 
     clients = Remote.of(loaded.ws).clients_for(targets)
     try:
-        _before_tags(loaded.ws, targets, engine.store, clients)
-        move(PushPlan(tuple(targets)), engine.store, clients,
-             on_event, added=added, max_workers=TAG_WORKERS)
+        with limits.scope(timeout_s, _deadline_words(timeout_s), engine.cancelled,
+                          engine.retries):
+            _before_tags(loaded.ws, targets, engine.store, clients)
+            move(PushPlan(tuple(targets)), engine.store, clients,
+                 on_event, added=added, max_workers=TAG_WORKERS)
     except (PublishError, BuildError) as exc:
         print(f"graphbuild: {exc}", file=sys.stderr)
         return False

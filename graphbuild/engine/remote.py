@@ -9,6 +9,7 @@ import threading
 from ..errors import BuildError, UserError
 from ..workspace import Workspace
 
+PINS_FILE = "resolved-tags.json"
 _REMOTES: dict[str, Remote] = {}
 _GUARD = threading.Lock()
 
@@ -20,6 +21,11 @@ class Remote:
         self._resolved: dict[str, str] = {}
         self._lock = threading.Lock()
         self._credentials = None
+        # Commands that build nothing (query, graph, affected, run --dry-run) never ask a
+        # registry: a tag takes the digest it was last resolved to (or stays a tag).
+        self.offline = False
+        self.fresh_tags = False  # run --pull: a tag must resolve now; no remembered digest
+        self._pins: dict[str, str] | None = None  # tag -> digest reference, across runs
 
     @classmethod
     def of(cls, ws: Workspace) -> Remote:
@@ -74,20 +80,56 @@ class Remote:
         with self._lock:
             if text in self._resolved:
                 return self._resolved[text]
+            remembered = None if self.fresh_tags else self._remembered().get(text)
+        if self.offline:
+            return remembered or text
         client, src = self.pull_source(ref)
         try:
             info = client.head_manifest(src.repository, src.ref)
         except RegistryError as exc:
-            raise BuildError(f"cannot resolve {text}: {exc}") from None
-        if info is None:
-            raise BuildError(f"cannot resolve {text}: {ref.registry}/{ref.repository} has no "
-                             f"tag {ref.ref}")
-        pinned = str(ref.with_digest(info.digest))
-        print(f"graphbuild: resolved {text} to {pinned} (pin it to skip this lookup)",
-              file=sys.stderr)
+            if remembered is None:
+                raise BuildError(f"cannot resolve {text}: {exc}") from None
+            print(f"graphbuild: note: cannot resolve {text} ({exc.detail}); using {remembered}, "
+                  "which it resolved to last time (run --pull to insist on the registry)",
+                  file=sys.stderr)
+            pinned = remembered
+        else:
+            if info is None:
+                raise BuildError(f"cannot resolve {text}: {ref.registry}/{ref.repository} has "
+                                 f"no tag {ref.ref}")
+            pinned = str(ref.with_digest(info.digest))
+            if pinned != remembered:
+                print(f"graphbuild: resolved {text} to {pinned} (pin it to skip this lookup)",
+                      file=sys.stderr)
+                self._remember(text, pinned)
         with self._lock:
             self._resolved[text] = pinned
         return pinned
+
+    def _remembered(self) -> dict[str, str]:
+        """Tags resolved by earlier runs (``<cache_dir>/resolved-tags.json``)."""
+        if self._pins is None:
+            import json
+
+            try:
+                pins = json.loads((self.ws.cache_dir / PINS_FILE).read_text())
+            except (OSError, ValueError):
+                pins = {}
+            self._pins = pins if isinstance(pins, dict) else {}
+        return self._pins
+
+    def _remember(self, text: str, pinned: str) -> None:
+        import json
+        import os
+
+        with self._lock:
+            pins = {**self._remembered(), text: pinned}
+            self._pins = pins
+            path = self.ws.cache_dir / PINS_FILE
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(pins, indent=1, sort_keys=True))
+            os.replace(tmp, path)
 
     def pull(self, pinned: str, platform, store):
         """Fetch one platform of ``pinned`` into the store; returns the image descriptor."""

@@ -30,6 +30,7 @@ from pathlib import Path
 
 from ..errors import BuildError, UserError
 from ..oci import mediatypes as mt
+from ..registry import limits
 from ..rule_api import NodeId, Outcome
 
 ACTION_TYPE = "application/vnd.graphbuild.action.v1+json"
@@ -90,6 +91,7 @@ class RemoteCache:
         self._materialised: set[str] = set()  # digests whose closure a hit has put in place
         self._warned: set[str] = set()
         self._writer: ThreadPoolExecutor | None = None
+        self._cancelled = threading.Event()  # set on Ctrl-C: writes under way stop
         self._writes: list[Future] = []
 
     @property
@@ -261,11 +263,12 @@ class RemoteCache:
         if not self.writing:
             return
         try:
-            layers = (self._put_tree(outcome.digest, cas) if "tree" in outcome.data
-                      else self._put_closure(outcome, store))
-            self._ensure(EMPTY["digest"], EMPTY["size"], lambda: io.BytesIO(b"{}"), None)
-            manifest = _entry_manifest(node, outcome, duration, layers)
-            self.client.put_manifest(self.repo, _tag(key), manifest, mt.OCI_MANIFEST)
+            with limits.scope(cancelled=self._cancelled):  # a Ctrl-C stops it at once
+                layers = (self._put_tree(outcome.digest, cas) if "tree" in outcome.data
+                          else self._put_closure(outcome, store))
+                self._ensure(EMPTY["digest"], EMPTY["size"], lambda: io.BytesIO(b"{}"), None)
+                manifest = _entry_manifest(node, outcome, duration, layers)
+                self.client.put_manifest(self.repo, _tag(key), manifest, mt.OCI_MANIFEST)
             self._count("entries_written")
         except (RegistryError, OSError, BuildError) as exc:
             self._count("write_failures")
@@ -392,6 +395,7 @@ class RemoteCache:
 
     def cancel(self) -> None:
         self.writing = self.reading = False
+        self._cancelled.set()
         if self._writer is not None:
             self._writer.shutdown(wait=False, cancel_futures=True)
 

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from ..errors import ActionFailed, GraphbuildError, is_no_space
 from ..events import Events, Profile
+from ..registry import limits
 from ..rule_api import Action, NodeId, Outcome, RunContext
 from ..workspace import Workspace
 from . import explain, run_lock
@@ -66,6 +67,9 @@ class NodeResult:
     log: str = ""
     notes: list[str] = field(default_factory=list)  # remarks from the action (e.g. emulation)
     remote_duration: float | None = None  # a remote cache hit: how long it took where it ran
+    # failed on a stored output found missing or corrupt (removed on the way): a build again
+    # rebuilds what it belonged to
+    damage: bool = False
 
 
 @dataclass
@@ -83,6 +87,18 @@ class Summary:
     def ok(self) -> bool:
         c = self.counts()
         return c["failed"] == 0 and c["skipped"] == 0
+
+    @property
+    def only_damage(self) -> bool:
+        """Every failure was a stored output found damaged (which a second pass rebuilds)."""
+        failed = [r for r in self.results.values() if r.status == "failed"]
+        return bool(failed) and all(r.damage for r in failed)
+
+
+def _is_damage(exc: BaseException) -> bool:
+    from ..oci.store import BlobCorrupt, BlobNotFound
+
+    return isinstance(exc, (BlobCorrupt, BlobNotFound))
 
 
 class Engine:
@@ -107,6 +123,8 @@ class Engine:
             self.lock.release()
             raise
         self.cancelled = threading.Event()
+        # one per run: a registry that keeps failing ends the run's pushes in seconds
+        self.retries = limits.RetryBudget()
         self._procs: dict[int, subprocess.Popen] = {}
         self._procs_lock = threading.Lock()
         self._cas: CAS | None = None
@@ -577,8 +595,9 @@ class Scheduler:
         key, _, why = self._keys[node]
         res = NodeResult(node, "miss", why)
         try:
-            outcome, said, duration = self.engine.remote_cache.lookup(
-                key, self.engine.store, self.engine.cas)
+            with limits.scope(cancelled=self.engine.cancelled, retries=self.engine.retries):
+                outcome, said, duration = self.engine.remote_cache.lookup(
+                    key, self.engine.store, self.engine.cas)
             if outcome is not None and self._usable(node, outcome):
                 res = NodeResult(node, "cached", said, outcome, remote_duration=duration)
             else:
@@ -621,8 +640,10 @@ class Scheduler:
         start = time.monotonic()
         res = NodeResult(node, "failed")
         try:
-            ctx.verify_inputs()
-            outcome = action.run(ctx)
+            # registry requests the action makes stop at once on Ctrl-C (the run's event)
+            with limits.scope(cancelled=self.engine.cancelled, retries=self.engine.retries):
+                ctx.verify_inputs()
+                outcome = action.run(ctx)
             if self.engine.cancelled.is_set():
                 res = NodeResult(node, "failed", "interrupted")
             else:
@@ -630,7 +651,8 @@ class Scheduler:
         except ActionFailed as exc:
             res = NodeResult(node, "failed", str(exc), log=exc.log or ctx.log_tail())
         except GraphbuildError as exc:
-            res = NodeResult(node, "failed", exc.render(), log=ctx.log_tail())
+            res = NodeResult(node, "failed", exc.render(), log=ctx.log_tail(),
+                             damage=_is_damage(exc))
         except OSError as exc:
             if not is_no_space(exc):
                 res = NodeResult(node, "failed", f"internal error: {type(exc).__name__}: {exc}",

@@ -16,8 +16,8 @@ AttemptUnpack: ADD, CreateDestPath, AllowWildcard, AllowEmptyWildcard}``) and fs
 - the source path itself is followed when it is a symlink; symlinks inside copied directories are
   copied as symlinks;
 - ``ADD`` of a local tar (plain, gzip, bzip2, xz; detected by content, not name) extracts it into
-  ``dest`` keeping the archive's modes and owners (BuildKit's untar applies neither ``--chmod``
-  nor ``--chown`` to the members).
+  ``dest`` keeping the archive's modes, and its owners unless ``--chown`` is given (BuildKit
+  v0.23+ applies ``--chown`` to the members, not ``--chmod``).
 
 graphbuild's own rules on top (docs/security.md): a source that is absolute, that climbs out with ``..``,
 or that must follow a symlink leading out of the context is an error, where BuildKit would quietly
@@ -123,14 +123,66 @@ def resolve_dest(dest: str, workdir: str = "/") -> tuple[str, bool]:
     return path, is_dir or not path
 
 
-def parse_chmod(chmod: str) -> int:
-    """``--chmod`` as BuildKit reads it: octal permission bits (``755``, ``0644``, ``4755``)."""
+@dataclass(frozen=True)
+class Chmod:
+    """``--chmod``: octal bits (``755``) or, as BuildKit also takes, symbolic clauses
+    (``u+x,g=r``, ``go-w,a+X``) applied to each source's own mode, as chmod(1) does."""
+
+    octal: int | None
+    clauses: tuple[tuple[str, str], ...] = ()  # (who, operations): "go", "-w"
+
+    def apply(self, mode: int, is_dir: bool) -> int:
+        if self.octal is not None:
+            return self.octal
+        for who, ops in self.clauses:
+            mode = _apply_clause(mode, who or "a", ops, is_dir)
+        return mode
+
+
+_CLAUSE_RE = re.compile(r"([ugoa]*)((?:[-+=](?:[ugo]|[rwxXst]*))+)")
+_OP_RE = re.compile(r"([-+=])([ugo]|[rwxXst]*)")
+_SHIFT = {"u": 6, "g": 3, "o": 0}
+_SPECIAL = {"u": 0o4000, "g": 0o2000, "o": 0}
+
+
+def _apply_clause(mode: int, who: str, ops: str, is_dir: bool) -> int:
+    targets = "ugo" if "a" in who else who
+    for op, perms in _OP_RE.findall(ops):
+        bits = 0
+        if perms in _SHIFT:  # copy another class's bits
+            rwx = (mode >> _SHIFT[perms]) & 7
+            bits = sum(rwx << _SHIFT[t] for t in targets)
+        else:
+            rwx = (4 if "r" in perms else 0) | (2 if "w" in perms else 0) | (
+                1 if "x" in perms or ("X" in perms and (is_dir or mode & 0o111)) else 0)
+            bits = sum(rwx << _SHIFT[t] for t in targets)
+            bits |= sum(_SPECIAL[t] for t in targets) if "s" in perms else 0
+            bits |= 0o1000 if "t" in perms and "o" in targets else 0
+        if op == "+":
+            mode |= bits
+        elif op == "-":
+            mode &= ~bits
+        else:
+            clear = sum((7 << _SHIFT[t]) | _SPECIAL[t] for t in targets)
+            mode = (mode & ~clear) | bits
+    return mode & 0o7777
+
+
+def parse_chmod(chmod: str) -> Chmod:
+    """``--chmod`` as BuildKit reads it: octal permission bits (``755``, ``0644``, ``4755``) or
+    symbolic clauses (``u+x,g=r``)."""
     text = chmod.strip()
-    if not text or any(c not in "01234567" for c in text) or int(text, 8) > 0o7777:
-        raise CopyError(
-            f"invalid --chmod value {chmod!r}", hint="use octal permission bits such as 0755"
-        )
-    return int(text, 8)
+    if text and all(c in "01234567" for c in text) and int(text, 8) <= 0o7777:
+        return Chmod(int(text, 8))
+    clauses = []
+    for part in text.split(","):
+        m = _CLAUSE_RE.fullmatch(part)
+        if not m:
+            raise CopyError(f"invalid --chmod value {chmod!r}",
+                            hint="use octal bits such as 0755, or symbolic clauses such as "
+                                 "u+x,g=r")
+        clauses.append((m.group(1), m.group(2)))
+    return Chmod(None, tuple(clauses))
 
 
 def _join(*parts: str) -> str:
@@ -371,7 +423,7 @@ def _special_file_error(rel: str, st: os.stat_result) -> CopyError:
 
 @dataclass
 class _Options:
-    chmod: int | None
+    chmod: Chmod | None
     chown: tuple[int, int] | None
     owner_of: OwnerLookup
     mode_mask: int
@@ -379,6 +431,7 @@ class _Options:
     scratch_dir: Path | None
     base: BaseLookup | None
     exclude: DockerIgnore | None = None
+    link: bool = False  # COPY --link: created directories are 0755 whatever --chmod says
 
 
 @dataclass
@@ -388,10 +441,13 @@ class _Emitter:
     entries: dict[str, LayerEntry] = field(default_factory=dict)
 
     def dir_entry(self, path: str, owner: tuple[int, int]) -> LayerEntry:
-        """A directory on the way: the base image's own (metadata kept), else created 0755."""
+        """A directory on the way: the base image's own (metadata kept), else created 0755
+        (``--chmod``'s mode when given: BuildKit v0.21+)."""
         existing = self.opts.base(path) if self.opts.base else None
         if existing is None:
-            return LayerEntry(path, "dir", 0o755, *owner)
+            chmod = None if self.opts.link else self.opts.chmod
+            mode = 0o755 if chmod is None else chmod.apply(0o755, True)
+            return LayerEntry(path, "dir", mode, *owner)
         if existing.kind != "dir":
             raise CopyError(f"cannot copy into /{path}: it is a {existing.kind} in the image")
         return replace(existing, path=path)
@@ -408,9 +464,10 @@ class _Emitter:
         return self.opts.chown or self.opts.owner_of(rel)
 
     def mode(self, st: os.stat_result) -> int:
+        own = stat.S_IMODE(st.st_mode) & self.opts.mode_mask
         if self.opts.chmod is not None:
-            return self.opts.chmod
-        return stat.S_IMODE(st.st_mode) & self.opts.mode_mask
+            return self.opts.chmod.apply(own, stat.S_ISDIR(st.st_mode))
+        return own
 
     def copy_one(self, target: str, rel: str, st: os.stat_result) -> None:
         """One non-directory (or a directory met inside a walk) from the tree."""
@@ -565,7 +622,8 @@ def _member_entry(
     if not name:
         return None  # the archive's "./": dest exists already
     target = _join(dest, name)
-    meta = (member.mode & 0o7777, member.uid, member.gid)
+    owner = em.opts.chown or (member.uid, member.gid)  # --chown applies (BuildKit v0.23+)
+    meta = (member.mode & 0o7777, *owner)
     if member.isreg():
         if member.issparse():
             raise CopyError(f"{archive}: sparse archive entry {member.name!r} is not supported")
@@ -647,14 +705,21 @@ def _copy(
     workdir: str,
     opts: _Options,
     inline: Sequence[tuple[str, bytes]],
+    parents: Sequence[str] | None = None,
 ) -> list[LayerEntry]:
+    """``parents``: for ``--parents``, the part of each found source's path to drop (what comes
+    before a ``/./`` pivot); the rest of its path is kept under ``dest``."""
     dest_rel, dest_is_dir = resolve_dest(dest, workdir)
     check_many_into_one(len(found) + len(inline), dest, opts.is_add)
     target_dir = _resolve_in_image(dest_rel, opts.base)
     existing = opts.base(target_dir) if (opts.base and target_dir) else None
     into_dir = dest_is_dir or not target_dir or (existing is not None and existing.kind == "dir")
     em = _Emitter(tree, opts)
-    for item in found:
+    for i, item in enumerate(found):
+        if parents is not None:  # --parents: the source's path is kept below dest
+            kept = go_clean(item.name).removeprefix(parents[i]).lstrip("/")
+            _copy_kept(em, _join(target_dir, kept), item)
+            continue
         if stat.S_ISDIR(item.st.st_mode):
             em.copy_dir_contents(target_dir, item.rel)
             continue
@@ -665,9 +730,16 @@ def _copy(
         em.copy_one(_join(target_dir, name) if into_dir else target_dir, item.rel, item.st)
     for name, data in inline:
         target = _join(target_dir, posixpath.basename(name)) if into_dir else target_dir
-        mode = HEREDOC_MODE if opts.chmod is None else opts.chmod
+        mode = HEREDOC_MODE if opts.chmod is None else opts.chmod.apply(HEREDOC_MODE, False)
         em.entries[target] = LayerEntry(target, "file", mode, *em.created_owner, source=data)
     return em.finish()
+
+
+def _copy_kept(em: _Emitter, target: str, item: _Found) -> None:
+    if stat.S_ISDIR(item.st.st_mode):
+        em.copy_dir_contents(target, item.rel)
+    else:
+        em.copy_one(target, item.rel, item.st)
 
 
 def resolve_copy(
@@ -686,6 +758,8 @@ def resolve_copy(
     scratch_dir: Path | None = None,
     mode_mask: int = CONTEXT_MODE_MASK,
     exclude: Sequence[str] = (),
+    link: bool = False,
+    parents: bool = False,
 ) -> list[LayerEntry]:
     """The layer entries of ``COPY``/``ADD sources... dest`` from the build context.
 
@@ -698,9 +772,13 @@ def resolve_copy(
     """
     tree = _Tree(context_root, scoped=False, ignore=ignore)
     found: list[_Found] = []
+    dropped: list[str] = []  # --parents: what each found path loses (before a /./ pivot)
     for src in sources:
         cleaned = _context_source(src, tree.root)
-        found.extend(tree.find(cleaned, follow=follow_symlinks_inside, display=src))
+        items = tree.find(cleaned, follow=follow_symlinks_inside, display=src)
+        found.extend(items)
+        pivot = go_clean(src.split("/./", 1)[0]) if "/./" in src else ""
+        dropped.extend([pivot if pivot != "." else ""] * len(items))
     opts = _Options(
         chmod=parse_chmod(chmod) if chmod is not None else None,
         chown=chown,
@@ -710,8 +788,9 @@ def resolve_copy(
         scratch_dir=scratch_dir,
         base=base,
         exclude=_excluder(exclude),
+        link=link,
     )
-    return _copy(tree, found, dest, workdir, opts, inline)
+    return _copy(tree, found, dest, workdir, opts, inline, dropped if parents else None)
 
 
 def copy_from_tree(
@@ -727,6 +806,7 @@ def copy_from_tree(
     base: BaseLookup | None = None,
     mode_mask: int = TREE_MODE_MASK,
     exclude: Sequence[str] = (),
+    link: bool = False,
 ) -> list[LayerEntry]:
     """``COPY --from``: the same rules over an unpacked stage or context filesystem at ``root``.
 
@@ -748,6 +828,7 @@ def copy_from_tree(
         scratch_dir=None,
         base=base,
         exclude=_excluder(exclude),
+        link=link,
     )
     return _copy(tree, found, dest, workdir, opts, ())
 

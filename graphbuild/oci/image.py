@@ -15,12 +15,22 @@ def timestamp(epoch: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
 
 
+def config_variant(platform: Platform) -> str:
+    """The variant an image config names: BuildKit's (containerd's platforms.Normalize), which
+    drops arm64's default v8. Index entries keep ``oci_variant`` (see docs/backends.md)."""
+    if platform.arch == "arm64" and platform.oci_variant in ("v8", "8", "v8.0", "8.0"):
+        return ""
+    return platform.oci_variant
+
+
 def empty_config(platform: Platform) -> dict:
-    """A scratch image's config; BuildKit gives Linux images a default PATH."""
+    """A scratch image's config, as BuildKit's emptyImage: WorkingDir "/", and a default PATH
+    for Linux."""
     cfg: dict = {"architecture": platform.arch, "os": platform.os,
-                 "config": {}, "rootfs": {"type": "layers", "diff_ids": []}, "history": []}
-    if platform.oci_variant:
-        cfg["variant"] = platform.oci_variant
+                 "config": {"WorkingDir": "/"}, "rootfs": {"type": "layers", "diff_ids": []},
+                 "history": []}
+    if config_variant(platform):
+        cfg["variant"] = config_variant(platform)
     if platform.os == "linux":
         cfg["config"]["Env"] = [f"PATH={DEFAULT_PATH}"]
     return cfg
@@ -40,8 +50,8 @@ def rebase_config(base: dict, platform: Platform) -> dict:
     cfg.setdefault("rootfs", {"type": "layers", "diff_ids": []})
     cfg.setdefault("history", [])
     cfg["architecture"], cfg["os"] = platform.arch, platform.os
-    if platform.oci_variant:
-        cfg["variant"] = platform.oci_variant
+    if config_variant(platform):
+        cfg["variant"] = config_variant(platform)
     else:
         cfg.pop("variant", None)
     return cfg

@@ -4,8 +4,13 @@ Plain HTTP only for loopback hosts and hosts marked insecure, over a lean keep-a
 (``transport.PlainHTTP``); HTTPS with certificate checks otherwise, over httpx (imported only
 then). Authentication follows the registry's challenges (see ``auth.py``). Transient
 failures (429, 5xx, broken connections, timeouts) are retried a bounded number of times with
-backoff. Every error names the registry, the repository, the operation and what the registry
+backoff, and within the run's retry budget (``limits.RetryBudget``). Every request has an
+overall deadline (``timeout`` plus what its bytes need at a slow line's pace, MIN_RATE), so a
+registry that drips bytes cannot hold it (a timeout, retried); it also stops at the deadline of
+the caller's ``limits.scope`` (a push) or as soon as that is cancelled (Ctrl-C), and is then
+not retried. Every error names the registry, the repository, the operation and what the registry
 said, with credentials redacted. Thread-safe: one client serves a whole push's worker pool.
+Clients sharing a ``WriteLedger`` write each (registry, repository, digest) once.
 """
 
 from __future__ import annotations
@@ -15,12 +20,15 @@ import logging
 import os
 import re
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, BinaryIO
 from urllib.parse import urlencode, urljoin, urlsplit
 
+from . import limits
 from .auth import Authenticator, AuthProblem, TokenRequest, merge_scopes, repository_scope
 from .credentials import Credentials, CredentialsError, CredentialStore
 from .digests import MANIFEST_TYPES, digest_of, hasher_for, is_digest
@@ -43,6 +51,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MiB = 1024 * 1024
+MIN_RATE = 128 * 1024  # bytes/s: slower than this, a request's deadline passes
 DEFAULT_CHUNK_THRESHOLD = 16 * MiB
 DEFAULT_CHUNK_SIZE = 16 * MiB
 READ_SIZE = 1 * MiB
@@ -62,6 +71,11 @@ Body = bytes | Callable[[], Iterable[bytes]]
 
 class TransientError(RegistryError):
     """A failure that may pass: 429, 5xx, a broken connection, a timeout."""
+
+
+class StoppedError(RegistryError):
+    """The caller's deadline passed (``limits.scope``), or its work was cancelled."""
+
 
 
 @dataclass(frozen=True)
@@ -108,9 +122,10 @@ class RegistryClient:
                  retry: RetryPolicy | None = None, timeout: float = 60.0,
                  chunk_threshold: int = DEFAULT_CHUNK_THRESHOLD,
                  chunk_size: int = DEFAULT_CHUNK_SIZE, max_connections: int = 16,
-                 transport: Any = None) -> None:
+                 transport: Any = None, ledger: WriteLedger | None = None) -> None:
         """``transport``: an ``httpx.BaseTransport`` to send every request through httpx with
-        (the lean plain-HTTP path is then not used)."""
+        (the lean plain-HTTP path is then not used). ``ledger``: the run's writes, shared
+        with its other clients (``writes``; a client of its own otherwise)."""
         if not registry or "/" in registry:
             raise ValueError(f"a registry is host[:port], not {registry!r}")
         self.registry = registry
@@ -119,7 +134,8 @@ class RegistryClient:
         plain = insecure or is_loopback(self.endpoint)
         self.base_url = f"{'http' if plain else 'https'}://{self.endpoint}"
         self.retry = retry or RetryPolicy()
-        self.writes = WriteLedger()  # the run's, when a run sets it (engine.remote)
+        self.timeout = timeout
+        self.writes = ledger or WriteLedger()
         self.chunk_threshold = chunk_threshold
         self.chunk_size = chunk_size
         self.stats = ClientStats()
@@ -154,8 +170,9 @@ class RegistryClient:
     def blob_exists(self, repo: str, digest: str) -> bool:
         """HEAD the blob: True if the repository has it."""
         op = _Op(repo, f"check blob {digest}")
-        if self.writes.written((self.registry, repo, digest)):
-            return True
+        with self._stops(op):
+            if self.writes.written((self.registry, repo, digest)):
+                return True
         response = self._request(op, "HEAD", self._url(repo, "blobs", digest),
                                  scopes=_pull(repo), follow=True)
         if response.status_code == 200:
@@ -167,7 +184,7 @@ class RegistryClient:
     def mount_blob(self, repo: str, digest: str, from_repo: str) -> bool:
         """Cross-repository mount; False when the registry would rather have an upload."""
         op = _Op(repo, f"mount blob {digest} from {from_repo}")
-        with self.writes.once((self.registry, repo, digest)) as write:
+        with self._stops(op), self.writes.once((self.registry, repo, digest)) as write:
             if write is None:  # this run has put it there already
                 return True
             url = self._url(repo, "blobs", "uploads/")
@@ -190,7 +207,7 @@ class RegistryClient:
         last answer was lost (distribution rejects a stale upload state).
         """
         op = _Op(repo, f"upload blob {digest}")
-        with self.writes.once((self.registry, repo, digest)) as write:
+        with self._stops(op), self.writes.once((self.registry, repo, digest)) as write:
             if write is None:  # this run has put it there already
                 return
             self._upload_retried(op, repo, digest, size, open_fn)
@@ -205,12 +222,14 @@ class RegistryClient:
                 self._upload_once(op, repo, digest, size, open_fn)
                 return
             except TransientError as exc:
-                if attempt >= self.retry.attempts:
+                if getattr(exc, "spent", False):
+                    raise
+                if not self._may_retry(attempt, self.retry.attempts):
+                    note = self._no_retry_note(attempt, self.retry.attempts)
                     raise TransientError(self.registry, repo, op.name,
-                                         f"{exc.detail} (gave up after {attempt} uploads)",
+                                         f"{exc.detail} (gave up after {attempt} uploads{note})",
                                          status=exc.status, codes=exc.codes) from None
-            self.stats.add("retries")
-            self.retry.sleep(self.retry.backoff(attempt))
+            self._pause(attempt, None)
             attempt += 1
             if self.blob_exists(repo, digest):  # the lost answer may have been a success
                 return
@@ -219,18 +238,18 @@ class RegistryClient:
         """Stream a blob into the seekable file ``dest``, verifying digest (and size)."""
         op = _Op(repo, f"download blob {digest}")
         attempt = 1
-        while True:
-            dest.seek(0)
-            dest.truncate()
-            try:
-                written = self._download_once(op, repo, digest, dest, size)
-                break
-            except TransientError:
-                if attempt >= self.retry.attempts:
-                    raise
-            self.stats.add("retries")
-            self.retry.sleep(self.retry.backoff(attempt))
-            attempt += 1
+        with self._stops(op):
+            while True:
+                dest.seek(0)
+                dest.truncate()
+                try:
+                    written = self._download_once(op, repo, digest, dest, size)
+                    break
+                except TransientError:
+                    if not self._may_retry(attempt, self.retry.attempts):
+                        raise
+                self._pause(attempt, None)
+                attempt += 1
         self.stats.add("blobs_downloaded")
         self.stats.add("bytes_downloaded", written)
         return written
@@ -261,6 +280,12 @@ class RegistryClient:
         """The manifest's media type, digest and size, or None when there is none."""
         op = _Op(repo, f"check manifest {ref}")
         accept = tuple(accept)
+        if is_digest(ref):
+            with self._stops(op):
+                written = self.writes.written((self.registry, repo, ref))
+            info = self.writes.info((self.registry, repo, ref)) if written else None
+            if info is not None:
+                return info
         response = self._request(op, "HEAD", self._url(repo, "manifests", ref),
                                  scopes=_pull(repo), headers={"Accept": ", ".join(accept)},
                                  follow=True)
@@ -282,15 +307,17 @@ class RegistryClient:
         if is_digest(ref) and ref != digest:
             raise DigestMismatchError(self.registry, repo, op.name,
                                       f"the manifest's content has digest {digest}")
-        if not is_digest(ref):  # a tag moves each time it is asked to
-            return self._put_manifest(op, repo, ref, data, media_type, digest)
-        with self.writes.once((self.registry, repo, digest)) as write:
-            if write is not None:  # None: this run has PUT it there already
+        if not is_digest(ref):  # tags are moved once each, at the end of a push
+            self._put_manifest(op, repo, ref, data, media_type, digest)
+            return digest
+        with self._stops(op), self.writes.once((self.registry, repo, digest)) as write:
+            if write is not None:
                 self._put_manifest(op, repo, ref, data, media_type, digest)
+                write.info = ManifestInfo(media_type, digest, len(data))
         return digest
 
     def _put_manifest(self, op: _Op, repo: str, ref: str, data: bytes, media_type: str,
-                      digest: str) -> str:
+                      digest: str) -> None:
         response = self._request(op, "PUT", self._url(repo, "manifests", ref),
                                  scopes=_push(repo), headers={"Content-Type": media_type},
                                  body=data)
@@ -301,7 +328,6 @@ class RegistryClient:
             raise DigestMismatchError(self.registry, repo, op.name,
                                       f"the registry stored {said}, we sent {digest}")
         self.stats.add("manifests_put")
-        return digest
 
     def referrers(self, repo: str, digest: str) -> dict | None:
         """The OCI 1.1 referrers index of ``digest``, or None when the registry has no
@@ -345,7 +371,13 @@ class RegistryClient:
 
     def _upload_once(self, op: _Op, repo: str, digest: str, size: int, open_fn: OpenFn) -> None:
         scopes = _push(repo)
-        start = self._request(op, "POST", self._url(repo, "blobs", "uploads/"), scopes=scopes)
+        try:
+            start = self._request(op, "POST", self._url(repo, "blobs", "uploads/"),
+                                  scopes=scopes)
+        except TransientError as exc:
+            # its own retries are spent: starting sessions again would spend them 5 times over
+            exc.spent = True
+            raise
         if start.status_code != 202:
             raise self._failure(op, start)
         location = self._location(op, start)
@@ -353,7 +385,7 @@ class RegistryClient:
             final = self._request(
                 op, "PUT", location, scopes=scopes, params={"digest": digest}, retry=False,
                 headers={"Content-Type": "application/octet-stream",
-                         "Content-Length": str(size)},
+                         "Content-Length": str(size)}, size=size,
                 body=lambda: _file_body(open_fn, size, op, self.registry))
         else:
             location = self._upload_chunks(op, location, size, open_fn, scopes)
@@ -374,7 +406,7 @@ class RegistryClient:
                 op, "PATCH", location, scopes=scopes, retry=False,
                 headers={"Content-Type": "application/octet-stream",
                          "Content-Length": str(length),
-                         "Content-Range": f"{offset}-{offset + length - 1}"},
+                         "Content-Range": f"{offset}-{offset + length - 1}"}, size=length,
                 body=lambda o=offset, n=length: _file_chunks(open_fn, o, n, op, self.registry))
             if response.status_code != 202:
                 raise self._failure(op, response)
@@ -395,7 +427,7 @@ class RegistryClient:
         hasher = hasher_for(digest)
         written = 0
         response = self._request(op, "GET", self._url(repo, "blobs", digest), scopes=_pull(repo),
-                                 stream=True, follow=True)
+                                 stream=True, follow=True, size=size)
         try:
             if response.status_code != 200:
                 response.read()
@@ -452,7 +484,7 @@ class RegistryClient:
     def _request(self, op: _Op, method: str, url: str, *, scopes: tuple[str, ...],
                  headers: dict[str, str] | None = None, params: dict[str, str] | None = None,
                  body: Body | None = None, stream: bool = False, follow: bool = False,
-                 retry: bool = True) -> Response:
+                 retry: bool = True, size: int | None = 0) -> Response:
         """Send with authentication and, when ``retry``, bounded retries; return the response
         whatever its status (callers decide what is a failure). Raise TransientError when a
         transient failure persists, AuthenticationError when credentials do not work."""
@@ -463,10 +495,16 @@ class RegistryClient:
             all_headers = self._headers(op, scopes, headers)
             try:
                 response = self._send(method, target, all_headers,
-                                      body() if callable(body) else body, stream, follow)
+                                      body() if callable(body) else body, stream, follow,
+                                      self._deadline(size))
             except TransportError as exc:
-                if attempt >= attempts:
-                    raise self._transport_failure(op, exc, attempt) from None
+                if exc.stopped and _scope_ended():  # its deadline or a Ctrl-C: retrying is futile
+                    raise self._stopped(op, str(exc)) from None
+                if exc.stopped:  # this request's own deadline: a slow answer, perhaps not the next
+                    exc = TransportError(f"no complete answer within {self._allowed(size)}")
+                if not self._may_retry(attempt, attempts):
+                    raise self._transport_failure(op, exc, attempt,
+                                                  self._no_retry_note(attempt, attempts)) from None
                 self._pause(attempt, None)
                 attempt += 1
                 continue
@@ -477,7 +515,9 @@ class RegistryClient:
                 _discard(response)
                 self._challenge(op, response, scopes)
                 continue
-            if is_retryable(response) and attempt < attempts:
+            if not is_retryable(response):
+                self._answered()
+            elif self._may_retry(attempt, attempts):
                 _discard(response)
                 self._pause(attempt, response)
                 attempt += 1
@@ -487,15 +527,36 @@ class RegistryClient:
                 raise self._auth_failure(op, response)
             if is_retryable(response):
                 _discard(response)
-                raise self._failure(op, response, transient=True, attempts=attempt)
+                raise self._failure(op, response, transient=True, attempts=attempt,
+                                    note=self._no_retry_note(attempt, attempts))
             return response
 
+    def _deadline(self, size: int | None) -> float | None:
+        """When a request moving ``size`` bytes must be done (None: a size not known)."""
+        if size is None:
+            return None
+        return time.monotonic() + self.timeout + size / MIN_RATE
+
+    def _allowed(self, size: int | None) -> str:
+        """A request's own deadline, for messages."""
+        seconds = round(self.timeout + (size or 0) / MIN_RATE, 1)
+        return (f"the request's deadline ({seconds:g} s: {self.timeout:g} s plus 1 s per "
+                f"{MIN_RATE // 1024} KiB it moves)")
+
     def _send(self, method: str, url: str, headers: dict[str, str], body: Any, stream: bool,
-              follow: bool) -> Response:
+              follow: bool, until: float | None = None) -> Response:
         """One request, and when ``follow`` its redirects (GET and HEAD only), each hop over
         the transport its URL calls for; credentials do not follow to another origin."""
+        scope = limits.current()
+        if scope.deadline is not None:
+            until = scope.deadline if until is None else min(until, scope.deadline)
         for _ in range(MAX_REDIRECTS + 1):
-            response = self._http_for(url).send(method, url, headers, body, stream)
+            try:
+                scope.check()
+            except limits.Stopped as exc:
+                raise TransportError(str(exc), stopped=True) from None
+            response = self._http_for(url).send(method, url, headers, body, stream,
+                                                until=until, events=scope.events)
             location = response.headers.get("Location")
             if not (follow and location and response.status_code in _REDIRECTS):
                 return response
@@ -528,18 +589,20 @@ class RegistryClient:
     def _send_plain(self, request: TokenRequest) -> Response:
         """For token requests: retries, no authentication handling, body read; no redirect
         (the credentials in the request must not go elsewhere)."""
-        for attempt in range(1, self.retry.attempts + 1):
+        attempts = self.retry.attempts
+        for attempt in range(1, attempts + 1):
             try:
                 response = self._send(request.method, request.url, dict(request.headers),
                                       request.body, stream=False, follow=False)
             except TransportError as exc:
-                if attempt == self.retry.attempts:
+                if not self._may_retry(attempt, attempts):
                     realm = request.url.split("?", 1)[0]
+                    note = self._no_retry_note(attempt, attempts)
                     raise AuthProblem(f"cannot reach the token service {realm} after {attempt} "
-                                      f"attempts: {self.redact(str(exc))}") from None
+                                      f"attempts{note}: {self.redact(str(exc))}") from None
                 self._pause(attempt, None)
                 continue
-            if not is_retryable(response) or attempt == self.retry.attempts:
+            if not is_retryable(response) or not self._may_retry(attempt, attempts):
                 return response
             self._pause(attempt, response)
         raise AssertionError("unreachable: the last attempt returns or raises")
@@ -565,20 +628,68 @@ class RegistryClient:
             raise AuthenticationError(self.registry, op.repository, op.name,
                                       self.redact(str(exc)), status=401) from None
 
+    def _may_retry(self, attempt: int, attempts: int) -> bool:
+        """Whether failed attempt number ``attempt`` may be retried: it is not the request's
+        last, and the run's retry budget for this registry has one left (which it spends)."""
+        if attempt >= attempts:
+            return False
+        budget = limits.current().retries
+        return budget is None or budget.take(self.registry)
+
+    def _answered(self) -> None:
+        """A real answer: the registry works, and earns the run's budget a little."""
+        budget = limits.current().retries
+        if budget is not None:
+            budget.answered(self.registry)
+
+    def _no_retry_note(self, attempt: int, attempts: int) -> str:
+        """Why a request with attempts left was not retried (its run's budget is spent)."""
+        budget = limits.current().retries
+        if attempt >= attempts or budget is None:
+            return ""
+        return (f"; not retried: this run's retry budget for {self.registry} is spent "
+                f"({budget.spent(self.registry)} retries)")
+
     def _pause(self, attempt: int, response: Response | None) -> None:
+        """Wait before a retry: not past the caller's deadline, and not after a Ctrl-C."""
         self.stats.add("retries")
         delay = self.retry.delay_for(attempt, response)
         log.debug("retrying %s in %.2fs (attempt %d failed)", self.endpoint, delay, attempt)
-        self.retry.sleep(delay)
+        try:
+            limits.sleep(delay, self.retry.sleep)
+        except limits.Stopped as exc:
+            raise TransportError(str(exc), stopped=True) from None
+
+    @contextmanager
+    def _stops(self, op: _Op) -> Iterator[None]:
+        """Within: the caller's deadline or a Ctrl-C (``limits``) is a StoppedError naming
+        this operation."""
+        try:
+            yield
+        except limits.Stopped as exc:
+            raise self._stopped(op, str(exc)) from None
+        except TransportError as exc:
+            if not exc.stopped:
+                raise
+            raise self._stopped(op, str(exc)) from None
+
+    def _stopped(self, op: _Op, why: str) -> StoppedError:
+        scope = limits.current()
+        if scope.cancelled:
+            why = "interrupted"
+        elif scope.why:
+            why = f"no complete answer within {scope.why}"
+        return StoppedError(self.registry, op.repository, op.name, why)
 
     # -- errors ------------------------------------------------------------------------------
 
     def _failure(self, op: _Op, response: Response, *, transient: bool = False,
-                 attempts: int = 1) -> RegistryError:
+                 attempts: int = 1, note: str = "") -> RegistryError:
         said, codes = describe_response(response)
         detail = self.redact(said)
         if attempts > 1:
             detail += f" after {attempts} attempts"
+        detail += note
         kind = TransientError if transient or is_retryable(response) else RegistryError
         return kind(self.registry, op.repository, op.name, detail,
                     status=response.status_code, codes=codes)
@@ -591,12 +702,12 @@ class RegistryClient:
                                    f"authentication failed: {self.redact(said)}; {hint}",
                                    status=401, codes=codes)
 
-    def _transport_failure(self, op: _Op, exc: TransportError,
-                           attempts: int) -> TransientError:
+    def _transport_failure(self, op: _Op, exc: TransportError, attempts: int,
+                           note: str = "") -> TransientError:
         reason = self.redact(str(exc) or type(exc).__name__)
         tries = f" after {attempts} attempts" if attempts > 1 else ""
         return TransientError(self.registry, op.repository, op.name,
-                              f"connection to {self.base_url} failed{tries}: {reason}")
+                              f"connection to {self.base_url} failed{tries}: {reason}{note}")
 
     def _location(self, op: _Op, response: Response) -> str:
         """Where the upload session continues (absolute or relative to the request)."""
@@ -608,6 +719,13 @@ class RegistryClient:
 
     def _url(self, repo: str, kind: str, ref: str) -> str:
         return f"{self.base_url}/v2/{repo}/{kind}/{ref}"
+
+
+def _scope_ended() -> bool:
+    """Whether the caller's scope (``limits``) was cancelled or is past its deadline."""
+    scope = limits.current()
+    left = scope.left()
+    return scope.cancelled or (left is not None and left <= 0)
 
 
 def _pull(repo: str) -> tuple[str, ...]:

@@ -15,6 +15,8 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from . import limits
+
 Key = tuple[str, str, str]  # (registry, repository, digest)
 
 
@@ -24,6 +26,7 @@ class _Write:
         self.ok = False
         self.owner = threading.get_ident()
         self.declined = False  # the writer wrote nothing after all (a refused mount)
+        self.info = None  # what the writer knows of what it wrote (a manifest's ManifestInfo)
 
 
 class WriteLedger:
@@ -45,8 +48,14 @@ class WriteLedger:
         if write is None:
             return False
         if not write.done.is_set() and write.owner != threading.get_ident():
-            write.done.wait()
+            limits.wait(write.done)  # Stopped on the caller's deadline or a Ctrl-C
         return write.ok
+
+    def info(self, key: Key):
+        """What the writer of ``key`` recorded of it (``_Write.info``), once written."""
+        with self._lock:
+            write = self._writes.get(key)
+        return write.info if write is not None and write.done.is_set() and write.ok else None
 
     @contextmanager
     def once(self, key: Key) -> Iterator[_Write | None]:
@@ -66,7 +75,7 @@ class WriteLedger:
             if write.owner == threading.get_ident():  # nested on one thread: write again
                 yield _Write()
                 return
-            write.done.wait()
+            limits.wait(write.done)
             if write.ok:
                 yield None
                 return

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 from graphbuild import platforms
 from graphbuild.errors import BuildError
 
+from . import limits
 from .client import RegistryClient
 from .digests import (
     INDEX_TYPES,
@@ -761,7 +762,7 @@ class _TaskLoop:
 
     def submit(self, task: Callable[[], Any], then: Callable[[Any], None]) -> None:
         if not self._failed:
-            future = self._pool.submit(task)
+            future = self._pool.submit(limits.carry(task))  # within the caller's deadline
             self._then[future] = then
             future.add_done_callback(self._finished.put)
 
@@ -770,6 +771,8 @@ class _TaskLoop:
 
     def __exit__(self, exc_type, exc, tb) -> None:
         errors: list[BaseException] = [exc] if exc is not None else []
+        if isinstance(exc, KeyboardInterrupt):
+            limits.cancel()  # what runs stops now, not at its end
         try:
             while self._then and not errors:
                 future = self._finished.get()
@@ -778,6 +781,9 @@ class _TaskLoop:
                     then(future.result())
                 except BaseException as failure:  # noqa: BLE001 - raised below
                     errors.append(failure)
+        except KeyboardInterrupt:
+            limits.cancel()
+            raise
         finally:
             self._failed = True
             for future in self._then:
@@ -803,8 +809,12 @@ def _run_all(tasks: list[Callable[[], Any]], max_workers: int) -> list[Any]:
     if len(tasks) <= 1 or max_workers <= 1:
         return [task() for task in tasks]
     with ThreadPoolExecutor(max_workers=min(max_workers, len(tasks))) as pool:
-        futures: list[Future] = [pool.submit(task) for task in tasks]
-        wait(futures, return_when=FIRST_EXCEPTION)
+        futures: list[Future] = [pool.submit(limits.carry(task)) for task in tasks]
+        try:
+            wait(futures, return_when=FIRST_EXCEPTION)
+        except KeyboardInterrupt:
+            limits.cancel()
+            raise
         if any(f.done() and f.exception() is not None for f in futures):
             for future in futures:
                 future.cancel()

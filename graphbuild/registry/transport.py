@@ -1,5 +1,8 @@
 """HTTP for the registry client, behind one small ``Response``.
 
+Every request has an overall deadline (``until``, a ``time.monotonic()`` value) and may be
+cancelled (``events``): a registry that drips one byte at a time cannot hold it longer.
+
 ``PlainHTTP`` is a lean HTTP/1.1 keep-alive pool over ``http.client`` for plain-HTTP hosts
 (loopback, or marked insecure): a request costs it about a third of httpx's CPU, and it needs
 neither httpx's import nor an SSL context (which loads certifi's bundle). ``HttpxHTTP`` wraps
@@ -12,7 +15,9 @@ from __future__ import annotations
 import http.client
 import json
 import select
+import socket
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 from urllib.parse import urlsplit
@@ -22,7 +27,70 @@ USER_AGENT = "graphbuild"
 
 
 class TransportError(Exception):
-    """No usable answer: connection refused or reset, timeout, a body cut short."""
+    """No usable answer: connection refused or reset, timeout, a body cut short; ``stopped``
+    when the request's deadline passed or it was cancelled."""
+
+    def __init__(self, message: str, *, stopped: bool = False) -> None:
+        super().__init__(message)
+        self.stopped = stopped
+
+
+class Stop(TimeoutError):
+    """A request's deadline passed, or it was cancelled."""
+
+
+SLICE_S = 0.25  # a blocked read or write looks at the cancellation events this often
+
+
+class BoundedSocket(socket.socket):
+    """A socket whose reads and writes end at ``until`` or once one of ``events`` is set,
+    and after ``idle`` seconds without progress. Blocking calls wait in short slices."""
+
+    until: float | None = None
+    events: tuple[threading.Event, ...] = ()
+    idle: float = 60.0
+
+    def _timeout(self, started: float) -> float:
+        if any(event.is_set() for event in self.events):
+            raise Stop("interrupted")
+        now = time.monotonic()
+        if self.until is not None and now >= self.until:
+            raise Stop("no complete answer before the deadline")
+        if now - started >= self.idle:
+            raise TimeoutError("timed out")
+        left = min(self.idle - (now - started),
+                   self.until - now if self.until is not None else self.idle)
+        return min(left, SLICE_S) if self.events else left
+
+    def recv_into(self, buffer, nbytes: int = 0, flags: int = 0) -> int:  # type: ignore[override]
+        started = time.monotonic()
+        while True:
+            self.settimeout(max(self._timeout(started), 0.001))
+            try:
+                return super().recv_into(buffer, nbytes, flags)
+            except TimeoutError:
+                continue  # _timeout decides whether that was the end
+
+    def sendall(self, data, flags: int = 0) -> None:  # type: ignore[override]
+        view = memoryview(data).cast("B")
+        started = time.monotonic()
+        while view:
+            self.settimeout(max(self._timeout(started), 0.001))
+            try:
+                sent = self.send(view, flags)
+            except TimeoutError:
+                continue
+            view = view[sent:]
+            started = time.monotonic()
+
+
+class _Connection(http.client.HTTPConnection):
+    """An HTTP connection over a ``BoundedSocket``."""
+
+    def connect(self) -> None:
+        super().connect()  # sets TCP_NODELAY
+        raw = self.sock
+        self.sock = BoundedSocket(raw.family, raw.type, raw.proto, fileno=raw.detach())
 
 
 class Headers:
@@ -105,13 +173,15 @@ class PlainHTTP:
         self._closed = False
 
     def send(self, method: str, url: str, headers: dict[str, str], body: Body,
-             stream: bool = False) -> Response:
+             stream: bool = False, *, until: float | None = None,
+             events: tuple[threading.Event, ...] = ()) -> Response:
         parts = urlsplit(url)
         target = f"{parts.path or '/'}?{parts.query}" if parts.query else parts.path or "/"
         self._slots.acquire()
         conn = answer = None
         try:
             conn = self._checkout(parts.netloc)
+            conn.sock.until, conn.sock.events = until, events
             conn.request(method, target, body=body, headers={"User-Agent": USER_AGENT,
                                                              **headers})
             answer = conn.getresponse()
@@ -125,6 +195,8 @@ class PlainHTTP:
             if conn is not None:
                 conn.close()
             self._slots.release()
+            if isinstance(exc, Stop):
+                raise TransportError(str(exc), stopped=True) from None
             if isinstance(exc, (OSError, http.client.HTTPException)):
                 raise TransportError(_describe(exc)) from None
             raise  # e.g. the body's source failed: not the network's doing
@@ -141,15 +213,17 @@ class PlainHTTP:
             if _still_open(conn):
                 return conn
             conn.close()
-        conn = http.client.HTTPConnection(netloc, timeout=self._connect_timeout)
-        conn.connect()  # sets TCP_NODELAY
-        conn.sock.settimeout(self._timeout)
+        conn = _Connection(netloc, timeout=self._connect_timeout)
+        conn.connect()
+        conn.sock.idle = self._timeout
         return conn
 
     def _finish(self, netloc: str, conn: http.client.HTTPConnection,
                 answer: http.client.HTTPResponse) -> None:
         """The answer is done with: keep its connection if the answer was read to its end."""
         try:
+            if conn.sock is not None:
+                conn.sock.until, conn.sock.events = None, ()
             if answer.isclosed() and not answer.will_close and not self._closed:
                 with self._lock:
                     self._idle.setdefault(netloc, []).append(conn)
@@ -175,6 +249,8 @@ def _read_chunks(answer: http.client.HTTPResponse, size: int = 1024 * 1024) -> I
             if not chunk:
                 return
             yield chunk
+    except Stop as exc:
+        raise TransportError(str(exc), stopped=True) from None
     except (OSError, http.client.HTTPException) as exc:
         raise TransportError(_describe(exc)) from None
 
@@ -204,6 +280,7 @@ class HttpxHTTP:
         import httpx
 
         self._httpx = httpx
+        self._timeout, self._connect_timeout = timeout, connect_timeout
         self._client = httpx.Client(
             timeout=httpx.Timeout(timeout, connect=connect_timeout), verify=True,
             limits=httpx.Limits(max_connections=max_connections,
@@ -211,23 +288,40 @@ class HttpxHTTP:
             trust_env=trust_env, transport=transport)
 
     def send(self, method: str, url: str, headers: dict[str, str], body: Body,
-             stream: bool = False) -> Response:
+             stream: bool = False, *, until: float | None = None,
+             events: tuple[threading.Event, ...] = ()) -> Response:
+        """httpx bounds each read and write, not the whole request: each is given at most
+        what is left until ``until``, and a streamed body is checked between pieces."""
         httpx = self._httpx
         try:
-            request = self._client.build_request(method, url, headers=headers, content=body)
+            read = self._timeout
+            if until is not None:
+                left = until - time.monotonic()
+                if left <= 0:
+                    raise TransportError("no complete answer before the deadline", stopped=True)
+                read = min(read, left)
+            request = self._client.build_request(
+                method, url, headers=headers, content=body,
+                timeout=httpx.Timeout(read, connect=min(self._connect_timeout, read)))
             answer = self._client.send(request, stream=True)
         except httpx.TransportError as exc:
             raise TransportError(_describe(exc)) from None
         response = Response(answer.status_code, answer.reason_phrase,
                             Headers(answer.headers.multi_items()), str(answer.url), headers,
-                            chunks=self._chunks(answer), on_close=answer.close)
+                            chunks=self._chunks(answer, until, events), on_close=answer.close)
         if not stream:
             response.read()
         return response
 
-    def _chunks(self, answer: Any) -> Iterator[bytes]:
+    def _chunks(self, answer: Any, until: float | None,
+                events: tuple[threading.Event, ...]) -> Iterator[bytes]:
         try:
-            yield from answer.iter_bytes(1024 * 1024)
+            for chunk in answer.iter_bytes(1024 * 1024):
+                if any(event.is_set() for event in events):
+                    raise TransportError("interrupted", stopped=True)
+                if until is not None and time.monotonic() >= until:
+                    raise TransportError("no complete answer before the deadline", stopped=True)
+                yield chunk
         except self._httpx.TransportError as exc:
             raise TransportError(_describe(exc)) from None
 

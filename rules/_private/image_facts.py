@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from graphbuild import __version__, platforms
 from graphbuild.errors import UserError
 
-FACTS_VERSION = 4  # bumped when Facts change shape or meaning (4: symlinks, native_special)
+FACTS_VERSION = 7  # bumped when Facts change shape or meaning (7: --parents is native)
 
 
 @dataclass
@@ -32,6 +32,7 @@ class Facts:
     native_special: tuple[int, str, str] | None  # a FIFO or device COPY reaches: (line, why, hint)
     inputs: list[str]  # workspace-relative files, the Dockerfile and .dockerignore included
     input_globs: list[str]
+    heredocs: list[int]  # lines of COPY/ADD/RUN with a heredoc (old buildah cannot build them)
 
 
 @dataclass
@@ -44,7 +45,8 @@ def key(setup, plats: list[platforms.Platform]) -> tuple:
     """Everything besides the paths' stamps that the facts depend on."""
     a = setup.target.attrs
     return ("image-facts", FACTS_VERSION, __version__, str(setup.target.label),
-            setup.dockerfile_str, setup.context_str, repr(a["build_args"]), a["target"],
+            setup.dockerfile_str, setup.context_str, setup.exclude, repr(a["build_args"]),
+            a["target"],
             repr(sorted((k, str(v)) for k, v in setup.contexts.items())),
             tuple(map(str, plats)), str(platforms.host()))
 
@@ -84,7 +86,8 @@ def _facts(setup, plan, ignore, walked: list[str]) -> Facts:
             if not isinstance(cmd, ins.Copy):
                 continue
             _check_chmod(cmd, plan, setup)
-            flag = next((f for f, on in (("--parents", cmd.parents),
+            # native keeps --parents for context sources (not yet for --from)
+            flag = next((f for f, on in (("--parents", cmd.parents and bool(cmd.from_)),
                                          ("--checksum", cmd.checksum)) if on), None)
             if flag and unsupported is None:
                 unsupported = (cmd.line, flag)
@@ -119,7 +122,9 @@ def _facts(setup, plan, ignore, walked: list[str]) -> Facts:
                        if b.kind == "context"],
         refs=list(plan.refs), native_unsupported=unsupported, native_special=special,
         inputs=sorted(files),
-        input_globs=globs)
+        input_globs=globs,
+        heredocs=sorted(cmd.line for idx in plan.order for cmd in plan.stages[idx].commands
+                        if getattr(cmd, "heredocs", None)))
 
 
 def _check_many_into_one(cmd, root: str, ignore) -> None:

@@ -161,12 +161,21 @@ class Setup:
                                     "the path is relative to the package directory") from None
 
     def dockerignore(self):
-        """The .dockerignore that applies (None when there is none) and its relative path."""
-        from graphbuild.backends.plan import dockerignore_path
-        from graphbuild.dockerfile.dockerignore import DockerIgnore
+        """The .dockerignore that applies, with the cache directory excluded (None when it
+        ignores nothing), and the file's relative path (None when there is none)."""
+        from graphbuild.backends.plan import context_ignore, dockerignore_path
 
-        path = dockerignore_path(Path(self.context_str), Path(self.dockerfile_str))
-        return (DockerIgnore.from_file(path), self.rel(str(path))) if path else (None, None)
+        context, dockerfile = Path(self.context_str), Path(self.dockerfile_str)
+        path = dockerignore_path(context, dockerfile)
+        ignore = context_ignore(context, dockerfile, self.exclude)
+        return ignore, (self.rel(str(path)) if path else None)
+
+    @property
+    def exclude(self) -> tuple[str, ...]:
+        """What of the context is never part of it: the cache directory, when inside."""
+        from graphbuild.backends.plan import context_exclusions
+
+        return context_exclusions(Path(self.context_str), self.ctx.ws.cache_dir)
 
     def parent_dirs(self) -> list[str]:
         """The directories leading to the Dockerfile, the context and named directory contexts."""
@@ -232,6 +241,12 @@ class Setup:
             line, why, hint = facts.native_special
             raise UserError(why, path=self.dockerfile_rel, line=line, label=str(t.label),
                             hint=hint)
+        if backend == "buildah" and facts.heredocs and not backends.get(backend).supports_heredocs():
+            raise UserError(f"buildah {backends.version(backend).rsplit('/', 1)[-1]} cannot build "
+                            "heredocs (it reads <<EOT as a file name)", path=self.dockerfile_rel,
+                            line=facts.heredocs[0], label=str(t.label),
+                            hint="use backend: buildx for this image (or native, when it has no "
+                                 "RUN); buildah builds heredocs from 1.33 on")
         spec = NodeSpec(str(t.label), plat, backend, backends.version(backend),
                         self.context_str, self.dockerfile_str, self.dockerfile_rel,
                         t.attrs["build_args"], t.attrs["target"], t.attrs["labels"], {}, {},

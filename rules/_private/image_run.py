@@ -6,6 +6,7 @@ from pathlib import Path
 
 from graphbuild import backends
 from graphbuild.backends.base import BuildRequest, NamedContext
+from graphbuild.backends.plan import context_exclusions
 from graphbuild.rule_api import Outcome, RunContext
 
 
@@ -45,6 +46,7 @@ def run(rc: RunContext, spec) -> Outcome:
         dockerfile_rel=spec.dockerfile_rel, plan=spec.plan, build_args=spec.build_args,
         target=spec.target or None, labels=spec.labels, contexts=_named_contexts(rc, spec),
         source_date_epoch=spec.source_date_epoch, secrets=spec.secrets, ssh=spec.ssh,
+        exclude=context_exclusions(Path(spec.context_dir), rc.ws.cache_dir),
         **backends.request_options(rc.ws, spec),
     )
     result = backends.get(spec.backend).build(req, rc.store, rc.scratch_dir(), rc.cancelled)

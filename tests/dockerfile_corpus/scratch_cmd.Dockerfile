@@ -1,0 +1,3 @@
+FROM scratch
+COPY bin/app-amd64 /app
+CMD /app --serve

@@ -14,6 +14,14 @@ import pytest
 PARTS = ("manifest", "config", "layer0", "layer1")
 
 
+def _one_warning(res, text: str) -> None:
+    """The run said what it found damaged in one warning line (whatever the output mode)."""
+    warnings = [line for line in res.err.splitlines() if "warning" in line]
+    assert len(warnings) == 1, res.err
+    assert warnings[0].startswith(f"graphbuild: warning: {text}"), res.err
+    assert warnings[0].endswith("; rebuilding it"), res.err
+
+
 @pytest.mark.parametrize("how", ["flip", "truncate", "delete"])
 @pytest.mark.parametrize("part", PARTS)
 def test_damaged_image_is_never_exported_and_rebuilds(ws, tmp_path, part, how):
@@ -30,6 +38,7 @@ def test_damaged_image_is_never_exported_and_rebuilds(ws, tmp_path, part, how):
     assert res.code == 0, res
     assert iw.statuses(res) == {iw.GEN: "cached", iw.IMG: "built"}
     assert "cached image damaged" in iw.reasons(res)[iw.IMG]
+    _one_warning(res, f"{iw.IMG}: cached image damaged: ")
     res = ws.run("export", iw.IMG, "-o", str(out))
     assert res.code == 0, res
     with tarfile.open(out) as tar:
@@ -50,6 +59,18 @@ def test_no_op_checks_sizes_and_rebuilds_what_is_damaged(ws, how):
     assert "cached image damaged: blob sha256:" in iw.reasons(res)[iw.IMG]
     assert iw.file_in_image(ws, "big.bin") == bytes(range(256)) * 400
     assert iw.build(ws) == {iw.GEN: "cached", iw.IMG: "cached"}
+
+
+def test_a_plain_run_says_in_one_line_what_it_found_damaged(ws):
+    ws.write(iw.files())
+    iw.build(ws)
+    layer = iw.image_blobs(ws)["layer1"]
+    iw.damage(iw.blob_file(ws, layer), "truncate")
+    res = ws.run("run", "//...")
+    assert res.code == 0 and f"built   {iw.IMG}" in res.err, res
+    _one_warning(res, f"{iw.IMG}: cached image damaged: blob {layer}")
+    res = ws.run("run", "//...")
+    assert res.code == 0 and "warning" not in res.err, res
 
 
 def test_an_image_read_as_a_build_input_is_hashed(ws):
@@ -90,6 +111,7 @@ def test_corrupt_command_output_in_cas_rebuilds_the_command(ws):
     assert res.code == 0, res
     assert iw.statuses(res)[iw.GEN] == "built"
     assert "cached output damaged" in iw.reasons(res)[iw.GEN]
+    _one_warning(res, f"{iw.GEN}: cached output damaged: command output sha256:")
     assert (out / "gen@host/gen.txt").read_text() == "generated\n"
 
 

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from graphbuild.errors import BuildError
+from graphbuild.errors import BuildError, writing
 from graphbuild.oci import mediatypes as mt
 from graphbuild.oci.jsoncanon import canonical_json
 
@@ -143,10 +143,14 @@ class Store:
 
     def _write_temp(self, data: bytes) -> Path:
         fd, name = tempfile.mkstemp(dir=self.tmp_dir(), prefix="meta-")
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+        try:
+            with writing(name), os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+        except BaseException:
+            os.unlink(name)  # a full disk must not keep the half it wrote
+            raise
         os.chmod(name, 0o644)
         return Path(name)
 
@@ -352,7 +356,7 @@ class Store:
         fd, name = tempfile.mkstemp(dir=self.tmp_dir(), prefix="blob-")
         tmp = Path(name)
         try:
-            with os.fdopen(fd, "wb") as f:
+            with writing(tmp), os.fdopen(fd, "wb") as f:
                 writer = BlobWriter(f)
                 yield writer
                 f.flush()

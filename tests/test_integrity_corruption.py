@@ -10,6 +10,9 @@ import tarfile
 
 import integrity_ws as iw
 import pytest
+import registry_fixtures as fx
+
+registry = fx.registry
 
 PARTS = ("manifest", "config", "layer0", "layer1")
 
@@ -161,3 +164,41 @@ def test_cache_verify_plain_and_bad_flags(ws):
     res = ws.run("cache", "gc", "--repair")
     assert res.code == 2 and "--repair goes with `cache verify`" in res.err, res
     assert json.loads(ws.run("cache", "verify", "--output", "json").out)["problems"] == []
+
+
+def test_a_corrupt_layer_is_never_pushed(ws, registry):
+    """A layer flipped in place keeps its size (the no-op check passes); the push reads it,
+    hashing it, finds it corrupt, and the run rebuilds the image and pushes good bytes."""
+    repo = fx.unique_repo("corrupt")
+    ref = f"{registry.host}/{repo}:1"
+    ws.write({**iw.files(), "img/BUILD.yaml": f"""
+        img:
+          rule: image
+          platforms: [linux/amd64]
+          contexts: {{gen: "//gen"}}
+          tags: ["{ref}"]
+    """})
+    iw.build(ws)
+    layer = iw.image_blobs(ws)["layer1"]
+    iw.damage(iw.blob_file(ws, layer), "flip")
+    res = ws.run("run", "//...", "--push", "--output", "json")
+    assert res.code == 0 and "Traceback" not in res.err, res
+    assert "found damaged" in res.err, res.err
+    assert iw.statuses(res)[iw.IMG] == "built", res
+    assert iw.image_blobs(ws)["layer1"] == layer  # rebuilt alike: the same digest
+    pushed = [e["ref"] for e in res.events() if e["event"] == "pushed"]
+    assert pushed == [ref], res
+    for part, digest in iw.image_blobs(ws).items():  # what the registry holds is intact
+        kind = "manifests" if part == "manifest" else "blobs"
+        body = _get(f"{registry.url}/v2/{repo}/{kind}/{digest}")
+        assert hashlib.sha256(body).hexdigest() == digest.split(":", 1)[1]
+    assert iw.verify_json(ws)["ok"]
+
+
+def _get(url: str) -> bytes:
+    import urllib.request
+
+    accept = "application/vnd.oci.image.manifest.v1+json"
+    request = urllib.request.Request(url, headers={"Accept": accept})
+    with urllib.request.urlopen(request, timeout=30) as answer:
+        return answer.read()

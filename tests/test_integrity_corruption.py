@@ -64,6 +64,22 @@ def test_no_op_checks_sizes_and_rebuilds_what_is_damaged(ws, how):
     assert iw.build(ws) == {iw.GEN: "cached", iw.IMG: "cached"}
 
 
+@pytest.mark.parametrize("part", ["config", "manifest"])
+def test_a_rebuild_does_not_keep_a_blob_damaged_in_place(ws, part):
+    """A layer deleted makes the image rebuild; its config (or manifest) was also flipped in
+    place, the same size, which no size check sees. The rebuild makes the same bytes: it must
+    write them again, not record the new image over the damaged copy."""
+    ws.write(iw.files())
+    iw.build(ws)
+    blobs = iw.image_blobs(ws)
+    iw.damage(iw.blob_file(ws, blobs["layer1"]), "delete")
+    iw.damage(iw.blob_file(ws, blobs[part]), "flip")
+    res = ws.run("run", "//...", "--output", "json")
+    assert res.code == 0 and iw.statuses(res)[iw.IMG] == "built", res
+    assert iw.image_blobs(ws) == blobs  # the same image again
+    assert iw.verify_json(ws)["ok"]
+
+
 def test_a_plain_run_says_in_one_line_what_it_found_damaged(ws):
     ws.write(iw.files())
     iw.build(ws)

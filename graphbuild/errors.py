@@ -3,6 +3,8 @@ action or push (exit 1)."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 
 
@@ -79,6 +81,18 @@ def is_no_space(exc: BaseException) -> bool:
     if isinstance(exc, OSError):
         return exc.errno in (errno.ENOSPC, errno.EDQUOT)
     return type(exc).__name__ == "OperationalError" and "full" in str(exc)
+
+
+@contextlib.contextmanager
+def writing(path) -> Iterator[None]:
+    """Name ``path`` in a full disk's OSError (write(), flush() and close() give one naming no
+    file), so the one line said is "no space left on device while writing PATH"."""
+    try:
+        yield
+    except OSError as exc:
+        if is_no_space(exc) and not exc.filename:
+            exc.filename = str(path)
+        raise
 
 
 def did_you_mean(word: str, choices) -> str | None:

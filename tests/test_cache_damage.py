@@ -4,7 +4,9 @@ line, leaves the store consistent, and never makes a healthy cache look unreadab
 
 from __future__ import annotations
 
+import errno
 import os
+import re
 import sqlite3
 import subprocess
 from pathlib import Path
@@ -69,13 +71,31 @@ def _grow(mnt: Path, size: str) -> None:
     subprocess.run(["mount", "-o", f"remount,size={size}", str(mnt)], check=True)
 
 
+def _one_no_space_message(res, under: Path) -> str:
+    """Exit 1, no traceback, and one message (a failed node's line says it again after the
+    summary): no space left on device while writing a path below ``under``."""
+    assert res.code == 1, res
+    assert "Traceback" not in res.err and "internal error" not in res.err, res.err
+    said = set(re.findall(r"no space left on device while writing (\S+)", res.err))
+    assert len(said) == 1, res.err
+    path = said.pop()
+    assert Path(path).is_relative_to(under), res.err
+    return path
+
+
+def _no_temp_files(cache: Path) -> None:
+    """What a full disk interrupted is not left behind (it would keep the disk full)."""
+    left = [p for d in (cache / "oci" / ".tmp", cache / "cas" / "tmp") if d.is_dir()
+            for p in d.iterdir()]
+    assert left == [], left
+
+
 def test_a_full_disk_during_a_build_is_exit_1_with_one_message(ws, small_fs):
     ws.write({**iw.files(), "WORKSPACE.yaml": f"cache_dir: {small_fs}/cache\n",
               "img/big.bin": os.urandom(3 << 20)})
     res = ws.run("run", "//...")
-    assert res.code == 1, res
-    assert "no space left on device while writing" in res.err, res.err
-    assert "Traceback" not in res.err and "internal error" not in res.err, res.err
+    _one_no_space_message(res, small_fs / "cache")
+    _no_temp_files(small_fs / "cache")
     _grow(small_fs, "64m")
     verify = ws.run("cache", "verify")
     assert verify.code == 0, verify  # nothing half-written is taken for good
@@ -133,3 +153,116 @@ def test_damage_found_by_a_dependent_is_rebuilt_in_the_same_run(ws):
     assert "found damaged" in res.err, res.err
     assert "Traceback" not in res.err
     assert ws.run("cache", "verify").code == 0
+
+
+def test_export_to_a_full_disk_is_exit_1_and_writes_no_archive(ws, small_fs):
+    ws.write({**iw.files(), "img/big.bin": os.urandom(600 << 10)})  # the cache has room
+    iw.build(ws)
+    out = small_fs / "img.tar"  # 1 MiB cannot hold two copies
+    (small_fs / "filler").write_bytes(b"\0" * (500 << 10))
+    res = ws.run("export", iw.IMG, "-o", str(out))
+    assert _one_no_space_message(res, small_fs) == str(out)
+    assert list(small_fs.iterdir()) == [small_fs / "filler"]  # no archive, no temp file
+    (small_fs / "filler").unlink()
+    assert ws.run("export", iw.IMG, "-o", str(out)).code == 0
+
+
+# -- a full disk injected (no mount needed): the error the kernel gives, where it strikes ------
+
+def _fill_layer(monkeypatch, code: int) -> None:
+    """Writing an image's layer: half of it written, then the disk is full."""
+    from graphbuild.oci import layers
+
+    def fills_up(entries, f, **kw):
+        f.write(b"\0" * 4096)
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(layers, "write_layer", fills_up)
+
+
+def _fill_cas(monkeypatch, code: int) -> None:
+    """Storing a command's output file in the CAS: half of it copied, then the disk is full."""
+    import shutil
+
+    from graphbuild.engine import cas
+
+    real = shutil.copyfile
+
+    def fills_up(src, dst, **kw):
+        if f"{os.sep}cas{os.sep}tmp{os.sep}" not in str(dst):
+            return real(src, dst, **kw)
+        Path(dst).write_bytes(b"\0" * 4096)
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(cas.shutil, "copyfile", fills_up)
+
+
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EDQUOT], ids=["ENOSPC", "EDQUOT"])
+@pytest.mark.parametrize("where", ["layer", "cas"])
+def test_a_full_disk_while_storing_is_one_line_and_leaves_nothing(ws, monkeypatch, where, code):
+    ws.write(iw.files())
+    {"layer": _fill_layer, "cas": _fill_cas}[where](monkeypatch, code)
+    res = ws.run("run", "//...")
+    cache = ws.path(".graphbuild")
+    said = _one_no_space_message(res, cache / {"layer": "oci", "cas": "cas"}[where])
+    assert Path(said).parent.name in (".tmp", "tmp"), res.err  # the file being written
+    _no_temp_files(cache)
+    monkeypatch.undo()
+    assert set(iw.build(ws).values()) <= {"built", "cached"}
+    assert iw.verify_json(ws)["ok"]
+
+
+def test_a_full_disk_while_restoring_an_output_is_not_taken_for_damage(ws, monkeypatch):
+    from graphbuild.engine import cas
+
+    _built(ws)
+    out = ws.path(".graphbuild/out/gen/gen@host/gen.txt")
+    out.write_text("tampered\n")  # restored from the CAS when the image reads it
+    ws.write({"img/big.bin": b"other"})
+    real = cas._copy_hashing
+
+    def fills_up(src, dest):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(dest))
+
+    monkeypatch.setattr(cas, "_copy_hashing", fills_up)
+    res = ws.run("run", "//...")
+    _one_no_space_message(res, ws.path(".graphbuild"))
+    assert "cached copy" not in res.err and "damaged" not in res.err, res.err
+    monkeypatch.setattr(cas, "_copy_hashing", real)
+    res = ws.run("run", "//...", "--output", "json")
+    assert res.code == 0 and "restored the output of //gen:gen" in iw.reasons(res)[iw.IMG], res
+    assert iw.statuses(res)[iw.GEN] == "cached"  # its CAS copy was kept, not dropped
+    assert iw.file_in_image(ws, "gen.txt") == b"generated\n"
+
+
+@pytest.mark.parametrize("error", [
+    sqlite3.OperationalError("database or disk is full"),
+    OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)),
+    OSError(errno.EDQUOT, os.strerror(errno.EDQUOT)),
+    "disk I/O error on a full file system",
+], ids=["sqlite-full", "ENOSPC", "EDQUOT", "io-error-when-full"])
+def test_a_full_disk_when_the_cache_opens_is_exit_1_and_keeps_the_cache(ws, monkeypatch,
+                                                                        error):
+    from graphbuild.engine import action_cache
+
+    _built(ws)
+    cache = ws.path(".graphbuild")
+    (cache / "action-index.pickle").unlink()  # the next run opens the database
+    if isinstance(error, str):  # what SQLite says opening its journal on a full disk
+        error = sqlite3.OperationalError("disk I/O error")
+
+        class Full:
+            f_bavail, f_frsize = 0, 4096
+
+        monkeypatch.setattr(action_cache.os, "statvfs", lambda path: Full)
+
+    def full(self):
+        raise error
+
+    monkeypatch.setattr(action_cache.ActionCache, "_open", full)
+    res = ws.run("run", "//...")
+    assert _one_no_space_message(res, cache / "actions") == str(cache / "actions" / "cache.db")
+    assert not (cache / "actions.bad").exists(), res.err
+    assert "warning" not in res.err, res.err
+    monkeypatch.undo()
+    assert iw.build(ws) == {iw.GEN: "cached", iw.IMG: "cached"}  # the healthy cache kept

@@ -10,8 +10,19 @@ import tarfile
 
 import integrity_ws as iw
 import pytest
+import registry_fixtures as fx
+
+registry = fx.registry
 
 PARTS = ("manifest", "config", "layer0", "layer1")
+
+
+def _one_warning(res, text: str) -> None:
+    """The run said what it found damaged in one warning line (whatever the output mode)."""
+    warnings = [line for line in res.err.splitlines() if "warning" in line]
+    assert len(warnings) == 1, res.err
+    assert warnings[0].startswith(f"graphbuild: warning: {text}"), res.err
+    assert warnings[0].endswith("; rebuilding it"), res.err
 
 
 @pytest.mark.parametrize("how", ["flip", "truncate", "delete"])
@@ -30,6 +41,7 @@ def test_damaged_image_is_never_exported_and_rebuilds(ws, tmp_path, part, how):
     assert res.code == 0, res
     assert iw.statuses(res) == {iw.GEN: "cached", iw.IMG: "built"}
     assert "cached image damaged" in iw.reasons(res)[iw.IMG]
+    _one_warning(res, f"{iw.IMG}: cached image damaged: ")
     res = ws.run("export", iw.IMG, "-o", str(out))
     assert res.code == 0, res
     with tarfile.open(out) as tar:
@@ -50,6 +62,34 @@ def test_no_op_checks_sizes_and_rebuilds_what_is_damaged(ws, how):
     assert "cached image damaged: blob sha256:" in iw.reasons(res)[iw.IMG]
     assert iw.file_in_image(ws, "big.bin") == bytes(range(256)) * 400
     assert iw.build(ws) == {iw.GEN: "cached", iw.IMG: "cached"}
+
+
+@pytest.mark.parametrize("part", ["config", "manifest"])
+def test_a_rebuild_does_not_keep_a_blob_damaged_in_place(ws, part):
+    """A layer deleted makes the image rebuild; its config (or manifest) was also flipped in
+    place, the same size, which no size check sees. The rebuild makes the same bytes: it must
+    write them again, not record the new image over the damaged copy."""
+    ws.write(iw.files())
+    iw.build(ws)
+    blobs = iw.image_blobs(ws)
+    iw.damage(iw.blob_file(ws, blobs["layer1"]), "delete")
+    iw.damage(iw.blob_file(ws, blobs[part]), "flip")
+    res = ws.run("run", "//...", "--output", "json")
+    assert res.code == 0 and iw.statuses(res)[iw.IMG] == "built", res
+    assert iw.image_blobs(ws) == blobs  # the same image again
+    assert iw.verify_json(ws)["ok"]
+
+
+def test_a_plain_run_says_in_one_line_what_it_found_damaged(ws):
+    ws.write(iw.files())
+    iw.build(ws)
+    layer = iw.image_blobs(ws)["layer1"]
+    iw.damage(iw.blob_file(ws, layer), "truncate")
+    res = ws.run("run", "//...")
+    assert res.code == 0 and f"built   {iw.IMG}" in res.err, res
+    _one_warning(res, f"{iw.IMG}: cached image damaged: blob {layer}")
+    res = ws.run("run", "//...")
+    assert res.code == 0 and "warning" not in res.err, res
 
 
 def test_an_image_read_as_a_build_input_is_hashed(ws):
@@ -90,6 +130,7 @@ def test_corrupt_command_output_in_cas_rebuilds_the_command(ws):
     assert res.code == 0, res
     assert iw.statuses(res)[iw.GEN] == "built"
     assert "cached output damaged" in iw.reasons(res)[iw.GEN]
+    _one_warning(res, f"{iw.GEN}: cached output damaged: command output sha256:")
     assert (out / "gen@host/gen.txt").read_text() == "generated\n"
 
 
@@ -139,3 +180,41 @@ def test_cache_verify_plain_and_bad_flags(ws):
     res = ws.run("cache", "gc", "--repair")
     assert res.code == 2 and "--repair goes with `cache verify`" in res.err, res
     assert json.loads(ws.run("cache", "verify", "--output", "json").out)["problems"] == []
+
+
+def test_a_corrupt_layer_is_never_pushed(ws, registry):
+    """A layer flipped in place keeps its size (the no-op check passes); the push reads it,
+    hashing it, finds it corrupt, and the run rebuilds the image and pushes good bytes."""
+    repo = fx.unique_repo("corrupt")
+    ref = f"{registry.host}/{repo}:1"
+    ws.write({**iw.files(), "img/BUILD.yaml": f"""
+        img:
+          rule: image
+          platforms: [linux/amd64]
+          contexts: {{gen: "//gen"}}
+          tags: ["{ref}"]
+    """})
+    iw.build(ws)
+    layer = iw.image_blobs(ws)["layer1"]
+    iw.damage(iw.blob_file(ws, layer), "flip")
+    res = ws.run("run", "//...", "--push", "--output", "json")
+    assert res.code == 0 and "Traceback" not in res.err, res
+    assert "found damaged" in res.err, res.err
+    assert iw.statuses(res)[iw.IMG] == "built", res
+    assert iw.image_blobs(ws)["layer1"] == layer  # rebuilt alike: the same digest
+    pushed = [e["ref"] for e in res.events() if e["event"] == "pushed"]
+    assert pushed == [ref], res
+    for part, digest in iw.image_blobs(ws).items():  # what the registry holds is intact
+        kind = "manifests" if part == "manifest" else "blobs"
+        body = _get(f"{registry.url}/v2/{repo}/{kind}/{digest}")
+        assert hashlib.sha256(body).hexdigest() == digest.split(":", 1)[1]
+    assert iw.verify_json(ws)["ok"]
+
+
+def _get(url: str) -> bytes:
+    import urllib.request
+
+    accept = "application/vnd.oci.image.manifest.v1+json"
+    request = urllib.request.Request(url, headers={"Accept": accept})
+    with urllib.request.urlopen(request, timeout=30) as answer:
+        return answer.read()

@@ -16,7 +16,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def main(args) -> int:
     from ..engine.remote_cache import open_store
-    from ..errors import UserError
+    from ..errors import UserError, is_no_space
     from ..oci.export import (
         ExportError,
         export_docker_archive,
@@ -50,8 +50,8 @@ def main(args) -> int:
         raise UserError(str(exc), hint=f"pass --platform with one of: {plats}" if plats else
                         "pass --platform os/arch to pick one image") from None
     except OSError as exc:
-        if exc.filename is None or Path(exc.filename).parent != out.parent:
-            raise  # not the archive being written: a store problem, reported as it is
+        if is_no_space(exc) or exc.filename is None or Path(exc.filename).parent != out.parent:
+            raise  # a full disk (exit 1, one line) or a store problem, reported as it is
         raise UserError(f"-o: cannot write {args.output}: {exc.strerror}",
                         hint="name a file in an existing, writable directory") from None
     print(f"wrote {args.output} ({args.format}{chosen}) for {node} {desc['digest']}")

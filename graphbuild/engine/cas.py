@@ -6,13 +6,15 @@ wherever they were produced.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import stat
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
-from ..errors import ActionFailed
+from ..errors import ActionFailed, is_no_space, writing
 from .hashing import canonical, digest_bytes, digest_file
 
 
@@ -36,7 +38,8 @@ class CAS:
             dest.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=self._tmp())
             os.close(fd)
-            shutil.copyfile(path, tmp)
+            with _removed_on_failure(tmp):
+                shutil.copyfile(path, tmp)
             os.replace(tmp, dest)  # atomic: a reader never sees half a blob
         return digest
 
@@ -52,7 +55,7 @@ class CAS:
         if not tree.exists():
             tree.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=self._tmp())
-            with os.fdopen(fd, "wb") as fh:
+            with _removed_on_failure(tmp), os.fdopen(fd, "wb") as fh:
                 fh.write(listing)
             os.replace(tmp, tree)
         return digest
@@ -140,8 +143,10 @@ class CAS:
                     if _copy_hashing(self._blob(entry[3]), target) != entry[3]:
                         raise self._damaged(entry[3], problems)
                     os.chmod(target, entry[2])
-        except (OSError, ValueError):
+        except (OSError, ValueError) as exc:
             shutil.rmtree(staging, ignore_errors=True)
+            if is_no_space(exc):
+                raise  # a full disk, not a missing copy: said as such, the copy kept
             return False
         replace_dir(staging, dest)
         return True
@@ -199,11 +204,24 @@ class CAS:
         return size
 
 
+@contextlib.contextmanager
+def _removed_on_failure(tmp: str) -> Iterator[None]:
+    """A temp file that failed to fill is removed (on a full disk, it holds what is left) and
+    named in a full disk's error."""
+    try:
+        with writing(tmp):
+            yield
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
 def _copy_hashing(src: Path, dest: Path) -> str:
     import hashlib
 
     h = hashlib.sha256()
-    with open(src, "rb") as fin, open(dest, "wb") as fout:
+    with writing(dest), open(src, "rb") as fin, open(dest, "wb") as fout:
         while chunk := fin.read(1 << 20):
             h.update(chunk)
             fout.write(chunk)

@@ -11,6 +11,8 @@ import pickle
 import stat
 from pathlib import Path
 
+from ..errors import writing
+
 CHUNK = 1 << 20
 
 
@@ -94,8 +96,12 @@ def write_pickle(path: Path, data) -> None:
     """Write a pickle atomically (temp file + rename): a reader never sees half of it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".tmp{os.getpid()}")
-    with open(tmp, "wb") as fh:
-        pickle.dump(data, fh, protocol=pickle.HIGHEST_PROTOCOL)
+    try:
+        with writing(path), open(tmp, "wb") as fh:
+            pickle.dump(data, fh, protocol=pickle.HIGHEST_PROTOCOL)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a full disk must not keep the half it wrote
+        raise
     os.replace(tmp, path)
 
 

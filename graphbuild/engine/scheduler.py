@@ -13,6 +13,7 @@ import queue
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -352,6 +353,13 @@ class _Pool:
         self._threads = []
 
 
+def _warn_damaged(node: NodeId, problems: str) -> None:
+    """A cache hit thrown away for damage is said on every output (its result line may stay
+    quiet): one line, on stderr, which a live display keeps above itself."""
+    line = " ".join(problems.split())  # one line, whatever a problem's text holds
+    print(f"graphbuild: warning: {node}: {line}; rebuilding it", file=sys.stderr, flush=True)
+
+
 class Scheduler:
     """Runs an action graph (edges dependency -> dependent) on ``opts.jobs`` workers."""
 
@@ -575,6 +583,8 @@ class Scheduler:
             last["snapshot"] if last else None, snap)
         if self.opts.dry_run:
             return NodeResult(node, "would-run", why)
+        if damaged:
+            _warn_damaged(node, damaged)
         self._keys[node] = (key, snap, why)
         remote = self.engine.remote_cache
         if remote is not None and remote.reading and not self.opts.no_cache:

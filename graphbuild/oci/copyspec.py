@@ -52,7 +52,7 @@ from graphbuild.dockerfile.dockerignore import (
     go_clean,
     has_glob_meta,
 )
-from graphbuild.errors import UserError
+from graphbuild.errors import UserError, writing
 from graphbuild.oci.layers import CHUNK_SIZE, FileSlice, LayerEntry, prepare_entries
 
 __all__ = [
@@ -596,12 +596,15 @@ def _decompressed_tar(path: Path, kind: str, scratch_dir: Path | None) -> Path:
         return out
     fd, tmp = tempfile.mkstemp(dir=scratch, prefix=".add-", suffix=".tmp")
     try:
-        with _open_decompressed(path, kind) as src, os.fdopen(fd, "wb") as dst:
+        with writing(tmp), _open_decompressed(path, kind) as src, os.fdopen(fd, "wb") as dst:
             shutil.copyfileobj(src, dst, CHUNK_SIZE)
         os.replace(tmp, out)
     except _DECOMPRESS_ERRORS as exc:
         Path(tmp).unlink(missing_ok=True)
         raise CopyError(f"{path.name}: cannot decompress archive: {exc}") from None
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
     return out
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import IO
 
 from graphbuild import platforms
+from graphbuild.errors import writing
 from graphbuild.oci import mediatypes as mt
 from graphbuild.oci.jsoncanon import canonical_json
 from graphbuild.oci.store import CHUNK, LAYOUT, BlobCorrupt, Store, check_ref_name
@@ -214,7 +215,7 @@ def _deterministic_tar(out_path: Path | str) -> Iterator[tarfile.TarFile]:
     out_path.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(dir=out_path.parent, prefix=f".{out_path.name}.")
     try:
-        with os.fdopen(fd, "wb") as f:
+        with writing(out_path), os.fdopen(fd, "wb") as f:
             # PAX writes plain ustar headers and adds an extended header only when a field does
             # not fit (a layer over 8 GiB), which ustar alone cannot express.
             with tarfile.open(fileobj=f, mode="w", format=tarfile.PAX_FORMAT) as tar:

@@ -26,6 +26,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import BinaryIO, Literal
 
+from graphbuild.errors import writing
+
 __all__ = [
     "CHUNK_SIZE",
     "COMPRESS_LEVEL",
@@ -399,7 +401,7 @@ def write_layer_to_dir(
     fd, name = tempfile.mkstemp(dir=tmp_dir, prefix=".layer-", suffix=".tmp")
     path = Path(name)
     try:
-        with os.fdopen(fd, "wb") as f:
+        with writing(path), os.fdopen(fd, "wb") as f:
             result = write_layer(entries, f, mtime=mtime, compress_level=compress_level)
     except BaseException:
         path.unlink(missing_ok=True)

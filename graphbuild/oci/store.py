@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from graphbuild.errors import BuildError
+from graphbuild.errors import BuildError, writing
 from graphbuild.oci import mediatypes as mt
 from graphbuild.oci.jsoncanon import canonical_json
 
@@ -143,10 +143,14 @@ class Store:
 
     def _write_temp(self, data: bytes) -> Path:
         fd, name = tempfile.mkstemp(dir=self.tmp_dir(), prefix="meta-")
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+        try:
+            with writing(name), os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+        except BaseException:
+            os.unlink(name)  # a full disk must not keep the half it wrote
+            raise
         os.chmod(name, 0o644)
         return Path(name)
 
@@ -352,7 +356,7 @@ class Store:
         fd, name = tempfile.mkstemp(dir=self.tmp_dir(), prefix="blob-")
         tmp = Path(name)
         try:
-            with os.fdopen(fd, "wb") as f:
+            with writing(tmp), os.fdopen(fd, "wb") as f:
                 writer = BlobWriter(f)
                 yield writer
                 f.flush()
@@ -366,15 +370,30 @@ class Store:
 
     def put_bytes(self, data: bytes, expected_digest: str | None = None, *,
                   sync: bool = True) -> tuple[str, int]:
-        """Store ``data``; a blob already present is not rewritten. ``sync``: as for
-        ``blob_writer``."""
+        """Store ``data``; a blob already present is not rewritten unless it differs (damaged:
+        a rebuild must not record an image over it). ``sync``: as for ``blob_writer``."""
         digest = "sha256:" + hashlib.sha256(data).hexdigest()
         if expected_digest is not None and check_digest(expected_digest) != digest:
             raise BlobCorrupt(f"content hashes to {digest}, expected {expected_digest}")
-        if not self.has_blob(digest):
+        if not self._holds(digest, data):
             with self.blob_writer(digest, sync=sync) as w:
                 w.write(data)
         return digest, len(data)
+
+    def _holds(self, digest: str, data: bytes) -> bool:
+        """Whether the store's blob ``digest`` holds ``data``: the bytes are at hand, so a
+        comparison (no hashing, no fsync) tells a good copy from one damaged in place."""
+        if digest in self.verified:
+            return self.has_blob(digest)
+        try:
+            with open(self.blob_path(digest), "rb") as f:
+                held = f.read(len(data) + 1)
+        except OSError:
+            return False
+        if held != data:
+            return False
+        self.verified.add(digest)
+        return True
 
     def put_json(self, obj: Any, media_type: str) -> dict:
         """Store ``obj`` as canonical JSON; return its descriptor ``{mediaType, digest, size}``."""

@@ -460,7 +460,10 @@ class FaultProxy:
     The decision for a request is a hash of the seed, the request's identity (method, path with
     the upload session masked, query parameters, Content-Range) and how often that identity
     was seen, so it does not depend on thread timing. At most ``max_consecutive`` faults hit one
-    identity in a row, so a client with more attempts than that always gets through.
+    identity in a row, and at most ``max_faults`` in all: requests alike run at once (a blob
+    upload's POST to one repository) share an identity, so one of them may see every fault
+    while the others take the passes; a client with more attempts than ``max_faults`` always
+    gets through.
     """
 
     upstream: str
@@ -468,6 +471,7 @@ class FaultProxy:
     kinds: tuple[str, ...] = ("drop", "drop-after", "500", "429")
     seed: int = 1
     max_consecutive: int = 2
+    max_faults: int = 4
     retry_after: str = "0"
     drip_every: float = 0.5
     rules: list[FaultRule] = field(default_factory=list)
@@ -476,6 +480,7 @@ class FaultProxy:
     redirected: list[tuple[str, str, bool]] = field(default_factory=list)
     seen: Counter = field(default_factory=Counter)
     _streak: Counter = field(default_factory=Counter)
+    _faults: Counter = field(default_factory=Counter)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _server: http.server.ThreadingHTTPServer | None = None
     # set once an injected status has been sent: "hold" requests wait for it
@@ -517,10 +522,12 @@ class FaultProxy:
             self.seen[identity] += 1
             roll = hashlib.sha256(f"{self.seed}|{identity}|{self.seen[identity]}".encode())
             value = int.from_bytes(roll.digest()[:8], "big") / 2**64
-            if value >= self.rate or self._streak[identity] >= self.max_consecutive:
+            if value >= self.rate or self._streak[identity] >= self.max_consecutive \
+                    or self._faults[identity] >= self.max_faults:
                 self._streak[identity] = 0
                 return None
             self._streak[identity] += 1
+            self._faults[identity] += 1
             kind = self.kinds[roll.digest()[8] % len(self.kinds)]
             self.injected[kind] += 1
             return kind

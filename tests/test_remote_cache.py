@@ -6,6 +6,8 @@ build correctly, never a false hit; shards and a final push."""
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import os
 import re
@@ -85,9 +87,20 @@ def test_second_runner_builds_nothing_and_downloads_no_layer(tmp_path, registry)
     a, b = _runner(tmp_path, "a", files), _runner(tmp_path, "b", files)
     counts, _, err = _run(a, "//...")
     assert counts["built"] > 0 and "entries written" in err, err
+    repo = cache.split("/", 1)[1]
+    asked = len(registry.requests(repo, "GET", "manifests"))
+    checked = len(registry.requests(repo, "HEAD", "blobs"))
     counts, evs, err = _run(b, "//...")
     assert counts["built"] == 0, counts
     assert {e["reason"] for e in evs} == {"remote cache hit"}, evs
+    # every entry came from the scope's pack: one GET, none per key
+    assert f"{len(evs)} hits ({len(evs)} from the pack)" in err, err
+    gets = [path for _, path, _ in registry.requests(repo, "GET", "manifests")[asked:]]
+    assert len(gets) == 1 and "/manifests/pack-" in gets[0], gets
+    # only image layers are checked with a HEAD: attestations come embedded in the entries
+    heads = {path.rsplit("/", 1)[1] for _, path, _ in
+             registry.requests(repo, "HEAD", "blobs")[checked:]}
+    assert heads and heads <= _layers(a), heads - _layers(a)
     layers = _layers(a)
     assert layers and not _blob_gets(registry, cache.split("/", 1)[1]) & layers
     assert not (b.root / ".graphbuild" / "oci" / "blobs" / "sha256").joinpath(
@@ -114,6 +127,66 @@ def test_an_edited_file_rebuilds_exactly_that_target(tmp_path, registry):
     # its two platforms and the index over them
     assert built == ["//app2:app", "//app2:app[linux/amd64]", "//app2:app[linux/arm64]"], evs
     assert all(e["reason"].startswith("remote cache miss") for e in evs if e["status"] == "built")
+
+
+def test_a_runner_after_an_edit_finds_the_edited_entries_in_the_new_pack(tmp_path, registry):
+    cache = f"{registry.host}/{unique_repo('cache')}"
+    files = _files(cache, apps=2)
+    a, b, c = (_runner(tmp_path, name, files) for name in "abc")
+    _run(a, "//...")
+    for runner in (b, c):
+        runner.write({"app1/app": "app 1 changed\n"})
+    counts, _, err = _run(b, "//...")  # the pack is stale for app1: those are looked up
+    assert counts["built"] == 3 and "from the pack" in err, err
+    counts, evs, err = _run(c, "//...")
+    assert counts["built"] == 0 and f"{len(evs)} hits ({len(evs)} from the pack)" in err, err
+
+
+def _repack(registry, repo: str, blob: bytes | None = None, change=None) -> None:
+    """Replace each pack of ``repo``: its blob by ``blob``, or each entry copy by
+    ``change(entry manifest)``."""
+    import gzip
+
+    from graphbuild.engine import remote_pack
+    from graphbuild.registry.client import RegistryClient
+
+    client = RegistryClient(registry.host)
+    for tag in [t for t in client.list_tags(repo) if t.startswith("pack-")]:
+        if change is not None:
+            nodes, _ = remote_pack.read_pack(client, repo, tag)
+            remote_pack.write_pack(client, repo, tag,
+                                   {n: (k, change(doc)) for n, (k, doc) in nodes.items()})
+            continue
+        digest = "sha256:" + hashlib.sha256(blob).hexdigest()
+        client.upload_blob(repo, digest, len(blob), lambda: io.BytesIO(blob))
+        manifest = json.loads(client.get_manifest(repo, tag)[0])
+        manifest["layers"][0].update(digest=digest, size=len(blob))
+        client.put_manifest(repo, tag, json.dumps(manifest).encode(),
+                            "application/vnd.oci.image.manifest.v1+json")
+    assert gzip  # the packs are gzip'd JSON; a blob that is not is a pack that does not parse
+
+
+@pytest.mark.parametrize("blob", [b"not gzip", b"\x1f\x8b\x08\x00garbage"])
+def test_a_pack_that_does_not_parse_warns_and_each_entry_is_looked_up(tmp_path, registry, blob):
+    repo = unique_repo("cache")
+    files = _files(f"{registry.host}/{repo}", apps=1)
+    a, b = _runner(tmp_path, "a", files), _runner(tmp_path, "b", files)
+    _run(a, "//...")
+    _repack(registry, repo, blob=blob)
+    counts, evs, err = _run(b, "//...")
+    assert counts["built"] == 0 and {e["reason"] for e in evs} == {"remote cache hit"}, evs
+    assert err.count("unusable") == 1 and "pack pack-" in err and "from the pack" not in err, err
+
+
+def test_pack_copies_that_do_not_parse_fall_back_to_the_tags(tmp_path, registry):
+    repo = unique_repo("cache")
+    files = _files(f"{registry.host}/{repo}", apps=1)
+    a, b = _runner(tmp_path, "a", files), _runner(tmp_path, "b", files)
+    _run(a, "//...")
+    _repack(registry, repo, change=lambda doc: {**doc, "annotations": {"x": "1"}})
+    counts, evs, err = _run(b, "//...")
+    assert counts["built"] == 0 and {e["reason"] for e in evs} == {"remote cache hit"}, evs
+    assert "from the pack" not in err, err
 
 
 def _push_hits(tmp_path, registry, tag_registry: str) -> tuple[WorkspaceFixture, str, str]:
@@ -217,7 +290,20 @@ def _entries(registry, repo: str) -> dict[str, dict]:
 
     tags = json.loads(get("tags/list"))["tags"]
     return {t: json.loads(get(f"manifests/{t}", "application/vnd.oci.image.manifest.v1+json"))
-            for t in tags}
+            for t in tags if not t.startswith("pack-")}
+
+
+def _drop_packs(registry, repo: str) -> None:
+    """Delete the cache's packs, so a runner looks each entry up by its tag."""
+    from graphbuild.registry.client import RegistryClient
+
+    client = RegistryClient(registry.host)
+    for tag in client.list_tags(repo):
+        if tag.startswith("pack-"):
+            _, _, digest = client.get_manifest(repo, tag)
+            req = urllib.request.Request(f"http://{registry.host}/v2/{repo}/manifests/{digest}",
+                                         method="DELETE")
+            assert urllib.request.urlopen(req).status == 202
 
 
 def test_an_entry_whose_layer_was_deleted_is_a_reported_miss(tmp_path, registry):
@@ -246,6 +332,7 @@ def _rewrite_entries(tmp_path, registry, change) -> WorkspaceFixture:
     files = _files(f"{registry.host}/{repo}", apps=1)
     a, b = _runner(tmp_path, "a", files), _runner(tmp_path, "b", files)
     _run(a, "//...")
+    _drop_packs(registry, repo)
     client = RegistryClient(registry.host)
     for tag, entry in _entries(registry, repo).items():
         changed = change(entry["annotations"]["dev.graphbuild.outcome"])

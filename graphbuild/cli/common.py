@@ -48,9 +48,11 @@ def platform_filter(texts: list[str] | None):
     return out
 
 
-def load(args, pattern_texts: list[str], *, analyze: bool = True, plat_texts=None) -> Loaded:
+def load(args, pattern_texts: list[str], *, analyze: bool = True, plat_texts=None,
+         on_workspace=None) -> Loaded:
     """Load and check every package the patterns reach, their dependencies, and (optionally)
-    analyse them into the action graph, so bad input is found before anything runs."""
+    analyse them into the action graph, so bad input is found before anything runs.
+    ``on_workspace(ws)`` is called before the packages load (to start network work early)."""
     from ..engine.analysis import Analysis
     from ..engine.hashing import gc_paused
     from ..engine.loader import Loader
@@ -58,6 +60,8 @@ def load(args, pattern_texts: list[str], *, analyze: bool = True, plat_texts=Non
 
     ws = workspace(args)
     _network_policy(ws, args)
+    if on_workspace is not None:
+        on_workspace(ws)
     pats = patterns(pattern_texts)
     loader = Loader(ws)
     try:

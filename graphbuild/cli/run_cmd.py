@@ -74,10 +74,8 @@ def main(args) -> int:
             return 0
     shard = _check_shard(args)
     args.push_seconds = _push_seconds(args.push_timeout)
-    loaded = load(args, [base for base, _ in split], plat_texts=args.platform)
-    from ..engine.remote_cache import choose_mode
-
-    args.remote_cache = choose_mode(args.remote_cache, os.environ, loaded.ws.remote_cache)
+    loaded = load(args, [base for base, _ in split], plat_texts=args.platform,
+                  on_workspace=lambda ws: _open_remote_cache(ws, args))
     if any(plat is not None for _, plat in split):
         from .lookup import select_nodes
 
@@ -110,6 +108,24 @@ def _push_seconds(text: str) -> float:
         raise UserError(f"--push-timeout {text!r} must be more than 0",
                         hint="a duration such as 90s, 10m or 1h30m")
     return seconds
+
+
+def _open_remote_cache(ws, args) -> None:
+    """``args.remote``: the run's remote cache (None: not used). On a machine whose cache is
+    empty (a fresh CI runner) its scope's pack is read while the packages load."""
+    from ..engine.remote_cache import choose_mode
+
+    args.remote_cache = choose_mode(args.remote_cache, os.environ, ws.remote_cache)
+    args.remote = None
+    if args.remote_cache == "off" or args.dry_run:
+        return
+    from ..engine.remote_cache import RemoteCache
+    from ..engine.remote_pack import scope_tag
+
+    tag = scope_tag(args.patterns, args.platform or [], args.shard, args.affected_since)
+    args.remote = RemoteCache(ws, args.remote_cache, tag)
+    if not (ws.cache_dir / "actions").exists():
+        args.remote.start_pack(None)
 
 
 def _check_shard(args) -> tuple[int, int] | None:
@@ -257,10 +273,7 @@ def _build(loaded, args, jobs: int) -> int:
         events.add_sink(reporter.on_event)
     profile = Profile() if args.profile else None
     engine = Engine(loaded.ws, events, profile)
-    if args.remote_cache != "off":
-        from ..engine.remote_cache import RemoteCache
-
-        engine.remote_cache = RemoteCache(loaded.ws, args.remote_cache)
+    engine.remote_cache = args.remote
     targets = [str(lab) for lab in loaded.tgraph.roots]
     events.emit({"event": "build_started", "targets": targets, "jobs": jobs})
     summary = None

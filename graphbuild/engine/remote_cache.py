@@ -12,12 +12,14 @@ Reading is "build without the bytes": a hit for an image fetches its manifests a
 fetches one only when something reads it (``Store.open_blob``). A layer the entry names but
 the registry lacks makes the entry a miss, never a false hit. Writing runs beside the build
 on its own threads; a cache that cannot be reached or written is one warning, not a failure.
+
+A run with a scope also reads (and, writing, replaces) that scope's pack (``remote_pack``):
+the entries of its last run in one blob, so a fresh runner's lookups need no GET each.
 """
 
 from __future__ import annotations
 
 import base64
-import hashlib
 import io
 import json
 import os
@@ -27,6 +29,7 @@ import threading
 from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import NamedTuple
 
 from ..errors import BuildError, UserError
 from ..oci import mediatypes as mt
@@ -42,8 +45,18 @@ A_NODE = "dev.graphbuild.node"
 A_DURATION = "dev.graphbuild.duration"
 MODES = ("off", "read", "readwrite")
 WRITERS = 4
-INLINE_MAX = 16 * 1024  # manifests and configs up to this size are embedded in the entry
+CHECKERS = 4  # threads checking that a pack's layers are still there, ahead of the lookups
+INLINE_MAX = 16 * 1024  # manifests, configs and attestations up to this size are embedded
+INLINE_BUDGET = 512 * 1024  # and at most this much of what is not a manifest or config
 STATS_FILE = "remote-cache-stats.json"
+
+
+class Entry(NamedTuple):
+    """An entry's manifest (as parsed) and the outcome it records."""
+
+    doc: dict
+    outcome: Outcome
+    duration: float
 
 
 class EntryUnusable(BuildError):
@@ -77,7 +90,7 @@ def choose_mode(flag: str | None, env: dict, configured: str | None) -> str:
 class RemoteCache:
     """One run's view of the remote cache: thread-safe lookups and background writes."""
 
-    def __init__(self, ws, mode: str) -> None:
+    def __init__(self, ws, mode: str, pack_tag: str | None = None) -> None:
         from .remote import Remote
 
         self.registry, self.repo = parse_url(ws.remote_cache)
@@ -88,18 +101,30 @@ class RemoteCache:
         self._lock = threading.Lock()
         self._present: set[str] = set()  # digests known to be in the cache repository
         self._inflight: dict[str, threading.Event] = {}  # digest -> set when its write ends
-        self._materialised: set[str] = set()  # digests whose closure a hit has put in place
+        # digest -> what it reaches (manifests, indexes), for those a hit has put in place
+        self._children: dict[str, list[dict]] = {}
+        self._placed: set[str] = set()  # configs and layers a hit has put in place
         self._warned: set[str] = set()
         self._writer: ThreadPoolExecutor | None = None
         self._cancelled = threading.Event()  # set on Ctrl-C: writes under way stop
         self._writes: list[Future] = []
+        self.pack_tag = pack_tag  # this run's scope's pack (remote_pack), None: no pack
+        self._pack: dict[str, tuple[str, dict]] = {}  # node -> (key, entry manifest), as read
+        self._pack_started = False
+        self._pack_read = threading.Event()
+        self._used: dict[str, tuple[str, dict]] = {}  # node -> (key, entry manifest) this run
+        self._checks: dict[str, Future] = {}  # digest -> its presence check under way
+        self._local: dict[str, list[str]] = {}  # node -> layers: its pack entry needs no GET
+        self._checker: ThreadPoolExecutor | None = None
+        self.nodes: set[str] = set()  # the run's graph: a pack keeps only these
 
     @property
     def where(self) -> str:
         return f"{self.registry}/{self.repo}"
 
     # -- reading -------------------------------------------------------------------------------
-    def lookup(self, key: str, store, cas) -> tuple[Outcome | None, str, float]:
+    def lookup(self, key: str, store, cas, node: NodeId | None = None,
+               ) -> tuple[Outcome | None, str, float]:
         """The outcome recorded for ``key`` with its content in place (layers remote-only),
         or None; what happened ("remote cache hit", "... miss", or why the entry was not
         used); and how long the action took where it ran."""
@@ -108,11 +133,13 @@ class RemoteCache:
         if not self.reading:
             return None, "remote cache not read", 0.0
         try:
-            entry = self._entry(key)
+            entry, packed = self._from_pack(node, key, store, cas), True
             if entry is None:
-                self._count("misses")
-                return None, "remote cache miss", 0.0
-            self._materialise(entry, store, cas)
+                entry, packed = self._entry(key), False
+                if entry is None:
+                    self._count("misses")
+                    return None, "remote cache miss", 0.0
+                self._materialise(entry, store, cas)
         except EntryUnusable as exc:
             self._count("misses")
             self._count("unusable")
@@ -121,9 +148,14 @@ class RemoteCache:
             self._unreachable("read", exc)
             return None, "remote cache unreachable", 0.0
         self._count("hits")
-        return entry["outcome"], "remote cache hit", entry["duration"]
+        if packed:
+            self._count("pack_hits")
+        if node is not None:
+            with self._lock:
+                self._used[node] = (key, entry.doc)
+        return entry.outcome, "remote cache hit", entry.duration
 
-    def _entry(self, key: str) -> dict | None:
+    def _entry(self, key: str) -> Entry | None:
         from ..registry.errors import RegistryError
 
         try:
@@ -134,25 +166,23 @@ class RemoteCache:
             raise
         self._count("bytes_downloaded", len(data))
         try:
-            entry = json.loads(data)
-            outcome = json.loads(entry["annotations"][A_OUTCOME])
-            if entry.get("artifactType") != ACTION_TYPE or not isinstance(outcome["data"], dict):
-                raise ValueError("not a graphbuild action entry")
-            entry["outcome"] = Outcome(outcome["digest"], outcome["data"])
-            entry["duration"] = float(entry["annotations"].get(A_DURATION, 0) or 0)
-        except (ValueError, KeyError, TypeError) as exc:
+            doc = json.loads(data)
+        except ValueError as exc:
             raise EntryUnusable(f"the entry does not parse: {exc}") from None
-        return entry
+        return _parse_entry(doc)
 
-    def _materialise(self, entry: dict, store, cas) -> None:
-        outcome: Outcome = entry["outcome"]
+    def _materialise(self, entry: Entry, store, cas) -> None:
+        outcome = entry.outcome
         try:
             if "tree" in outcome.data:
-                self._fetch_tree(entry, outcome, cas)
+                self._fetch_tree(entry.doc, outcome, cas)
             elif "descriptor" in outcome.data:
-                inline = _inline(entry)
+                inline = _inline(entry.doc)
                 for root in [outcome.data["descriptor"], *outcome.data.get("referrers", ())]:
-                    self._fetch_closure(root, store, inline)
+                    listing: list = []
+                    self._fetch_closure(root, store, inline, listing, set())
+                    # the hit's no-op check then reads no manifest back
+                    store.remember_closure(root["digest"], listing)
             else:
                 raise EntryUnusable("the entry records neither a tree nor an image")
         except (KeyError, TypeError, ValueError) as exc:  # a manifest without its fields
@@ -179,48 +209,55 @@ class RemoteCache:
         if got != outcome.digest:
             raise EntryUnusable(f"its tree is {got}, the entry says {outcome.digest}")
 
-    def _fetch_closure(self, desc: dict, store, inline: dict[str, bytes]) -> None:
+    def _fetch_closure(self, desc: dict, store, inline: dict[str, bytes], listing: list,
+                       seen: set[str]) -> None:
         """Manifests and configs into the store (checked by digest); layers checked to be
-        there and recorded as remote-only."""
+        there and recorded as remote-only; ``listing`` gets (digest, size) of each, as
+        ``verify.closure`` lists them."""
         digest = desc["digest"]
+        if digest in seen:
+            return
+        seen.add(digest)
+        listing.append((digest, desc.get("size")))
         media_type = desc.get("mediaType")
-        with self._lock:
-            if digest in self._materialised:  # by an earlier hit of this run (an index's child)
-                return
         if mt.is_index(media_type) or mt.is_manifest(media_type):
-            doc = json.loads(self._small(digest, store, inline))
-            children = doc.get("manifests", []) if mt.is_index(media_type) else doc.get("layers", [])
-            if mt.is_manifest(media_type):
-                self._small(doc["config"]["digest"], store, inline)
+            children = self._children.get(digest)
+            if children is None:  # not put in place by an earlier hit of this run
+                doc = json.loads(self._small(digest, store, inline))
+                children = doc.get("manifests", []) if mt.is_index(media_type) else \
+                    [doc["config"], *doc.get("layers", [])]
             for child in children:
-                self._fetch_closure(child, store, inline)
+                self._fetch_closure(child, store, inline, listing, seen)
+            with self._lock:
+                self._children[digest] = children
+        elif digest in self._placed:  # by an earlier hit of this run (an index's child)
+            return
+        elif _is_metadata(desc) or digest in inline:  # a config, an attestation
+            self._small(digest, store, inline)
         elif not store.has_blob(digest):
             self._check_present(digest)
             store.mark_remote(desc, self.registry, self.repo)
         with self._lock:
-            self._materialised.add(digest)
+            self._placed.add(digest)
 
     def _small(self, digest: str, store, inline: dict[str, bytes]) -> bytes:
-        """A manifest or config: from the store, else from the entry (embedded), else
-        downloaded; checked by digest on its way into the store."""
+        """A manifest, config or embedded attestation: from the store, else from the entry
+        (embedded), else downloaded; checked by digest on its way into the store."""
         from ..oci.store import BlobCorrupt
 
         data = inline.get(digest)
-        if data is not None and "sha256:" + hashlib.sha256(data).hexdigest() != digest:
-            raise EntryUnusable(f"the entry's copy of {digest} is corrupt")
-        if data is not None and store.has_blob(digest):
-            return data  # the store's copy is checked where it is read
-        if store.has_blob(digest):
-            return store.read_bytes(digest)
         if data is None:
+            if store.has_blob(digest):
+                return store.read_bytes(digest)
             with tempfile.TemporaryFile() as tmp:
                 self._download(digest, tmp, None)
                 tmp.seek(0)
                 data = tmp.read()
-        try:
+        try:  # checked by digest; a store copy damaged in place is replaced
             store.put_bytes(data, digest, sync=False)
-        except BlobCorrupt as exc:
-            raise EntryUnusable(f"blob {digest} is corrupt: {exc}") from None
+        except BlobCorrupt:
+            raise EntryUnusable(f"the entry's copy of {digest} is corrupt" if digest in inline
+                                else f"blob {digest} is corrupt") from None
         return data
 
     def _download(self, digest: str, dest, size: int | None) -> None:
@@ -241,9 +278,121 @@ class RemoteCache:
         with self._lock:
             if digest in self._present:
                 return
-        if not self.client.blob_exists(self.repo, digest):
+            check = self._checks.get(digest)
+        there = check.result() if check is not None else \
+            self.client.blob_exists(self.repo, digest)
+        if not there:
             raise EntryUnusable(f"blob {digest} is gone from {self.where}")
         self._note_present(digest)
+
+    # -- the scope's pack ----------------------------------------------------------------------
+    def start_pack(self, store) -> None:
+        """Read this scope's pack in the background (once), then check that the layers its
+        entries name are still in the registry, ahead of the lookups that will ask."""
+        with self._lock:
+            if self._pack_started:
+                return
+            self._pack_started = True
+            if self.pack_tag is None or not self.reading:
+                self._pack_read.set()
+                return
+        threading.Thread(target=self._read_pack, args=(store,), name="gb-cache-pack",
+                         daemon=True).start()
+
+    def _read_pack(self, store) -> None:
+        from ..registry.errors import RegistryError
+        from .remote_pack import PackUnusable, read_pack
+
+        try:
+            with limits.scope(cancelled=self._cancelled):
+                self._pack, size = read_pack(self.client, self.repo, self.pack_tag) or ({}, 0)
+            self._count("pack_entries", len(self._pack))
+            self._count("bytes_downloaded", size)
+            self._check_ahead(store)
+        except PackUnusable as exc:
+            self._count("pack_unusable")
+            print(f"graphbuild: warning: remote cache {self.where}: pack {self.pack_tag} "
+                  f"unusable ({exc}); looking entries up one by one", file=sys.stderr)
+        except (RegistryError, OSError) as exc:
+            self._unreachable("read", exc)
+        finally:
+            self._pack_read.set()
+
+    def _check_ahead(self, store) -> None:
+        digests: set[str] = set()
+        for node, (_, doc) in self._pack.items():
+            try:
+                layers = doc["layers"]
+                meta = [x for x in layers if _is_metadata(x)]
+                blobs = [x["digest"] for x in layers if not _is_metadata(x) and "data" not in x]
+            except (ValueError, KeyError, TypeError, AttributeError):
+                continue  # said when its node looks it up
+            if all(isinstance(x.get("data"), str) for x in meta) and not any(
+                    x.get("mediaType") == TREE_TAR for x in layers):  # nothing to download
+                self._local[node] = blobs
+                digests.update(blobs)
+        with self._lock:
+            if self._cancelled.is_set():
+                return
+            self._checker = ThreadPoolExecutor(CHECKERS, thread_name_prefix="gb-cache-check")
+            for digest in digests:
+                if digest not in self._present and (store is None or not store.has_blob(digest)):
+                    self._checks[digest] = self._checker.submit(self._exists, digest)
+
+    def _exists(self, digest: str) -> bool:
+        with limits.scope(cancelled=self._cancelled):
+            return self.client.blob_exists(self.repo, digest)
+
+    def answers_now(self, node: NodeId, key: str) -> bool:
+        """Whether the lookup of ``node`` needs no network: the pack holds ``key`` for it with
+        everything embedded, and its layers are known to be there (so it can run on the
+        scheduler's thread, not handed to another: fewer threads taking turns at the GIL)."""
+        if not self._pack_read.is_set() or self._pack.get(node, ("",))[0] != key:
+            return False
+        layers = self._local.get(node)
+        if layers is None:
+            return False
+        with self._lock:
+            checks = [self._checks.get(d) for d in layers if d not in self._present]
+        return all(c is not None and c.done() and not c.cancelled() and c.exception() is None
+                   and c.result() for c in checks)
+
+    def _from_pack(self, node: NodeId | None, key: str, store, cas) -> Entry | None:
+        """The pack's entry for ``key`` with its content in place, if the pack holds one for
+        ``node`` and it is usable; else None (then the entry is looked up by its tag)."""
+        if node is None or self.pack_tag is None:
+            return None
+        self.start_pack(store)
+        self._pack_read.wait()
+        found = self._pack.get(node)
+        if found is None or found[0] != key:
+            return None
+        try:
+            entry = _parse_entry(found[1])
+            self._materialise(entry, store, cas)
+        except EntryUnusable:
+            self._count("pack_misses")  # perhaps rewritten since: its tag may be good
+            return None
+        return entry
+
+    def _write_pack(self) -> None:
+        """Replace the scope's pack when this run used or wrote entries it lacks."""
+        from ..registry.errors import RegistryError
+        from .remote_pack import write_pack
+
+        if not (self.writing and self.pack_tag and self._used and self._pack_read.is_set()):
+            return
+        pack = {n: e for n, e in self._pack.items() if n in self.nodes}
+        pack.update((n, e) for n, e in self._used.items() if n in self.nodes)
+        if pack == self._pack:
+            return
+        try:
+            with limits.scope(cancelled=self._cancelled):
+                self._count("bytes_uploaded", write_pack(self.client, self.repo, self.pack_tag,
+                                                          pack))
+            self._count("pack_written")
+        except (RegistryError, OSError) as exc:
+            self._unreachable("write", exc)
 
     # -- writing -------------------------------------------------------------------------------
     def save(self, key: str, node: NodeId, outcome: Outcome, duration: float, store, cas) -> None:
@@ -270,6 +419,8 @@ class RemoteCache:
                 manifest = _entry_manifest(node, outcome, duration, layers)
                 self.client.put_manifest(self.repo, _tag(key), manifest, mt.OCI_MANIFEST)
             self._count("entries_written")
+            with self._lock:
+                self._used[node] = (key, json.loads(manifest))
         except (RegistryError, OSError, BuildError) as exc:
             self._count("write_failures")
             self._unreachable("write", exc)
@@ -298,14 +449,18 @@ class RemoteCache:
             for desc in store.walk(root):
                 layers.setdefault(desc["digest"], desc)
         out = []
+        budget = INLINE_BUDGET
         for digest, desc in layers.items():
             size = store.blob_size(digest)
             self._ensure(digest, size, lambda d=digest: store.open_blob(d),
                          store.remote_record(digest))
             layer = {"mediaType": desc.get("mediaType") or "application/octet-stream",
                      "digest": digest, "size": size}
-            if size <= INLINE_MAX and _is_metadata(desc):  # a hit then needs no other GET
+            # a hit then needs no GET for it (metadata), nor a HEAD (attestations)
+            if size <= INLINE_MAX and (_is_metadata(desc) or not _is_layer(desc) and
+                                       size <= budget):
                 layer["data"] = base64.b64encode(store.read_bytes(digest)).decode()
+                budget -= 0 if _is_metadata(desc) else size
             out.append(layer)
         return out
 
@@ -374,6 +529,9 @@ class RemoteCache:
             future.exception()
         if self._writer is not None:
             self._writer.shutdown()
+        self._write_pack()
+        if self._checker is not None:
+            self._checker.shutdown(wait=False, cancel_futures=True)
         figures = {"remote": self.where, **{k: self.stats[k] for k in sorted(self.stats)}}
         from .hashing import write_json
 
@@ -385,7 +543,8 @@ class RemoteCache:
         from ..cli.cache_cmd import human
 
         s = self.stats
-        line = (f"remote cache {self.where}: {s['hits']} hits, {s['misses']} misses, "
+        packed = f" ({s['pack_hits']} from the pack)" if s["pack_hits"] else ""
+        line = (f"remote cache {self.where}: {s['hits']} hits{packed}, {s['misses']} misses, "
                 f"{human(s['bytes_downloaded'])} downloaded")
         if self.writing or s["entries_written"] or s["write_failures"]:
             line += (f", {s['entries_written']} entries written "
@@ -395,8 +554,21 @@ class RemoteCache:
     def cancel(self) -> None:
         self.writing = self.reading = False
         self._cancelled.set()
-        if self._writer is not None:
-            self._writer.shutdown(wait=False, cancel_futures=True)
+        with self._lock:
+            pools = [p for p in (self._writer, self._checker) if p is not None]
+        for pool in pools:
+            pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _parse_entry(doc) -> Entry:
+    try:
+        outcome = json.loads(doc["annotations"][A_OUTCOME])
+        if doc.get("artifactType") != ACTION_TYPE or not isinstance(outcome["data"], dict):
+            raise ValueError("not a graphbuild action entry")
+        return Entry(doc, Outcome(outcome["digest"], outcome["data"]),
+                     float(doc["annotations"].get(A_DURATION, 0) or 0))
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise EntryUnusable(f"the entry does not parse: {exc}") from None
 
 
 def _inline(entry: dict) -> dict[str, bytes]:
@@ -410,6 +582,11 @@ def _inline(entry: dict) -> dict[str, bytes]:
             except (ValueError, KeyError):
                 continue  # then downloaded instead
     return out
+
+
+def _is_layer(desc: dict) -> bool:
+    media_type = desc.get("mediaType") or ""
+    return ".layer." in media_type or ".rootfs." in media_type
 
 
 def _is_metadata(desc: dict) -> bool:

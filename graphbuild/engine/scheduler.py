@@ -37,7 +37,7 @@ RECORD_EVERY_S = 0.5  # or this often (each transaction costs the main thread ~1
 DEFAULT_DURATION = 1.0
 MIN_IO_JOBS = 8  # io-bound nodes (pushes) run beyond -j: up to max(this, 4 * jobs) at once
 LOG_TAIL = 40
-LOOKUP_THREADS = 16
+LOOKUP_THREADS = 4
 LOOKUP = object()  # _prepare's answer when the remote cache is to be asked first
 READS_IMAGES = ("Image",)  # actions reading their image dependencies' bytes: hashed first
 
@@ -368,6 +368,8 @@ class Scheduler:
         self.engine = engine
         self.on_start = on_start
         self.graph = graph
+        if engine.remote_cache is not None:
+            engine.remote_cache.nodes.update(graph.nodes)  # what the scope's pack keeps
         self.actions = actions
         self.opts = opts
         self.summary = Summary()
@@ -441,7 +443,10 @@ class Scheduler:
                         queue_run(node)
                     elif res is LOOKUP:
                         looking.add(node)
-                        self._lookups().submit(self._lookup, node)
+                        if self.engine.remote_cache.answers_now(node, self._keys[node][0]):
+                            self._lookup(node)  # no network: here, its result queued
+                        else:
+                            self._lookups().submit(self._lookup, node)
                     else:
                         self._finish(res, ready, waiting)
                 for io, heap in runnable.items():
@@ -607,7 +612,7 @@ class Scheduler:
         try:
             with limits.scope(cancelled=self.engine.cancelled, retries=self.engine.retries):
                 outcome, said, duration = self.engine.remote_cache.lookup(
-                    key, self.engine.store, self.engine.cas)
+                    key, self.engine.store, self.engine.cas, node)
             if outcome is not None and self._usable(node, outcome):
                 res = NodeResult(node, "cached", said, outcome, remote_duration=duration)
             else:

@@ -278,6 +278,13 @@ def test_cache_answering_500_warns_and_builds(tmp_path, registry, fault_proxy):
     a = _runner(tmp_path, "a", files)
     counts, _, err = _run(a, "//...")
     assert counts["failed"] == 0 and "warning: remote cache" in err, err
+    # the writes retry within the run's budget: the first request of each read and write,
+    # and the run's retries for that registry (75 requests without the budget)
+    from graphbuild.registry.limits import RUN_RETRIES
+
+    stats = json.loads((a.root / ".graphbuild" / "remote-cache-stats.json").read_text())
+    firsts = stats["write_failures"] + stats["read_errors"]
+    assert fault_proxy.injected["500"] <= firsts + RUN_RETRIES, stats
 
 
 def _entries(registry, repo: str) -> dict[str, dict]:

@@ -3,6 +3,7 @@ needs. Image analysis (inputs, checks) and every backend use the same plan."""
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -228,10 +229,17 @@ def context_exclusions(context_dir: Path, cache_dir: Path) -> tuple[str, ...]:
     """What is never part of a context: graphbuild's cache directory when it lies inside (a
     context at the workspace root), as a context-relative path."""
     try:
-        rel = cache_dir.resolve().relative_to(context_dir.resolve())
+        rel = _resolved(str(cache_dir)).relative_to(_resolved(str(context_dir)))
     except ValueError:
         return ()
     return (rel.as_posix(),) if rel.parts else ()
+
+
+@functools.lru_cache(maxsize=4096)
+def _resolved(path: str) -> Path:
+    """``Path.resolve``, once per path and run: every image's plan asks for the cache
+    directory's and its context's."""
+    return Path(path).resolve()
 
 
 def ignore_lines(context_dir: Path, dockerfile: Path, exclude: tuple[str, ...]) -> list[str]:

@@ -274,6 +274,8 @@ def _build(loaded, args, jobs: int) -> int:
     profile = Profile() if args.profile else None
     engine = Engine(loaded.ws, events, profile)
     engine.remote_cache = args.remote
+    if args.remote is not None:  # one retry budget for the run, the cache's writes included
+        engine.retries = args.remote.retries
     targets = [str(lab) for lab in loaded.tgraph.roots]
     events.emit({"event": "build_started", "targets": targets, "jobs": jobs})
     summary = None

@@ -117,6 +117,7 @@ class RemoteCache:
         self._local: dict[str, list[str]] = {}  # node -> layers: its pack entry needs no GET
         self._checker: ThreadPoolExecutor | None = None
         self.nodes: set[str] = set()  # the run's graph: a pack keeps only these
+        self.retries = limits.RetryBudget()  # the run's: the Engine takes it as its own
 
     @property
     def where(self) -> str:
@@ -304,7 +305,7 @@ class RemoteCache:
         from .remote_pack import PackUnusable, read_pack
 
         try:
-            with limits.scope(cancelled=self._cancelled):
+            with limits.scope(cancelled=self._cancelled, retries=self.retries):
                 self._pack, size = read_pack(self.client, self.repo, self.pack_tag) or ({}, 0)
             self._count("pack_entries", len(self._pack))
             self._count("bytes_downloaded", size)
@@ -340,7 +341,7 @@ class RemoteCache:
                     self._checks[digest] = self._checker.submit(self._exists, digest)
 
     def _exists(self, digest: str) -> bool:
-        with limits.scope(cancelled=self._cancelled):
+        with limits.scope(cancelled=self._cancelled, retries=self.retries):
             return self.client.blob_exists(self.repo, digest)
 
     def answers_now(self, node: NodeId, key: str) -> bool:
@@ -387,7 +388,7 @@ class RemoteCache:
         if pack == self._pack:
             return
         try:
-            with limits.scope(cancelled=self._cancelled):
+            with limits.scope(cancelled=self._cancelled, retries=self.retries):
                 self._count("bytes_uploaded", write_pack(self.client, self.repo, self.pack_tag,
                                                           pack))
             self._count("pack_written")
@@ -412,7 +413,8 @@ class RemoteCache:
         if not self.writing:
             return
         try:
-            with limits.scope(cancelled=self._cancelled):  # a Ctrl-C stops it at once
+            # a Ctrl-C stops it at once
+            with limits.scope(cancelled=self._cancelled, retries=self.retries):
                 layers = (self._put_tree(outcome.digest, cas) if "tree" in outcome.data
                           else self._put_closure(outcome, store))
                 self._ensure(EMPTY["digest"], EMPTY["size"], lambda: io.BytesIO(b"{}"), None)

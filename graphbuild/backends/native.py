@@ -36,7 +36,8 @@ NAME = "native"
 # 9: ADD --chown owns the entries of an extracted archive, as BuildKit v0.23+.
 # 10: COPY --link makes its layer on its own, as BuildKit.
 # 11: COPY --parents (context sources), as BuildKit.
-REVISION = 11
+# 12: COPY --from --parents, as BuildKit.
+REVISION = 12
 
 
 def version() -> str:
@@ -302,7 +303,7 @@ class NativeBuilder:
                 entries = copyspec.copy_from_tree(root, cmd.sources, cmd.dest, workdir=workdir,
                                                   chmod=chmod, chown=chown, owner_of=owner_of,
                                                   base=base, exclude=cmd.excludes,
-                                                  link=cmd.link)
+                                                  link=cmd.link, parents=cmd.parents)
             else:
                 entries = copyspec.resolve_copy(self.req.context_dir, cmd.sources, cmd.dest,
                                                 workdir=workdir, ignore=self.ignore, chmod=chmod,

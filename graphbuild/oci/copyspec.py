@@ -810,6 +810,7 @@ def copy_from_tree(
     mode_mask: int = TREE_MODE_MASK,
     exclude: Sequence[str] = (),
     link: bool = False,
+    parents: bool = False,
 ) -> list[LayerEntry]:
     """``COPY --from``: the same rules over an unpacked stage or context filesystem at ``root``.
 
@@ -820,8 +821,12 @@ def copy_from_tree(
     """
     tree = _Tree(root, scoped=True, ignore=None)
     found: list[_Found] = []
+    dropped: list[str] = []  # --parents: what each found path loses (before a /./ pivot)
     for src in sources:
-        found.extend(tree.find(_tree_source(src), follow=follow_symlinks_inside, display=src))
+        items = tree.find(_tree_source(src), follow=follow_symlinks_inside, display=src)
+        found.extend(items)
+        dropped.extend([_tree_source(src.split("/./", 1)[0]) if "/./" in src else ""]
+                       * len(items))
     opts = _Options(
         chmod=parse_chmod(chmod) if chmod is not None else None,
         chown=chown,
@@ -833,7 +838,7 @@ def copy_from_tree(
         exclude=_excluder(exclude),
         link=link,
     )
-    return _copy(tree, found, dest, workdir, opts, ())
+    return _copy(tree, found, dest, workdir, opts, (), dropped if parents else None)
 
 
 def copy_inputs(

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from graphbuild import __version__, platforms
 from graphbuild.errors import UserError
 
-FACTS_VERSION = 7  # bumped when Facts change shape or meaning (7: --parents is native)
+FACTS_VERSION = 8  # bumped when Facts change shape or meaning (8: --from --parents is native)
 
 
 @dataclass
@@ -86,9 +86,7 @@ def _facts(setup, plan, ignore, walked: list[str]) -> Facts:
             if not isinstance(cmd, ins.Copy):
                 continue
             _check_chmod(cmd, plan, setup)
-            # native keeps --parents for context sources (not yet for --from)
-            flag = next((f for f, on in (("--parents", cmd.parents and bool(cmd.from_)),
-                                         ("--checksum", cmd.checksum)) if on), None)
+            flag = "--checksum" if cmd.checksum else None
             if flag and unsupported is None:
                 unsupported = (cmd.line, flag)
             root, ign = setup.context_str, ignore

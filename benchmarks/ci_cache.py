@@ -231,7 +231,8 @@ def measure(base: Path, registry: Registry, images: int) -> dict:
     t, events = gb(c, "//...", home=base / "home-c")
     stats = remote_stats(c)
     print(f"runner C, one file changed: {t:.3f} s, built {built(events)}, uploaded "
-          f"{stats.get('bytes_uploaded', 0)} bytes in {stats.get('entries_written', 0)} entries")
+          f"{stats.get('bytes_uploaded', 0)} bytes in {stats.get('entries_written', 0)} entries, "
+          f"and its scope's pack ({stats.get('pack_bytes_uploaded', 0)} bytes)")
     return {"fresh": fresh, "noop": noop}
 
 

@@ -137,7 +137,7 @@ def test_a_runner_after_an_edit_finds_the_edited_entries_in_the_new_pack(tmp_pat
     for runner in (b, c):
         runner.write({"app1/app": "app 1 changed\n"})
     counts, _, err = _run(b, "//...")  # the pack is stale for app1: those are looked up
-    assert counts["built"] == 3 and "from the pack" in err, err
+    assert counts["built"] == 3 and "from the pack" in err and "pack updated" in err, err
     counts, evs, err = _run(c, "//...")
     assert counts["built"] == 0 and f"{len(evs)} hits ({len(evs)} from the pack)" in err, err
 

@@ -389,8 +389,8 @@ class RemoteCache:
             return
         try:
             with limits.scope(cancelled=self._cancelled, retries=self.retries):
-                self._count("bytes_uploaded", write_pack(self.client, self.repo, self.pack_tag,
-                                                          pack))
+                size = write_pack(self.client, self.repo, self.pack_tag, pack)
+            self._count("pack_bytes_uploaded", size)
             self._count("pack_written")
         except (RegistryError, OSError) as exc:
             self._unreachable("write", exc)
@@ -551,6 +551,8 @@ class RemoteCache:
         if self.writing or s["entries_written"] or s["write_failures"]:
             line += (f", {s['entries_written']} entries written "
                      f"({human(s['bytes_uploaded'])} uploaded)")
+        if s["pack_written"]:
+            line += f", pack updated ({human(s['pack_bytes_uploaded'])})"
         return line + (f", {s['write_failures']} writes failed" if s["write_failures"] else "")
 
     def cancel(self) -> None:

@@ -330,7 +330,8 @@ class Setup:
             if key not in memo:
                 memo[key] = backends.auto(builders)
             chosen, why = memo[key]
-            rest = [str(p) for p in self.plats if str(p) not in {str(n) for n in needing}]
+            needed = {str(p) for p in needing}
+            rest = [str(p) for p in self.plats if str(p) not in needed]
             if chosen is not None and rest:
                 why += f"; native for {', '.join(rest)}: no RUN or ADD <url> there"
             self._auto = (chosen, why)

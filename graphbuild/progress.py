@@ -12,20 +12,24 @@ RUNNING_TIME_WIDTH = 8  # "  1234.5" before the "s" of a running node's line
 ELLIPSIS = "\u2026"
 
 
-def make_reporter(output: str, *, explain: bool, nodes: dict):
+def make_reporter(output: str, *, explain: bool, nodes: dict,
+                  explanations: dict[str, list[str]] | None = None):
     if output == "json":
         return None
     if output == "auto" and sys.stderr.isatty():
-        return RichReporter(explain, nodes)
-    return PlainReporter(explain, nodes)
+        return RichReporter(explain, nodes, explanations=explanations)
+    return PlainReporter(explain, nodes, explanations=explanations)
 
 
 class PlainReporter:
     """One line per node that ran, failed or was skipped; cached nodes stay quiet."""
 
-    def __init__(self, explain: bool, nodes: dict, stream=None) -> None:
+    def __init__(self, explain: bool, nodes: dict, stream=None,
+                 explanations: dict[str, list[str]] | None = None) -> None:
         self.explain = explain
         self.actions = nodes
+        # label -> what analysis chose for it (auto's backend): said before its first node runs
+        self.explanations = dict(explanations or {})
         self.total = len(nodes)
         self.done = 0
         self.stream = stream or sys.stderr
@@ -42,6 +46,11 @@ class PlainReporter:
 
     def on_start(self, node: str, reason: str) -> None:
         if self.explain:
+            action = self.actions.get(node)
+            with self.lock:
+                said = self.explanations.pop(str(action.label), []) if action else []
+            for text in said:
+                self._print(f"explain {action.label}: {text}")
             self._print(f"explain {node}: {reason}")
 
     def on_event(self, ev: dict) -> None:
@@ -106,8 +115,9 @@ class PlainReporter:
 class RichReporter(PlainReporter):
     """A live table of running nodes and counts (per platform) above scrolling result lines."""
 
-    def __init__(self, explain: bool, nodes: dict, console=None) -> None:
-        super().__init__(explain, nodes)
+    def __init__(self, explain: bool, nodes: dict, console=None,
+                 explanations: dict[str, list[str]] | None = None) -> None:
+        super().__init__(explain, nodes, explanations=explanations)
         from rich.console import Console
 
         self.console = console or Console(stderr=True)

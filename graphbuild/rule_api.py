@@ -150,6 +150,11 @@ class AnalysisContext:
         """Something the user should know about the plan (printed before the build)."""
         raise NotImplementedError  # pragma: no cover - interface
 
+    def explain(self, target: Target, text: str) -> None:
+        """A choice analysis made for the target, and why (which backend ``auto`` took): shown
+        by ``--explain`` once per target, and in the events."""
+        raise NotImplementedError  # pragma: no cover - interface
+
     def remembered(self, key, compute: Callable[[list[str]], Any]):
         """``compute(walked)`` -- which appends each directory it lists and file it reads to
         ``walked`` -- or its answer from an earlier run while those paths keep their stat

@@ -483,7 +483,7 @@ def test_auto_with_neither_backend_is_exit_2(ws, docker, monkeypatch):
     assert res.code == 2, res
     assert res.err.startswith(
         "runs/Dockerfile:3: //runs:runs: RUN needs a backend that runs containers (native "
-        "cannot), and neither buildx nor buildah is available: the Docker CLI has no buildx "
+        "cannot), and neither buildx nor buildah can build here: the Docker CLI has no buildx "
         "plugin")
     assert "buildah is not installed (no `buildah` on PATH)" in res.err
     assert "hint: install buildah (daemonless) or Docker with the buildx plugin" in res.err

@@ -41,6 +41,28 @@ def installed(name: str) -> bool:
     return missing(name) is None
 
 
+def auto(builders: list[str]) -> tuple[str | None, str]:
+    """The backend ``auto`` takes for a Dockerfile that needs more than native, and why: buildx
+    when it has a working builder for each of ``builders`` (the builder, pool ``a,b`` or ""
+    for the current builder, of each platform), else buildah when installed. Neither: (None,
+    both reasons)."""
+    why = missing("buildx")
+    if why is None:
+        reached = []
+        for wanted in builders:
+            probe = get("buildx").probe(wanted)
+            if not probe.ok:
+                why = f"buildx has no working builder: {probe.text}"
+                break
+            reached.append(probe.text)
+        else:
+            return "buildx", "; ".join(dict.fromkeys(reached))
+    other = missing("buildah")
+    if other is None:
+        return "buildah", why
+    return None, f"{why}; {other}"
+
+
 def request_options(ws, spec) -> dict:
     """The BuildRequest fields that come from the workspace rather than the Dockerfile: the
     buildx builder chosen at analysis, WORKSPACE.yaml's section for the backend, and the

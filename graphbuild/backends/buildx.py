@@ -28,6 +28,11 @@ archive and imported into the store.
 - Without a ``docker`` CLI, the ``docker-buildx`` plugin binary runs standalone, as it can. Its
   version is remembered per executable identity (path, size, mtime of the CLI and the plugin),
   so a no-op runs no ``docker buildx version``.
+- ``backend: auto`` asks ``probe`` whether a builder works (``docker buildx inspect``). The
+  answer is remembered beside the version, keyed also by the environment, buildx's and Docker's
+  configuration files and the stamps of the unix sockets they name (a daemon that starts or
+  stops makes its socket anew or removes it): a working builder until a build finds it down, a
+  failing one for ``DOWN_RECHECK_S``. So a no-op asks nothing.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ import os
 import re
 import shutil
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -53,7 +59,9 @@ SETTINGS = {"cache_from": "--cache-from specs (a string or a list)",
             "cache_to": "--cache-to specs (a string or a list)"}
 ARCHIVE = "image.tar"
 DAEMON_ERRORS = ("Cannot connect to the Docker daemon", "Is the docker daemon running",
-                 "error during connect", "permission denied while trying to connect")
+                 "error during connect", "permission denied while trying to connect",
+                 "failed to connect to the docker API")
+DOWN_RECHECK_S = 600  # a builder found not working is asked again after this long
 NO_PLUGIN_HINT = ("install the buildx plugin (Debian/Ubuntu: apt-get install docker-buildx, or "
                   "docker-buildx-plugin from Docker's repository), or use backend: buildah")
 NO_DOCKER_HINT = ("install the Docker CLI with the buildx plugin (or the docker-buildx binary "
@@ -62,6 +70,7 @@ DAEMON_HINT = ("start Docker (systemctl start docker), check DOCKER_HOST or `doc
                "ls`, or use backend: buildah (daemonless)")
 
 _lock = threading.Lock()
+_memory_lock = threading.Lock()
 _create_lock = threading.Lock()
 _versions: dict[tuple, tuple[int, str]] = {}
 _builders: dict[tuple, Builder] = {}
@@ -76,6 +85,15 @@ class Builder:
     platforms: list[str] = field(default_factory=list)
     endpoint: str = ""
     buildkit: str = ""  # the BuildKit version its node reports
+    error: str = ""  # why buildx could not load it (its Docker endpoint does not answer)
+
+
+@dataclass
+class Probe:
+    """Whether buildx can build on a builder here; ``text`` says which answers, or why none."""
+
+    ok: bool
+    text: str
 
 
 class DockerUnavailable(ActionFailed):
@@ -105,9 +123,13 @@ def tool() -> tuple[str, ...] | None:
     return (alone,) if alone else None
 
 
+def _docker_config() -> str:
+    return os.environ.get("DOCKER_CONFIG") or os.path.expanduser("~/.docker")
+
+
 def _plugin() -> str | None:
     """The plugin file the Docker CLI would run (its config dir first, as the CLI looks)."""
-    config = os.environ.get("DOCKER_CONFIG") or os.path.expanduser("~/.docker")
+    config = _docker_config()
     for d in (os.path.join(config, "cli-plugins"), *PLUGIN_DIRS):
         path = os.path.join(d, "docker-buildx")
         if os.path.isfile(path):
@@ -126,35 +148,47 @@ def _stamp(path: str | None) -> tuple | None:
 def _key(exe: tuple[str, ...]) -> tuple:
     """What a cached answer depends on: the executables and where they point."""
     env = tuple(os.environ.get(k) for k in ("DOCKER_HOST", "DOCKER_CONTEXT", "DOCKER_CONFIG",
-                                            "BUILDX_BUILDER"))
+                                            "BUILDX_BUILDER", "BUILDX_CONFIG"))
     return (exe, _stamp(exe[0]), _stamp(_plugin()) if len(exe) > 1 else None, env)
 
 
 def _memory() -> Path:
+    """What is remembered across runs: versions (by executable identity) and probes."""
     base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
     return Path(base) / "graphbuild" / "buildx-version.json"
 
 
-def _remembered(ident: tuple) -> tuple[int, str] | None:
+def _read_memory() -> dict:
     try:
-        found = json.loads(_memory().read_text()).get(_ident_hash(ident))
-    except (OSError, ValueError, AttributeError):
-        return None
+        known = json.loads(_memory().read_text())
+    except (OSError, ValueError):
+        return {}
+    return known if isinstance(known, dict) else {}
+
+
+def _write_memory(change) -> None:
+    """``change(known)`` applied to the remembered answers, written atomically."""
+    path = _memory()
+    with _memory_lock:
+        try:
+            known = _read_memory()
+            known = known if len(known) < 64 else {}
+            change(known)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}")
+            tmp.write_text(json.dumps(known))
+            os.replace(tmp, path)
+        except OSError:  # a read-only home only costs the next run one more question
+            pass
+
+
+def _remembered(ident: tuple) -> tuple[int, str] | None:
+    found = _read_memory().get(_ident_hash(ident))
     return (0, found) if isinstance(found, str) else None
 
 
 def _remember(ident: tuple, out: str) -> None:
-    path = _memory()
-    try:
-        known = json.loads(path.read_text()) if path.exists() else {}
-        known = known if isinstance(known, dict) and len(known) < 64 else {}
-        known[_ident_hash(ident)] = out
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.name}.{os.getpid()}")
-        tmp.write_text(json.dumps(known))
-        os.replace(tmp, path)
-    except OSError:  # a read-only home only costs the next run one `buildx version`
-        pass
+    _write_memory(lambda known: known.__setitem__(_ident_hash(ident), out))
 
 
 def _ident_hash(ident: tuple) -> str:
@@ -209,8 +243,8 @@ def require() -> tuple[str, ...]:
 
 def _daemon_error(out: str) -> str | None:
     for line in out.splitlines():
-        if any(p in line for p in DAEMON_ERRORS):
-            return line.removeprefix("ERROR: ").strip()
+        if any(p in line for p in DAEMON_ERRORS):  # "ERROR: …", or inspect's "Error:  …"
+            return re.sub(r"^(?:ERROR|Error):\s*", "", line.strip())
     return None
 
 
@@ -249,7 +283,8 @@ def _parse_inspect(name: str, out: str) -> Builder:
     plats = [p.strip().rstrip("*") for p in fields.get("Platforms", "").split(",") if p.strip()]
     return Builder(fields.get("Name", name), True, fields.get("Driver", ""),
                    fields.get("Status", ""), plats, fields.get("Endpoint", ""),
-                   fields.get("BuildKit version") or fields.get("BuildKit", ""))
+                   fields.get("BuildKit version") or fields.get("BuildKit", ""),
+                   fields.get("Error", ""))
 
 
 def create(exe: tuple[str, ...], name: str, plats: list[str] | None = None) -> Builder:
@@ -267,11 +302,11 @@ def create(exe: tuple[str, ...], name: str, plats: list[str] | None = None) -> B
     return inspect(exe, name, fresh=True)
 
 
-def _usable(exe: tuple[str, ...], wanted: str) -> Builder:
+def _usable(exe: tuple[str, ...], wanted: str, *, fresh: bool = False) -> Builder:
     """A named builder that exists, can export OCI and is running; else ActionFailed naming it.
     Its status is asked afresh once per run: a remote node that is down would otherwise cost
     BuildKit's 20 s connection timeout."""
-    b = inspect(exe, wanted)
+    b = inspect(exe, wanted, fresh=fresh)
     if not b.exists:
         raise ActionFailed(
             f"the buildx builder '{wanted}' does not exist\n  hint: create it with `docker "
@@ -282,6 +317,11 @@ def _usable(exe: tuple[str, ...], wanted: str) -> Builder:
         raise ActionFailed(f"the buildx builder '{wanted}' uses the {b.driver} driver, which "
                            "cannot export an OCI image\n  hint: use a docker-container, "
                            "kubernetes or remote builder")
+    if b.error:
+        raise BuilderDown(f"the buildx builder '{wanted}' does not answer ({b.error})\n  hint: "
+                          f"check `docker buildx inspect {wanted}` and the daemon its driver "
+                          "talks to, or route its platform to another builder (WORKSPACE.yaml "
+                          "builders)")
     if b.driver == "remote" and b.status.lower() not in ("running", ""):
         raise BuilderDown(f"the buildx builder '{wanted}' is not running (status "
                           f"{b.status or 'unknown'}, endpoint {b.endpoint or '?'})\n  hint: "
@@ -308,12 +348,117 @@ def resolve_builder(exe: tuple[str, ...], wanted: str) -> str:
                     raise
         raise AssertionError("unreachable")
     current = inspect(exe)
+    if current.driver == "remote" and current.status.lower() not in ("running", ""):
+        name = current.name or "default"
+        raise BuilderDown(f"the current buildx builder '{name}' is not running (status "
+                          f"{current.status}, endpoint {current.endpoint or '?'})\n  hint: start "
+                          f"the BuildKit daemon at {current.endpoint or 'its endpoint'}, check "
+                          f"`docker buildx inspect {name}`, or choose another builder "
+                          "(`docker buildx use NAME`, or WORKSPACE.yaml builders)")
     if current.driver not in NO_OCI_DRIVERS:
         return ""
     with _create_lock:
         if not inspect(exe, DEFAULT_BUILDER).exists:
             create(exe, DEFAULT_BUILDER)
     return DEFAULT_BUILDER
+
+
+def probe(wanted: str) -> Probe:
+    """Whether buildx can build on ``wanted`` here (a builder, a pool ``a,b`` of which one
+    must answer, or "" for the current builder), for ``backend: auto``; buildx itself must be
+    installed (``missing()``). The answer is remembered across runs (see the module doc)."""
+    exe = tool()
+    assert exe is not None
+    found = _recall(_probe_key(exe, wanted))
+    if found is not None:
+        return found
+    answer = _ask(exe, wanted)
+    # the state after asking is what the next run sees (buildx writes its `current` file
+    # the first time it runs)
+    _write_memory(lambda known: known.__setitem__(_probe_key(exe, wanted), {
+        "ok": answer.ok, "text": answer.text, "at": time.time()}))
+    return answer
+
+
+def _ask(exe: tuple[str, ...], wanted: str) -> Probe:
+    if wanted:
+        downs = []
+        for name in wanted.split(","):
+            try:
+                _usable(exe, name, fresh=True)
+            except ActionFailed as exc:
+                downs.append(str(exc).splitlines()[0])
+                continue
+            return Probe(True, f"builder {name} reachable")
+        return Probe(False, "; ".join(downs))
+    try:
+        b = inspect(exe, fresh=True)
+    except ActionFailed as exc:
+        return Probe(False, str(exc).splitlines()[0])
+    name = b.name or "default"
+    if b.error:
+        return Probe(False, f"the current builder '{name}' does not answer ({b.error})")
+    if b.driver == "remote" and b.status.lower() != "running":
+        return Probe(False, f"the current builder '{name}' is not running (status "
+                            f"{b.status or 'unknown'}, endpoint {b.endpoint or '?'})")
+    if b.driver in NO_OCI_DRIVERS:
+        return Probe(True, f"builder {name} reachable; with its {b.driver} driver graphbuild "
+                           f"builds on the docker-container builder '{DEFAULT_BUILDER}'")
+    return Probe(True, f"builder {name} reachable")
+
+
+def _recall(key: str) -> Probe | None:
+    found = _read_memory().get(key)
+    if not isinstance(found, dict) or not isinstance(found.get("text"), str):
+        return None
+    if not found.get("ok") and not 0 <= time.time() - found.get("at", 0) < DOWN_RECHECK_S:
+        return None
+    return Probe(bool(found.get("ok")), found["text"])
+
+
+def forget_working() -> None:
+    """Drop the remembered working builders: a build found one down, so the next run asks."""
+    def drop(known: dict) -> None:
+        for key in [k for k, v in known.items() if k.startswith("probe:")
+                    and isinstance(v, dict) and v.get("ok")]:
+            del known[key]
+
+    if any(k.startswith("probe:") for k in _read_memory()):
+        _write_memory(drop)
+
+
+_UNIX_RE = re.compile(r'unix://(/[^"\s,]+)')
+
+
+def _probe_key(exe: tuple[str, ...], wanted: str) -> str:
+    """What a probe's answer depends on: the executables and environment (``_key``), buildx's
+    and Docker's configuration files, and the unix sockets they name (their stamps change when
+    a daemon starts or stops). Not buildx's ``activity`` files: every build touches them."""
+    config = _docker_config()
+    bx = os.environ.get("BUILDX_CONFIG") or os.path.join(config, "buildx")
+    files = [os.path.join(config, "config.json"), os.path.join(bx, "current")]
+    for folder in (os.path.join(bx, "instances"), os.path.join(bx, "defaults")):
+        files += _listing(folder)
+    meta = os.path.join(config, "contexts", "meta")
+    files += [os.path.join(meta, d, "meta.json") for d in _listing(meta, names=True)]
+    sockets = {"/var/run/docker.sock", *_UNIX_RE.findall(os.environ.get("DOCKER_HOST") or "")}
+    for path in files[1:]:
+        try:
+            with open(path, errors="replace") as f:
+                sockets.update(_UNIX_RE.findall(f.read(65536)))
+        except OSError:
+            continue
+    ident = (_key(exe), wanted, [_stamp(f) for f in files],
+             [(s, _stamp(s)) for s in sorted(sockets)])
+    return "probe:" + hashlib.sha256(repr(ident).encode()).hexdigest()[:32]
+
+
+def _listing(folder: str, *, names: bool = False) -> list[str]:
+    try:
+        found = sorted(os.listdir(folder))
+    except OSError:
+        return []
+    return found if names else [os.path.join(folder, n) for n in found]
 
 
 def builder_for(ws_builders: dict, plat: platforms.Platform, declared: str = "",
@@ -427,7 +572,11 @@ def build(req: BuildRequest, store, scratch: Path, cancelled: threading.Event) -
     exe = require()
     opts = settings(req.settings)
     external.check_secrets(req)
-    builder = resolve_builder(exe, req.builder)
+    try:
+        builder = resolve_builder(exe, req.builder)
+    except (BuilderDown, DockerUnavailable):
+        forget_working()  # so `auto` asks again next run
+        raise
     dest = scratch / ARCHIVE
     argv = command(req, exe, builder, contexts(req, store, scratch), opts, dest,
                    external.dockerfile_with_ignore(req, scratch))
@@ -435,7 +584,10 @@ def build(req: BuildRequest, store, scratch: Path, cancelled: threading.Event) -
     env = {**os.environ, "SOURCE_DATE_EPOCH": str(req.source_date_epoch)}
     code = external.run_tool(argv, cwd=scratch, log_path=log, cancelled=cancelled, env=env)
     if code != 0:
-        raise failure(req, log.read_text(errors="replace"), code, external.tail(log), builder)
+        error = failure(req, log.read_text(errors="replace"), code, external.tail(log), builder)
+        if isinstance(error, (BuilderDown, DockerUnavailable)):
+            forget_working()
+        raise error
     if not dest.is_file():
         raise ActionFailed(f"{req.dockerfile_rel}: {req.label}: docker buildx build exited 0 "
                            f"but wrote no OCI archive at {dest}", external.tail(log))
@@ -465,10 +617,10 @@ def failure(req: BuildRequest, output: str, code: int, log_tail: str,
         return DockerUnavailable(f"{req.dockerfile_rel}: {req.label}: the Docker daemon is not "
                                  f"reachable ({daemon})\n  hint: {DAEMON_HINT}", log_tail)
     if "waiting for connection" in output and "context deadline exceeded" in output:
-        name = builder or "the current builder"
-        return BuilderDown(f"{req.dockerfile_rel}: {req.label}: the buildx builder {name} did "
-                           "not answer (its BuildKit is down or unreachable)\n  hint: check "
-                           f"`docker buildx inspect {builder}`, start its daemon, or route "
+        name = f"buildx builder '{builder}'" if builder else "current buildx builder"
+        return BuilderDown(f"{req.dockerfile_rel}: {req.label}: the {name} did not answer (its "
+                           "BuildKit is down or unreachable)\n  hint: check `docker buildx "
+                           f"inspect{' ' + builder if builder else ''}`, start its daemon, or route "
                            f"{req.platform} to another builder (WORKSPACE.yaml builders)",
                            log_tail)
     line = None

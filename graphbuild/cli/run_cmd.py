@@ -180,16 +180,32 @@ def _dry_run(loaded, args, jobs: int) -> int:
     if args.output == "json":
         import json
 
+        for label, texts in _explanations(loaded).items():
+            for text in texts:
+                print(json.dumps({"event": "explain", "label": label, "text": text}))
         for r in results.values():
             print(json.dumps({"event": "plan", "node": r.node, "status": r.status,
                               "reason": r.reason}))
         return 0
+    if args.explain:  # what analysis chose (auto's backend) for each target that would run
+        actions = loaded.analysis.actions
+        running = {str(actions[r.node].label) for r in would if r.node in actions}
+        for label, texts in _explanations(loaded).items():
+            for text in texts if label in running else []:
+                print(f"explain {label}: {text}")
     for r in results.values():
         verb = {"would-run": "would run", "failed": "would fail", "cached": "cached"}[r.status]
         print(f"{verb:<10} {r.node}: {r.reason}")
     print(f"plan: {len(would)} to run, {sum(r.status == 'cached' for r in results.values())} "
           f"cached, {len(results)} nodes (dry run: nothing was executed)")
     return 0
+
+
+def _explanations(loaded) -> dict[str, list[str]]:
+    """label -> what analysis chose for it and why (auto's backend), for the targets this run
+    builds (a node pattern or a shard may have narrowed the graph)."""
+    labels = {str(a.label) for a in loaded.analysis.actions.values()}
+    return {k: v for k, v in loaded.analysis.explanations.items() if k in labels}
 
 
 def _record_refs(engine, actions, summary) -> list:
@@ -268,7 +284,9 @@ def _build(loaded, args, jobs: int) -> int:
         events.add_sink(JsonLines(events_file))
     if args.output == "json":
         events.add_sink(JsonLines(sys.stdout))
-    reporter = make_reporter(args.output, explain=args.explain, nodes=loaded.analysis.actions)
+    explained = _explanations(loaded)
+    reporter = make_reporter(args.output, explain=args.explain, nodes=loaded.analysis.actions,
+                             explanations=explained)
     if reporter:
         events.add_sink(reporter.on_event)
     profile = Profile() if args.profile else None
@@ -278,6 +296,9 @@ def _build(loaded, args, jobs: int) -> int:
         engine.retries = args.remote.retries
     targets = [str(lab) for lab in loaded.tgraph.roots]
     events.emit({"event": "build_started", "targets": targets, "jobs": jobs})
+    for label, texts in explained.items():
+        for text in texts:
+            events.emit({"event": "explain", "label": label, "text": text})
     summary = None
     ok = False
     refs: list = []

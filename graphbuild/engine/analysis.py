@@ -27,6 +27,7 @@ class Analysis(AnalysisContext):
         self.graph = DiGraph()
         self.target_of: dict[NodeId, Target] = {}
         self.notes: list[str] = []
+        self.explanations: dict[str, list[str]] = {}  # label -> what --explain says of it
         self._current: Target | None = None
         self._memos: dict[str, dict] = {}
         for target in tgraph.build_order():
@@ -40,6 +41,9 @@ class Analysis(AnalysisContext):
 
     def note(self, target: Target, text: str) -> None:
         self.notes.append(f"{target.build_file}:{target.line}: {target.label}: {text}")
+
+    def explain(self, target: Target, text: str) -> None:
+        self.explanations.setdefault(str(target.label), []).append(text)
 
     def target(self, label: Label) -> Target:
         return self.tgraph.targets[label]

@@ -133,6 +133,8 @@ class Setup:
         self.dockerfile_rel = self.rel(self.dockerfile_str)
         self.contexts = self._contexts()
         self.backend_choice = target.attrs["backend"] or ctx.ws.backend
+        self.plats = plats
+        self._auto: tuple[str | None, str] | None = None  # auto's choice, made once per image
         self.sde = int(os.environ.get(SOURCE_DATE_EPOCH, "0") or 0)
         self._plans: dict[str, object] = {}  # made during this run, kept for its builds
         self.facts = self._facts(plats)
@@ -278,18 +280,21 @@ class Setup:
         choice = self.backend_choice
         if choice == "auto":
             if not needs:
+                self._auto_choice()  # said once, for the image
                 return "native"
-            why = {}
-            for name in backends.EXTERNAL:
-                why[name] = backends.missing(name)
-                if why[name] is None:
-                    return name
+            chosen, why = self._auto_choice()
+            if chosen is not None:
+                return chosen
             line, what = needs[0]
+            installed = backends.missing("buildx") is None
             raise UserError(f"{what} needs a backend that runs containers (native cannot), and "
-                            f"neither buildx nor buildah is available: {why['buildx']}; "
-                            f"{why['buildah']}", path=self.dockerfile_rel, line=line,
-                            label=str(self.target.label),
-                            hint="install buildah (daemonless) or Docker with the buildx plugin")
+                            f"neither buildx nor buildah can build here: {why}",
+                            path=self.dockerfile_rel, line=line, label=str(self.target.label),
+                            hint="install buildah (daemonless), or get a buildx builder working: "
+                                 "start its BuildKit daemon (or Docker), or name a running one "
+                                 "(`docker buildx use NAME`, WORKSPACE.yaml builders)"
+                                 if installed else
+                                 "install buildah (daemonless) or Docker with the buildx plugin")
         if choice == "native" and needs:
             line, what = needs[0]
             raise UserError(f"the native backend cannot execute {what}", path=self.dockerfile_rel,
@@ -306,6 +311,33 @@ class Setup:
                                     "install it, or choose another backend (native, buildx, "
                                     "buildah or auto) on the image or in WORKSPACE.yaml")
         return choice
+
+    def _auto_choice(self) -> tuple[str | None, str]:
+        """What ``auto`` builds this image's platforms with, and why (``backends.auto``): one
+        backend for every platform whose Dockerfile needs more than native, native for the
+        rest; said once per image to ``--explain``. Builders are asked once per run."""
+        if self._auto is not None:
+            return self._auto
+        needing = [p for p in self.plats if self.facts.per_platform[str(p)].needs]
+        if not needing:
+            self._auto = ("native", "no RUN or ADD <url>")
+        else:
+            bx = backends.get("buildx")
+            builders = sorted({",".join(sorted(bx.node_builder(self.target, self.ctx, p)
+                                               .split(","))) for p in needing})
+            memo = self.ctx.run_memo("auto-backend")
+            key = tuple(builders)
+            if key not in memo:
+                memo[key] = backends.auto(builders)
+            chosen, why = memo[key]
+            needed = {str(p) for p in needing}
+            rest = [str(p) for p in self.plats if str(p) not in needed]
+            if chosen is not None and rest:
+                why += f"; native for {', '.join(rest)}: no RUN or ADD <url> there"
+            self._auto = (chosen, why)
+        if self._auto[0] is not None:
+            self.ctx.explain(self.target, f"auto: {self._auto[0]} ({self._auto[1]})")
+        return self._auto
 
     def _resolve_contexts(self, spec: NodeSpec, facts, plat) -> None:
         for name, line in facts.context_bases:

@@ -10,11 +10,13 @@ copies that file from its build stage, so its content names the toolchain image 
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 import registry_fixtures as fx
 from conftest import need_tool
+from test_backend_buildx import Docker
 from test_native_errors import refused
 from test_native_stage_platform import LINUX, push_base
 
@@ -194,3 +196,38 @@ def test_docker_image_context_is_pulled_for_the_stage_platform(ws, registry):
         # no --platform: the node's own platform, as before
         layer = store.read_json(store.lookup(f"//p:node[{plat}]")["digest"])["layers"][0]
         assert layer["digest"] == layers[plat], plat
+
+
+# -- a base image reference read for two platforms -----------------------------------------------
+
+def test_a_reference_read_for_the_build_platform_and_the_node_platform(ws, registry):
+    """``FROM --platform=$BUILDPLATFORM ref AS tools`` and ``FROM ref``: each stage starts from
+    its own platform's image (one reference, two pulls), not both from the build platform's."""
+    tagged, layers = push_base(registry, LINUX)
+    ws.write({
+        "p/BUILD.yaml": "app: {rule: image, platforms: [linux/amd64, linux/arm64]}\n",
+        "p/Dockerfile": f"FROM --platform=$BUILDPLATFORM {tagged} AS tools\nFROM {tagged}\n"
+                        "COPY --from=tools /platform.txt /tools.txt\n",
+    })
+    run(ws)
+    store = Store(Path(ws.root) / ".graphbuild" / "oci")
+    for plat in BOTH:
+        manifest = store.read_json(store.lookup(f"//p:app[{plat}]")["digest"])
+        assert manifest["layers"][0]["digest"] == layers[plat], plat
+        assert file_in(ws, f"//p:app[{plat}]", "tools.txt") == HOST, plat
+
+
+def test_buildx_cannot_take_a_reference_for_two_platforms(ws, registry, tmp_path, monkeypatch):
+    """buildx takes one image per --build-context name: exit 2 before anything runs (it used to
+    be given the build platform's image for both stages)."""
+    double = Docker(tmp_path / "bin")  # analysis asks `docker buildx version` only
+    monkeypatch.setenv("PATH", f"{double.dir}{os.pathsep}{os.environ['PATH']}")
+    tagged, _ = push_base(registry, LINUX)
+    ws.write({
+        "p/BUILD.yaml": "app: {rule: image, backend: buildx, platforms: [linux/amd64, "
+                        "linux/arm64]}\n",
+        "p/Dockerfile": f"FROM --platform=linux/s390x {tagged} AS tools\nFROM {tagged}\n"
+                        "RUN true\nCOPY --from=tools /platform.txt /tools.txt\n",
+    })
+    refused(ws, "p/Dockerfile:1: //p:app", f"image {tagged} is read for linux/s390x",
+            "buildx cannot be given", hint="backend: native")

@@ -316,18 +316,23 @@ class Setup:
                                      "or pull target; COPY --from reads a directory")
         for key, use in _context_uses(facts, plat).items():
             self._resolve_context(spec, key, *use)
-        for line, ref, flag in facts.refs:
-            try:  # bad input first, before any registry lookup
-                if flag:  # FROM --platform=$BUILDPLATFORM ref: that platform's image, not ours
-                    spec.ref_platforms[ref] = platforms.parse(flag)
-                spec.refs[ref] = self._pin(ref)
-            except platforms.PlatformError as exc:
-                raise UserError(f"FROM --platform: {exc}", path=self.dockerfile_rel, line=line,
-                                label=spec.label, hint=exc.hint) from None
+        self._resolve_refs(spec, facts, plat)
+        spec.deps.extend(n for k, n in spec.contexts.values() if k == "node" and n not in spec.deps)
+
+    def _resolve_refs(self, spec: NodeSpec, facts, plat) -> None:
+        """Each base image reference pinned, once for each platform it is read for (a FROM
+        --platform=$BUILDPLATFORM of a reference the final stage starts FROM too)."""
+        uses = _ref_uses(facts, plat)
+        for key, (ref, at, line) in uses.items():
+            if at is not None:  # FROM --platform=X ref: X's image, not ours
+                spec.ref_platforms[key] = at
+            self._check_one_image_per_name(spec, key, ref, at, line, "image")
+        for key, (ref, _, line) in uses.items():  # bad input first, before registry lookups
+            try:
+                spec.refs[key] = self._pin(ref)
             except UserError as exc:
                 raise UserError(exc.message, path=self.dockerfile_rel, line=line,
                                 label=spec.label, hint=exc.hint) from None
-        spec.deps.extend(n for k, n in spec.contexts.values() if k == "node" and n not in spec.deps)
 
     def _resolve_context(self, spec: NodeSpec, key: str, name: str, at, line: int) -> None:
         """Context ``name`` read for platform ``at``: a label gives its node for ``at`` (a
@@ -373,17 +378,25 @@ class Setup:
                         f"does not build {plat}", path=self.dockerfile_rel, line=line,
                         label=str(self.target.label), hint=hint)
 
-    def _check_one_image_per_name(self, spec: NodeSpec, key: str, name: str, at, line: int) -> None:
-        """buildx and buildah take one image per --build-context name (buildx refuses BuildKit's
-        ``name::os/arch``): a context read for two platforms in one node is native-only."""
+    def _check_one_image_per_name(self, spec: NodeSpec, key: str, name: str, at, line: int,
+                                  what: str = "context") -> None:
+        """buildx and buildah take one image per --build-context name (buildx refuses
+        BuildKit's ``name::os/arch``): a context or base image reference read for two platforms
+        in one node is native-only."""
         if key == name or spec.backend == "native":
             return
-        other = spec.context_platforms.get(name, spec.platform)  # the plain key's, made first
-        raise UserError(f"context '{name}' is read for {at} (FROM --platform) and for "
-                        f"{other} in one build, which {spec.backend} cannot be given",
-                        path=self.dockerfile_rel, line=line, label=spec.label,
-                        hint="give the same value a second name under contexts and use it "
-                             "in this FROM, or build with backend: native")
+        if what == "context":
+            other = spec.context_platforms.get(name, spec.platform)  # the plain key's, made first
+            hint = ("give the same value a second name under contexts and use it in this FROM, "
+                    "or build with backend: native")
+            subject = f"context '{name}'"
+        else:
+            other = spec.ref_platforms.get(name, spec.platform)
+            hint = "build this image with backend: native"
+            subject = f"image {name}"
+        raise UserError(f"{subject} is read for {at} (FROM --platform) and for {other} in one "
+                        f"build, which {spec.backend} cannot be given", path=self.dockerfile_rel,
+                        line=line, label=spec.label, hint=hint)
 
     # -- paths ---------------------------------------------------------------------------------
     def rel(self, path: Path | str) -> str:
@@ -421,6 +434,32 @@ def _context_uses(facts, plat: platforms.Platform) -> dict[str, tuple]:
     for name, by_platform in wanted.items():
         for i, (at, line) in enumerate(by_platform.values()):
             out[context_key(name, at) if i else name] = (name, at, line)
+    return out
+
+
+def _ref_uses(facts, plat: platforms.Platform) -> dict[str, tuple]:
+    """refs key -> (reference, its FROM --platform or None, FROM line), as _context_uses: a
+    reference read for one platform keeps its plain key; read for several, the node's platform
+    keeps it and the others get ``ref::X``. A --platform naming the node's own platform is kept
+    (the node's key records it)."""
+    from graphbuild.backends.plan import context_key
+
+    def parsed(flag: str | None) -> platforms.Platform | None:
+        return platforms.parse(flag) if flag else None  # checked when the plan was made
+
+    def elsewhere(use: tuple) -> bool:  # read for another platform than the node's
+        at = parsed(use[2])
+        return at is not None and str(at) != str(plat)
+
+    wanted: dict[str, dict[str, list]] = {}
+    for line, ref, flag in sorted(facts.refs, key=elsewhere):  # stable: the node's reads first
+        at = parsed(flag)
+        seen = wanted.setdefault(ref, {}).setdefault(str(at or plat), [at, line])
+        seen[0] = seen[0] or at
+    out = {}
+    for ref, by_platform in wanted.items():
+        for i, (at, line) in enumerate(by_platform.values()):
+            out[context_key(ref, at) if i else ref] = (ref, at, line)
     return out
 
 

@@ -111,10 +111,15 @@ def test_literal_platform_on_a_node_of_another_platform(ws):
     assert file_in(ws, "//p:app[linux/amd64]") == "arm64"
 
 
-def test_a_context_read_for_two_platforms_in_one_node(ws):
-    """The build stage reads arm64's toolchain, the final stage the node's (amd64) one."""
+@pytest.mark.parametrize("backend", ["native", "buildah"])
+def test_a_context_read_for_two_platforms_in_one_node(ws, backend):
+    """The build stage reads arm64's toolchain, the final stage the node's (amd64) one (buildah
+    is given both images, under ``toolchain::linux/arm64`` and ``toolchain``)."""
+    if backend == "buildah":
+        need_tool("buildah")
     ws.write(workspace("FROM --platform=linux/arm64 toolchain AS build\nFROM toolchain\n"
-                       "COPY --from=build /out/built-on /built-on\n", ["linux/amd64"]))
+                       "COPY --from=build /out/built-on /built-on\n", ["linux/amd64"],
+                       backend=backend))
     run(ws)
     assert file_in(ws, "//p:app[linux/amd64]") == "arm64"
     assert file_in(ws, "//p:app[linux/amd64]", "out/built-on") == "amd64"
@@ -156,13 +161,19 @@ def test_buildah_is_given_the_image_for_the_stage_platform(ws):
     assert file_in(ws, "//p:app[linux/amd64]") == "arm64"
 
 
-def test_external_backend_cannot_take_a_context_for_two_platforms(ws):
-    need_tool("buildah")
+def test_buildx_cannot_take_a_context_for_two_platforms(ws, tmp_path, monkeypatch):
+    buildx_double(tmp_path, monkeypatch)
     ws.write(workspace("FROM --platform=linux/arm64 toolchain AS build\nFROM toolchain\n"
-                       "COPY --from=build /out/built-on /built-on\n", ["linux/amd64"],
-                       backend="buildah"))
-    refused(ws, "p/Dockerfile:1: //p:app", "read for linux/arm64", "buildah",
+                       "RUN true\nCOPY --from=build /out/built-on /built-on\n", ["linux/amd64"],
+                       backend="buildx"))
+    refused(ws, "p/Dockerfile:1: //p:app", "read for linux/arm64", "buildx",
             hint="second name under contexts")
+
+
+def buildx_double(tmp_path: Path, monkeypatch) -> None:
+    """A `docker` with buildx first on PATH: analysis asks it `docker buildx version` only."""
+    double = Docker(tmp_path / "bin")
+    monkeypatch.setenv("PATH", f"{double.dir}{os.pathsep}{os.environ['PATH']}")
 
 
 # -- a docker-image:// context --------------------------------------------------------------------
@@ -220,8 +231,7 @@ def test_a_reference_read_for_the_build_platform_and_the_node_platform(ws, regis
 def test_buildx_cannot_take_a_reference_for_two_platforms(ws, registry, tmp_path, monkeypatch):
     """buildx takes one image per --build-context name: exit 2 before anything runs (it used to
     be given the build platform's image for both stages)."""
-    double = Docker(tmp_path / "bin")  # analysis asks `docker buildx version` only
-    monkeypatch.setenv("PATH", f"{double.dir}{os.pathsep}{os.environ['PATH']}")
+    buildx_double(tmp_path, monkeypatch)
     tagged, _ = push_base(registry, LINUX)
     ws.write({
         "p/BUILD.yaml": "app: {rule: image, backend: buildx, platforms: [linux/amd64, "
@@ -230,4 +240,4 @@ def test_buildx_cannot_take_a_reference_for_two_platforms(ws, registry, tmp_path
                         "RUN true\nCOPY --from=tools /platform.txt /tools.txt\n",
     })
     refused(ws, "p/Dockerfile:1: //p:app", f"image {tagged} is read for linux/s390x",
-            "buildx cannot be given", hint="backend: native")
+            "buildx cannot be given", hint="backend: buildah or native")

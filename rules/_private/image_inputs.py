@@ -380,19 +380,20 @@ class Setup:
 
     def _check_one_image_per_name(self, spec: NodeSpec, key: str, name: str, at, line: int,
                                   what: str = "context") -> None:
-        """buildx and buildah take one image per --build-context name (buildx refuses
-        BuildKit's ``name::os/arch``): a context or base image reference read for two platforms
-        in one node is native-only."""
-        if key == name or spec.backend == "native":
+        """buildx takes one image per --build-context name (it refuses BuildKit's
+        ``name::os/arch``): a context or base image reference read for two platforms in one
+        node is for native, and for buildah, whose copy of the Dockerfile names each FROM's
+        own image (``buildah.dockerfile``)."""
+        if key == name or spec.backend in ("native", "buildah"):
             return
         if what == "context":
             other = spec.context_platforms.get(name, spec.platform)  # the plain key's, made first
             hint = ("give the same value a second name under contexts and use it in this FROM, "
-                    "or build with backend: native")
+                    "or build with backend: buildah or native")
             subject = f"context '{name}'"
         else:
             other = spec.ref_platforms.get(name, spec.platform)
-            hint = "build this image with backend: native"
+            hint = "build this image with backend: buildah or native"
             subject = f"image {name}"
         raise UserError(f"{subject} is read for {at} (FROM --platform) and for {other} in one "
                         f"build, which {spec.backend} cannot be given", path=self.dockerfile_rel,

@@ -15,12 +15,14 @@ import pytest
 import registry_fixtures as fx
 from conftest import need_tool
 from test_buildx_real import config, file_in
+from test_native_errors import refused
 
 from graphbuild import platforms
 
 registry = fx.registry
 
 HOST = platforms.host()
+OTHER = "linux/arm64" if HOST.arch != "arm64" else "linux/amd64"
 ARCHES = ("amd64", "arm64")
 APPLETS = ("sh", "uname", "mkdir", "echo", "cat")
 
@@ -94,6 +96,35 @@ def test_cross_compile_pattern(ws, registry, source):
         assert file_in(ws, node, "base.txt") == f"{arch} base\n", node
         assert config(ws, node)["architecture"] == arch
         assert not any("emulated" in n for n in notes[node]), notes[node]
+
+
+COPY_IMAGE = """\
+FROM --platform=$BUILDPLATFORM base AS build
+COPY --from=assets /base.txt /assets.txt
+RUN mkdir /out && cat /assets.txt > /out/assets
+FROM base
+COPY --from=build /out /out
+"""
+
+
+def test_copy_from_an_image_in_a_build_platform_stage_is_exit_2(ws):
+    """COPY --from=<image> reads the target platform's image (BuildKit); buildah looks it up
+    for the stage's platform and fails midway. So: exit 2 at the line, before anything runs;
+    the hint's way (copy from a stage FROM that image) builds."""
+    base_image(ws)
+    app(ws, "base", "{base: //base, assets: //base}")
+    ws.write({"app/Dockerfile": COPY_IMAGE})
+    refused(ws, "app/Dockerfile:2: //app:app",
+            f"COPY --from=assets in a stage built for {HOST} (FROM --platform): buildah",
+            f"cannot read the {OTHER} image of assets there",
+            hint="start a stage from it (FROM assets AS files) and COPY --from=files, or use "
+                 "backend: buildx", patterns=("//app:app",))
+    ws.write({"app/Dockerfile": "FROM assets AS files\n"
+                                + COPY_IMAGE.replace("--from=assets", "--from=files")})
+    res = ws.run("run", "//app:app")
+    assert res.code == 0, res
+    for arch in ARCHES:
+        assert file_in(ws, f"//app:app[linux/{arch}]", "out/assets") == f"{arch} base\n"
 
 
 DOCKERFILE = """\

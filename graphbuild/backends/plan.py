@@ -239,6 +239,20 @@ def stage_platforms(plan: DockerfilePlan, node: Platform) -> dict[int, Platform]
     return out
 
 
+def image_copies(plan: DockerfilePlan, contexts: set[str]) -> list[tuple[int, int, str]]:
+    """(stage index, line, name) of each ``COPY --from`` in a stage to build that reads a named
+    context or an image reference (not a stage)."""
+    from ..dockerfile import instructions as ins
+
+    out = []
+    for idx in plan.order:
+        for cmd in plan.stages[idx].commands:
+            if isinstance(cmd, ins.Copy) and cmd.from_:
+                src = _source(plan.stages, cmd.from_, idx, contexts)
+                if src.kind in ("context", "ref"):
+                    out.append((idx, cmd.line, cmd.from_))
+    return out
+
 
 def _is_url(src: str) -> bool:
     return src.startswith(("http://", "https://", "git@")) or src.endswith(".git") and "://" in src

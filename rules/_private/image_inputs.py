@@ -241,12 +241,8 @@ class Setup:
             line, why, hint = facts.native_special
             raise UserError(why, path=self.dockerfile_rel, line=line, label=str(t.label),
                             hint=hint)
-        if backend == "buildah" and facts.heredocs and not backends.get(backend).supports_heredocs():
-            raise UserError(f"buildah {backends.version(backend).rsplit('/', 1)[-1]} cannot build "
-                            "heredocs (it reads <<EOT as a file name)", path=self.dockerfile_rel,
-                            line=facts.heredocs[0], label=str(t.label),
-                            hint="use backend: buildx for this image (or native, when it has no "
-                                 "RUN); buildah builds heredocs from 1.33 on")
+        if backend == "buildah":
+            self._check_buildah(facts, plat)
         spec = NodeSpec(str(t.label), plat, backend, backends.version(backend),
                         self.context_str, self.dockerfile_str, self.dockerfile_rel,
                         t.attrs["build_args"], t.attrs["target"], t.attrs["labels"], {}, {},
@@ -273,6 +269,27 @@ class Setup:
             spec.key_data["context_platforms"] = {k: str(v)
                                                   for k, v in spec.context_platforms.items()}
         return spec
+
+    def _check_buildah(self, facts, plat: platforms.Platform) -> None:
+        """What buildah would fail on midway: exit 2 at its line before anything runs."""
+        version = backends.version("buildah").rsplit("/", 1)[-1]
+        label = str(self.target.label)
+        if facts.heredocs and not backends.get("buildah").supports_heredocs():
+            raise UserError(f"buildah {version} cannot build heredocs (it reads <<EOT as a file "
+                            "name)", path=self.dockerfile_rel, line=facts.heredocs[0],
+                            label=label, hint="use backend: buildx for this image (or native, "
+                                              "when it has no RUN); buildah builds heredocs from "
+                                              "1.33 on")
+        for line, name, at in facts.image_copies:
+            if name in self.contexts and not self._is_image(name):
+                continue  # a directory: nothing to look up for a platform
+            # COPY --from=<image> reads the target platform's image (BuildKit), which buildah
+            # looks up for the stage's platform and does not find
+            raise UserError(f"COPY --from={name} in a stage built for {at} (FROM --platform): "
+                            f"buildah {version} cannot read the {plat} image of {name} there",
+                            path=self.dockerfile_rel, line=line, label=label,
+                            hint=f"start a stage from it (FROM {name} AS files) and COPY "
+                                 "--from=files, or use backend: buildx for this image")
 
     def _backend(self, needs: list[tuple[int, str]]) -> str:
         choice = self.backend_choice

@@ -274,7 +274,8 @@ def test_exec_format_error_says_how_to_run_foreign_programs(ws, busybox):
 
 
 def test_command_line(tmp_path):
-    """The exact `buildah bud` for one node, as root (vfs, chroot) or with settings."""
+    """The exact `buildah bud` for one node, as root (vfs, chroot) or with settings; the
+    platform ARGs are graphbuild's (buildah's own are empty or spelt otherwise in places)."""
     from graphbuild.backends.plan import make_plan
 
     (tmp_path / "ctx").mkdir()
@@ -298,7 +299,11 @@ def test_command_line(tmp_path):
         "linux/arm64", "--isolation", "oci",
         "--timestamp", "1700000000", "-f", f"{tmp_path}/ctx/Dockerfile",
         "--ignorefile", f"{tmp_path}/ctx/Dockerfile.dockerignore", "--target", "final",
-        "--build-arg", "A=1", "--build-arg", "B=2", "--label", "l=v",
+        "--build-arg", "A=1", "--build-arg", "B=2", "--build-arg", f"BUILDARCH={HOST.arch}",
+        "--build-arg", "BUILDOS=linux", "--build-arg", f"BUILDPLATFORM={HOST}",
+        "--build-arg", f"BUILDVARIANT={HOST.variant}", "--build-arg", "TARGETARCH=arm64",
+        "--build-arg", "TARGETOS=linux", "--build-arg", "TARGETPLATFORM=linux/arm64",
+        "--build-arg", "TARGETVARIANT=", "--label", "l=v",
         "--build-context", f"src={tmp_path}/src", "--tag", "oci:out", f"{tmp_path}/ctx",
     ]
     assert buildah.settings({}) == ({"storage_driver": "vfs", "isolation": "chroot"}

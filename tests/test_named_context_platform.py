@@ -10,11 +10,13 @@ copies that file from its build stage, so its content names the toolchain image 
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 import registry_fixtures as fx
 from conftest import need_tool
+from test_backend_buildx import Docker
 from test_native_errors import refused
 from test_native_stage_platform import LINUX, push_base
 
@@ -109,10 +111,15 @@ def test_literal_platform_on_a_node_of_another_platform(ws):
     assert file_in(ws, "//p:app[linux/amd64]") == "arm64"
 
 
-def test_a_context_read_for_two_platforms_in_one_node(ws):
-    """The build stage reads arm64's toolchain, the final stage the node's (amd64) one."""
+@pytest.mark.parametrize("backend", ["native", "buildah"])
+def test_a_context_read_for_two_platforms_in_one_node(ws, backend):
+    """The build stage reads arm64's toolchain, the final stage the node's (amd64) one (buildah
+    is given both images, under ``toolchain::linux/arm64`` and ``toolchain``)."""
+    if backend == "buildah":
+        need_tool("buildah")
     ws.write(workspace("FROM --platform=linux/arm64 toolchain AS build\nFROM toolchain\n"
-                       "COPY --from=build /out/built-on /built-on\n", ["linux/amd64"]))
+                       "COPY --from=build /out/built-on /built-on\n", ["linux/amd64"],
+                       backend=backend))
     run(ws)
     assert file_in(ws, "//p:app[linux/amd64]") == "arm64"
     assert file_in(ws, "//p:app[linux/amd64]", "out/built-on") == "amd64"
@@ -154,13 +161,19 @@ def test_buildah_is_given_the_image_for_the_stage_platform(ws):
     assert file_in(ws, "//p:app[linux/amd64]") == "arm64"
 
 
-def test_external_backend_cannot_take_a_context_for_two_platforms(ws):
-    need_tool("buildah")
+def test_buildx_cannot_take_a_context_for_two_platforms(ws, tmp_path, monkeypatch):
+    buildx_double(tmp_path, monkeypatch)
     ws.write(workspace("FROM --platform=linux/arm64 toolchain AS build\nFROM toolchain\n"
-                       "COPY --from=build /out/built-on /built-on\n", ["linux/amd64"],
-                       backend="buildah"))
-    refused(ws, "p/Dockerfile:1: //p:app", "read for linux/arm64", "buildah",
+                       "RUN true\nCOPY --from=build /out/built-on /built-on\n", ["linux/amd64"],
+                       backend="buildx"))
+    refused(ws, "p/Dockerfile:1: //p:app", "read for linux/arm64", "buildx",
             hint="second name under contexts")
+
+
+def buildx_double(tmp_path: Path, monkeypatch) -> None:
+    """A `docker` with buildx first on PATH: analysis asks it `docker buildx version` only."""
+    double = Docker(tmp_path / "bin")
+    monkeypatch.setenv("PATH", f"{double.dir}{os.pathsep}{os.environ['PATH']}")
 
 
 # -- a docker-image:// context --------------------------------------------------------------------
@@ -194,3 +207,37 @@ def test_docker_image_context_is_pulled_for_the_stage_platform(ws, registry):
         # no --platform: the node's own platform, as before
         layer = store.read_json(store.lookup(f"//p:node[{plat}]")["digest"])["layers"][0]
         assert layer["digest"] == layers[plat], plat
+
+
+# -- a base image reference read for two platforms -----------------------------------------------
+
+def test_a_reference_read_for_the_build_platform_and_the_node_platform(ws, registry):
+    """``FROM --platform=$BUILDPLATFORM ref AS tools`` and ``FROM ref``: each stage starts from
+    its own platform's image (one reference, two pulls), not both from the build platform's."""
+    tagged, layers = push_base(registry, LINUX)
+    ws.write({
+        "p/BUILD.yaml": "app: {rule: image, platforms: [linux/amd64, linux/arm64]}\n",
+        "p/Dockerfile": f"FROM --platform=$BUILDPLATFORM {tagged} AS tools\nFROM {tagged}\n"
+                        "COPY --from=tools /platform.txt /tools.txt\n",
+    })
+    run(ws)
+    store = Store(Path(ws.root) / ".graphbuild" / "oci")
+    for plat in BOTH:
+        manifest = store.read_json(store.lookup(f"//p:app[{plat}]")["digest"])
+        assert manifest["layers"][0]["digest"] == layers[plat], plat
+        assert file_in(ws, f"//p:app[{plat}]", "tools.txt") == HOST, plat
+
+
+def test_buildx_cannot_take_a_reference_for_two_platforms(ws, registry, tmp_path, monkeypatch):
+    """buildx takes one image per --build-context name: exit 2 before anything runs (it used to
+    be given the build platform's image for both stages)."""
+    buildx_double(tmp_path, monkeypatch)
+    tagged, _ = push_base(registry, LINUX)
+    ws.write({
+        "p/BUILD.yaml": "app: {rule: image, backend: buildx, platforms: [linux/amd64, "
+                        "linux/arm64]}\n",
+        "p/Dockerfile": f"FROM --platform=linux/s390x {tagged} AS tools\nFROM {tagged}\n"
+                        "RUN true\nCOPY --from=tools /platform.txt /tools.txt\n",
+    })
+    refused(ws, "p/Dockerfile:1: //p:app", f"image {tagged} is read for linux/s390x",
+            "buildx cannot be given", hint="backend: buildah or native")

@@ -41,7 +41,7 @@ import threading
 from functools import lru_cache
 from pathlib import Path
 
-from .. import __version__
+from .. import __version__, platforms
 from ..errors import ActionFailed, UserError
 from . import external, oci_import
 from .base import BuildRequest, BuildResult
@@ -110,21 +110,77 @@ def global_args(state_dir: Path, opts: dict[str, str]) -> list[str]:
 
 
 def command(req: BuildRequest, exe: str, state_dir: Path, context_args: list[str],
-            opts: dict[str, str], out: str = "out", ignorefile: Path | None = None) -> list[str]:
+            opts: dict[str, str], out: str = "out", ignorefile: Path | None = None,
+            dockerfile: Path | None = None) -> list[str]:
     """The buildah command line for one node (run in the scratch directory); ``ignorefile``
-    replaces the context's .dockerignore."""
+    replaces the context's .dockerignore; ``dockerfile`` is the copy to read (``dockerfile()``)."""
     from .plan import dockerignore_path
 
     argv = [exe, *global_args(state_dir, opts), "bud", "--format", "oci", "--layers=false",
             "--pull=never", "--disable-compression=false", "--platform", str(req.platform)]
     if opts.get("isolation"):
         argv += ["--isolation", opts["isolation"]]
-    argv += ["--timestamp", str(req.source_date_epoch), "-f", str(req.dockerfile)]
+    argv += ["--timestamp", str(req.source_date_epoch), "-f", str(dockerfile or req.dockerfile)]
     ignore = ignorefile or dockerignore_path(req.context_dir, req.dockerfile)
     if ignore:
         argv += ["--ignorefile", str(ignore)]
-    argv += external.dockerfile_flags(req, context_args) + external.secret_flags(req)
+    argv += external.dockerfile_flags(req, context_args, build_args(req))
+    argv += external.secret_flags(req)
     return argv + ["--tag", f"oci:{out}", str(req.context_dir)]
+
+
+def build_args(req: BuildRequest) -> dict[str, str]:
+    """The image's build args over TARGET* and BUILD* from graphbuild's own target and host
+    platform, as BuildKit predefines them: buildah 1.28 leaves $BUILDPLATFORM empty in a FROM
+    line, and spells an arm64 host linux/arm64/v8 where BuildKit writes linux/arm64."""
+    from ..dockerfile.instructions import platform_args
+
+    return {**platform_args(req.platform, platforms.host()), **req.build_args}
+
+
+def dockerfile(req: BuildRequest, scratch: Path) -> Path:
+    """The Dockerfile for buildah: the image's own, or a copy in ``scratch`` whose FROM lines
+    (of the stages to build) name literally the platform and image graphbuild resolved, on the
+    same lines, when a stage to build says FROM --platform or expands its FROM word.
+
+    buildah 1.28 reads such FROM lines differently from BuildKit: it expands none of the
+    automatic platform ARGs there, and a stage's --platform stays in force for the stages after
+    it, so a later FROM looks its image up for the wrong platform. Each FROM of the copy names
+    its platform, and a context or reference read for two platforms its image for this one
+    (``name::os/arch``, the key analysis gave it)."""
+    plan = req.plan
+    if not any(plan.stages[i].platform_flag is not None
+               or plan.stages[i].base != plan.stages[i].base_raw for i in plan.order):
+        return req.dockerfile
+    from .plan import stage_platforms
+
+    lines = req.dockerfile.read_text(encoding="utf-8").split("\n")
+    for idx, plat in stage_platforms(plan, req.platform).items():
+        stage = plan.stages[idx]
+        lines[stage.line - 1:stage.end_line] = ([from_line(req, idx, plat)]
+                                                 + [""] * (stage.end_line - stage.line))
+    folder = scratch / "dockerfile"
+    folder.mkdir(exist_ok=True)
+    path = folder / req.dockerfile.name
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path
+
+
+def from_line(req: BuildRequest, idx: int, plat: platforms.Platform) -> str:
+    """``FROM --platform=os/arch WORD [AS name]`` for stage ``idx`` built for ``plat``: WORD is
+    the stage, scratch, or the name of the build context holding the image for ``plat``."""
+    from .plan import context_key
+
+    stage, base = req.plan.stages[idx], req.plan.bases[idx]
+    word = stage.base
+    if base.kind == "context":
+        key = context_key(base.value, plat)
+        word = key if key in req.contexts else base.value
+    elif base.kind == "ref":
+        ref = f"ref:{base.value}"
+        word = (req.contexts.get(context_key(ref, plat)) or req.contexts[ref]).name
+    name = f" AS {stage.original.split()[-1]}" if stage.name else ""  # as the user spelt it
+    return f"FROM --platform={plat} {word}{name}"
 
 
 def contexts(req: BuildRequest, store, scratch: Path) -> list[str]:
@@ -151,7 +207,8 @@ def build(req: BuildRequest, store, scratch: Path, cancelled: threading.Event) -
     state_dir.mkdir(parents=True, exist_ok=True)
     (scratch / "tmp").mkdir(exist_ok=True)
     argv = command(req, exe, state_dir, contexts(req, store, scratch), opts,
-                   ignorefile=external.ignore_file(req, scratch))
+                   ignorefile=external.ignore_file(req, scratch),
+                   dockerfile=dockerfile(req, scratch))
     log = scratch / "buildah.log"
     env = {**os.environ, "TMPDIR": str(scratch / "tmp")}
     code = external.run_tool(argv, cwd=scratch, log_path=log, cancelled=cancelled, env=env)

@@ -106,10 +106,24 @@ def emulated(platform: platforms.Platform, host: platforms.Platform | None = Non
 
 def emulation_note(req, *, native_builder: bool = False) -> str | None:
     """The note shown with the node when its RUN steps execute under emulation."""
-    if not req.plan.runs or native_builder or not emulated(req.platform):
+    plat = None if native_builder else _emulated_run(req)
+    if plat is None:
         return None
-    return (f"emulated: RUN for {req.platform} on a {platforms.host()} host runs under QEMU "
+    return (f"emulated: RUN for {plat} on a {platforms.host()} host runs under QEMU "
             "(often 5-10x slower); give this platform a native builder (docs/backends.md)")
+
+
+def _emulated_run(req) -> platforms.Platform | None:
+    """The platform of the first stage to build whose RUN executes under emulation (a stage
+    FROM --platform=$BUILDPLATFORM runs natively, whatever the node builds), or None."""
+    from ..dockerfile.instructions import Run
+    from .plan import stage_platforms
+
+    if not req.plan.runs:
+        return None
+    plats = stage_platforms(req.plan, req.platform)
+    return next((plats[i] for i in req.plan.order if emulated(plats[i])
+                 and any(isinstance(c, Run) for c in req.plan.stages[i].commands)), None)
 
 
 def no_emulator_hint(platform: platforms.Platform) -> str:
@@ -155,11 +169,13 @@ def layout_name(name: str, digest: str) -> str:
     return f"{safe[:40]}-{digest.split(':', 1)[1][:12]}"
 
 
-def dockerfile_flags(req, context_args: list[str]) -> list[str]:
-    """The flags `buildah bud` and `docker buildx build` spell alike: stage, build args, labels,
-    named contexts (sorted, so the same request gives the same command line)."""
+def dockerfile_flags(req, context_args: list[str],
+                     build_args: dict[str, str] | None = None) -> list[str]:
+    """The flags `buildah bud` and `docker buildx build` spell alike: stage, build args (the
+    request's, unless given), labels, named contexts (sorted, so the same request gives the
+    same command line)."""
     argv = ["--target", req.target] if req.target else []
-    for key, value in sorted(req.build_args.items()):
+    for key, value in sorted((req.build_args if build_args is None else build_args).items()):
         argv += ["--build-arg", f"{key}={value}"]
     for key, value in sorted(req.labels.items()):
         argv += ["--label", f"{key}={value}"]

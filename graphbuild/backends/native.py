@@ -266,14 +266,15 @@ class NativeBuilder:
             if ctx.kind != "image":
                 raise ActionFailed(f"context '{base.value}' is a directory and cannot be a FROM base")
             return ctx.descriptor
-        ref_ctx = self.req.contexts.get(f"ref:{base.value}")
+        ref_ctx = self._named_context(f"ref:{base.value}", platform_flag)
         if ref_ctx is None:
             raise ActionFailed(f"image {base.value} was not fetched")
         return ref_ctx.descriptor
 
     def _named_context(self, name: str, platform_flag: str | None):
         """BuildKit's lookup (dockerui NamedContext): ``name::X`` for a stage's
-        ``FROM --platform=X``, then ``name``. Analysis gave each key the right image."""
+        ``FROM --platform=X``, then ``name``. Analysis gave each key the right image (a base
+        image reference read for two platforms too, under ``ref:NAME``)."""
         if platform_flag:
             from .. import platforms
             from .plan import context_key
@@ -281,7 +282,7 @@ class NativeBuilder:
             key = context_key(name, platforms.parse(platform_flag))
             if key in self.req.contexts:
                 return self.req.contexts[key]
-        return self.req.contexts[name]
+        return self.req.contexts.get(name)
 
     # -- COPY / ADD ----------------------------------------------------------------------------
     def _copy(self, state: StageState, cmd) -> None:

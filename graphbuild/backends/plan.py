@@ -221,6 +221,40 @@ def context_key(name: str, platform: Platform) -> str:
     return f"{name}::{platform}"
 
 
+def stage_platforms(plan: DockerfilePlan, node: Platform) -> dict[int, Platform]:
+    """The platform each stage to build starts from, for a node building ``node``: a stage FROM
+    another stage has that stage's (its own --platform is not looked at, as in the native
+    backend); FROM scratch the node's (BuildKit's emptyImage(target platform)); FROM an image
+    its ``--platform``, else the node's."""
+    from .. import platforms
+
+    out: dict[int, Platform] = {}
+    for idx in plan.order:  # dependencies first: a stage's base stage is already known
+        base, flag = plan.bases[idx], plan.stages[idx].platform_flag
+        if base.kind == "stage":
+            out[idx] = out[base.value]
+        elif base.kind in ("context", "ref") and flag:
+            out[idx] = platforms.parse(flag)  # checked when the plan was made
+        else:
+            out[idx] = node
+    return out
+
+
+def image_copies(plan: DockerfilePlan, contexts: set[str]) -> list[tuple[int, int, str]]:
+    """(stage index, line, name) of each ``COPY --from`` in a stage to build that reads a named
+    context or an image reference (not a stage)."""
+    from ..dockerfile import instructions as ins
+
+    out = []
+    for idx in plan.order:
+        for cmd in plan.stages[idx].commands:
+            if isinstance(cmd, ins.Copy) and cmd.from_:
+                src = _source(plan.stages, cmd.from_, idx, contexts)
+                if src.kind in ("context", "ref"):
+                    out.append((idx, cmd.line, cmd.from_))
+    return out
+
+
 def _is_url(src: str) -> bool:
     return src.startswith(("http://", "https://", "git@")) or src.endswith(".git") and "://" in src
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from graphbuild import __version__, platforms
 from graphbuild.errors import UserError
 
-FACTS_VERSION = 8  # bumped when Facts change shape or meaning (8: --from --parents is native)
+FACTS_VERSION = 9  # bumped when Facts change shape or meaning (9: image_copies)
 
 
 @dataclass
@@ -33,6 +33,9 @@ class Facts:
     inputs: list[str]  # workspace-relative files, the Dockerfile and .dockerignore included
     input_globs: list[str]
     heredocs: list[int]  # lines of COPY/ADD/RUN with a heredoc (old buildah cannot build them)
+    # COPY --from=<context or image> in a stage built for another platform than the node's:
+    # (line, name, that platform); buildah looks the image up for the stage's platform
+    image_copies: list[tuple[int, str, str]]
 
 
 @dataclass
@@ -66,7 +69,7 @@ def compute(setup, plats: list[platforms.Platform], walked: list[str],
     for plat in plats:
         plan = setup.make_plan(text, plat)
         plans[str(plat)] = plan
-        facts = _facts(setup, plan, ignore, walked)
+        facts = _facts(setup, plan, plat, ignore, walked)
         extra = [setup.dockerfile_rel, *([ignore_rel] if ignore_rel else [])]
         inputs = sorted({*extra, *facts.inputs})
         facts.inputs = shared.setdefault(tuple(inputs), inputs)  # one list when platforms agree
@@ -74,7 +77,7 @@ def compute(setup, plats: list[platforms.Platform], walked: list[str],
     return out
 
 
-def _facts(setup, plan, ignore, walked: list[str]) -> Facts:
+def _facts(setup, plan, plat: platforms.Platform, ignore, walked: list[str]) -> Facts:
     from graphbuild.dockerfile import instructions as ins
     from graphbuild.oci import copyspec
 
@@ -122,7 +125,16 @@ def _facts(setup, plan, ignore, walked: list[str]) -> Facts:
         inputs=sorted(files),
         input_globs=globs,
         heredocs=sorted(cmd.line for idx in plan.order for cmd in plan.stages[idx].commands
-                        if getattr(cmd, "heredocs", None)))
+                        if getattr(cmd, "heredocs", None)),
+        image_copies=_image_copies(plan, plat, set(setup.contexts)))
+
+
+def _image_copies(plan, plat: platforms.Platform, contexts: set[str]) -> list[tuple[int, str, str]]:
+    from graphbuild.backends.plan import image_copies, stage_platforms
+
+    at = stage_platforms(plan, plat)
+    return [(line, name, str(at[idx])) for idx, line, name in image_copies(plan, contexts)
+            if str(at[idx]) != str(plat)]
 
 
 def _check_many_into_one(cmd, root: str, ignore) -> None:

@@ -243,12 +243,8 @@ class Setup:
             line, why, hint = facts.native_special
             raise UserError(why, path=self.dockerfile_rel, line=line, label=str(t.label),
                             hint=hint)
-        if backend == "buildah" and facts.heredocs and not backends.get(backend).supports_heredocs():
-            raise UserError(f"buildah {backends.version(backend).rsplit('/', 1)[-1]} cannot build "
-                            "heredocs (it reads <<EOT as a file name)", path=self.dockerfile_rel,
-                            line=facts.heredocs[0], label=str(t.label),
-                            hint="use backend: buildx for this image (or native, when it has no "
-                                 "RUN); buildah builds heredocs from 1.33 on")
+        if backend == "buildah":
+            self._check_buildah(facts, plat)
         spec = NodeSpec(str(t.label), plat, backend, backends.version(backend),
                         self.context_str, self.dockerfile_str, self.dockerfile_rel,
                         t.attrs["build_args"], t.attrs["target"], t.attrs["labels"], {}, {},
@@ -275,6 +271,27 @@ class Setup:
             spec.key_data["context_platforms"] = {k: str(v)
                                                   for k, v in spec.context_platforms.items()}
         return spec
+
+    def _check_buildah(self, facts, plat: platforms.Platform) -> None:
+        """What buildah would fail on midway: exit 2 at its line before anything runs."""
+        version = backends.version("buildah").rsplit("/", 1)[-1]
+        label = str(self.target.label)
+        if facts.heredocs and not backends.get("buildah").supports_heredocs():
+            raise UserError(f"buildah {version} cannot build heredocs (it reads <<EOT as a file "
+                            "name)", path=self.dockerfile_rel, line=facts.heredocs[0],
+                            label=label, hint="use backend: buildx for this image (or native, "
+                                              "when it has no RUN); buildah builds heredocs from "
+                                              "1.33 on")
+        for line, name, at in facts.image_copies:
+            if name in self.contexts and not self._is_image(name):
+                continue  # a directory: nothing to look up for a platform
+            # COPY --from=<image> reads the target platform's image (BuildKit), which buildah
+            # looks up for the stage's platform and does not find
+            raise UserError(f"COPY --from={name} in a stage built for {at} (FROM --platform): "
+                            f"buildah {version} cannot read the {plat} image of {name} there",
+                            path=self.dockerfile_rel, line=line, label=label,
+                            hint=f"start a stage from it (FROM {name} AS files) and COPY "
+                                 "--from=files, or use backend: buildx for this image")
 
     def _backend(self, needs: list[tuple[int, str]]) -> str:
         choice = self.backend_choice
@@ -348,18 +365,23 @@ class Setup:
                                      "or pull target; COPY --from reads a directory")
         for key, use in _context_uses(facts, plat).items():
             self._resolve_context(spec, key, *use)
-        for line, ref, flag in facts.refs:
-            try:  # bad input first, before any registry lookup
-                if flag:  # FROM --platform=$BUILDPLATFORM ref: that platform's image, not ours
-                    spec.ref_platforms[ref] = platforms.parse(flag)
-                spec.refs[ref] = self._pin(ref)
-            except platforms.PlatformError as exc:
-                raise UserError(f"FROM --platform: {exc}", path=self.dockerfile_rel, line=line,
-                                label=spec.label, hint=exc.hint) from None
+        self._resolve_refs(spec, facts, plat)
+        spec.deps.extend(n for k, n in spec.contexts.values() if k == "node" and n not in spec.deps)
+
+    def _resolve_refs(self, spec: NodeSpec, facts, plat) -> None:
+        """Each base image reference pinned, once for each platform it is read for (a FROM
+        --platform=$BUILDPLATFORM of a reference the final stage starts FROM too)."""
+        uses = _ref_uses(facts, plat)
+        for key, (ref, at, line) in uses.items():
+            if at is not None:  # FROM --platform=X ref: X's image, not ours
+                spec.ref_platforms[key] = at
+            self._check_one_image_per_name(spec, key, ref, at, line, "image")
+        for key, (ref, _, line) in uses.items():  # bad input first, before registry lookups
+            try:
+                spec.refs[key] = self._pin(ref)
             except UserError as exc:
                 raise UserError(exc.message, path=self.dockerfile_rel, line=line,
                                 label=spec.label, hint=exc.hint) from None
-        spec.deps.extend(n for k, n in spec.contexts.values() if k == "node" and n not in spec.deps)
 
     def _resolve_context(self, spec: NodeSpec, key: str, name: str, at, line: int) -> None:
         """Context ``name`` read for platform ``at``: a label gives its node for ``at`` (a
@@ -405,17 +427,26 @@ class Setup:
                         f"does not build {plat}", path=self.dockerfile_rel, line=line,
                         label=str(self.target.label), hint=hint)
 
-    def _check_one_image_per_name(self, spec: NodeSpec, key: str, name: str, at, line: int) -> None:
-        """buildx and buildah take one image per --build-context name (buildx refuses BuildKit's
-        ``name::os/arch``): a context read for two platforms in one node is native-only."""
-        if key == name or spec.backend == "native":
+    def _check_one_image_per_name(self, spec: NodeSpec, key: str, name: str, at, line: int,
+                                  what: str = "context") -> None:
+        """buildx takes one image per --build-context name (it refuses BuildKit's
+        ``name::os/arch``): a context or base image reference read for two platforms in one
+        node is for native, and for buildah, whose copy of the Dockerfile names each FROM's
+        own image (``buildah.dockerfile``)."""
+        if key == name or spec.backend in ("native", "buildah"):
             return
-        other = spec.context_platforms.get(name, spec.platform)  # the plain key's, made first
-        raise UserError(f"context '{name}' is read for {at} (FROM --platform) and for "
-                        f"{other} in one build, which {spec.backend} cannot be given",
-                        path=self.dockerfile_rel, line=line, label=spec.label,
-                        hint="give the same value a second name under contexts and use it "
-                             "in this FROM, or build with backend: native")
+        if what == "context":
+            other = spec.context_platforms.get(name, spec.platform)  # the plain key's, made first
+            hint = ("give the same value a second name under contexts and use it in this FROM, "
+                    "or build with backend: buildah or native")
+            subject = f"context '{name}'"
+        else:
+            other = spec.ref_platforms.get(name, spec.platform)
+            hint = "build this image with backend: buildah or native"
+            subject = f"image {name}"
+        raise UserError(f"{subject} is read for {at} (FROM --platform) and for {other} in one "
+                        f"build, which {spec.backend} cannot be given", path=self.dockerfile_rel,
+                        line=line, label=spec.label, hint=hint)
 
     # -- paths ---------------------------------------------------------------------------------
     def rel(self, path: Path | str) -> str:
@@ -453,6 +484,32 @@ def _context_uses(facts, plat: platforms.Platform) -> dict[str, tuple]:
     for name, by_platform in wanted.items():
         for i, (at, line) in enumerate(by_platform.values()):
             out[context_key(name, at) if i else name] = (name, at, line)
+    return out
+
+
+def _ref_uses(facts, plat: platforms.Platform) -> dict[str, tuple]:
+    """refs key -> (reference, its FROM --platform or None, FROM line), as _context_uses: a
+    reference read for one platform keeps its plain key; read for several, the node's platform
+    keeps it and the others get ``ref::X``. A --platform naming the node's own platform is kept
+    (the node's key records it)."""
+    from graphbuild.backends.plan import context_key
+
+    def parsed(flag: str | None) -> platforms.Platform | None:
+        return platforms.parse(flag) if flag else None  # checked when the plan was made
+
+    def elsewhere(use: tuple) -> bool:  # read for another platform than the node's
+        at = parsed(use[2])
+        return at is not None and str(at) != str(plat)
+
+    wanted: dict[str, dict[str, list]] = {}
+    for line, ref, flag in sorted(facts.refs, key=elsewhere):  # stable: the node's reads first
+        at = parsed(flag)
+        seen = wanted.setdefault(ref, {}).setdefault(str(at or plat), [at, line])
+        seen[0] = seen[0] or at
+    out = {}
+    for ref, by_platform in wanted.items():
+        for i, (at, line) in enumerate(by_platform.values()):
+            out[context_key(ref, at) if i else ref] = (ref, at, line)
     return out
 
 

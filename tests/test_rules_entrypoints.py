@@ -89,6 +89,33 @@ def test_third_party_rule_registers_through_the_same_group(ws, tmp_path):
     assert res.code == 2 and "unknown rule 'hello'" in res.err, res
 
 
+def test_rules_of_a_checkout_run_with_python_m_are_not_taken_from_another_directory(ws,
+                                                                                   tmp_path):
+    """`python -m graphbuild` puts the current directory on sys.path: a source checkout there
+    (its .dist-info or .egg-info) registers rules. The remembered rule list is per directory."""
+    site = tmp_path / "checkout"
+    (site / "hello_rules").mkdir(parents=True)
+    (site / "hello_rules" / "__init__.py").write_text(textwrap.dedent(THIRD_PARTY_RULE))
+    dist = site / "hello_rules.egg-info"
+    dist.mkdir()
+    (dist / "PKG-INFO").write_text("Metadata-Version: 2.1\nName: hello-rules\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[graphbuild.rules]\nhello = hello_rules:HelloRule\n")
+    ws.write({"p/BUILD.yaml": "hi:\n  rule: hello\n  greeting: hi\n"})
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}  # one user cache for both
+
+    def query(cwd) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "graphbuild", "-C", str(ws.root), "query",
+                               "//p:hi"], capture_output=True, text=True, cwd=cwd, env=env,
+                              check=False)
+
+    first = query(elsewhere)
+    assert first.returncode == 2 and "unknown rule 'hello'" in first.stderr, first
+    second = query(site)
+    assert second.returncode == 0, second.stderr
+
+
 HEAVY = ("rich", "networkx", "yaml", "diskcache", "httpx")
 
 PROBE = """

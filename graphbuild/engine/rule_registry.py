@@ -22,17 +22,19 @@ def _entry_points() -> dict:
     install or uninstall changes its site-packages directory)."""
     import sys
 
-    # the current directory (sys.path[0] under `python -m`) holds no installed distributions,
-    # and its mtime changes with every build: keying on it would defeat the cache
+    # the current directory (sys.path[0] under `python -m`) changes with every build, so its
+    # own mtime is not a stamp: its distributions' metadata directories are (a source checkout
+    # with a .egg-info registers its rules), and the key names it
     cwd = os.getcwd()
     dirs = [p for p in sys.path if p and p != cwd and os.path.isdir(p)]
+    stamped = dirs + (_dist_dirs(cwd) if cwd in sys.path else [])
     cache = user_cache()
-    key = ("entry-points", GROUP, tuple(dirs))
+    key = ("entry-points", GROUP, tuple(dirs), cwd if cwd in sys.path else None)
     found = cache.get(key) if cache else None
     if found is None:
         found = [(ep.name, ep.value, getattr(ep.dist, "version", "") or "") for ep in _scan()]
         if cache:
-            cache.put(key, dirs, found)
+            cache.put(key, stamped, found)
             cache.save_quietly()
     _VERSIONS.update({name: version for name, _, version in found})
     # "module:attr" strings: importlib.metadata itself costs ~20 ms to import
@@ -40,6 +42,15 @@ def _entry_points() -> dict:
 
 
 _VERSIONS: dict[str, str] = {}
+
+
+def _dist_dirs(folder: str) -> list[str]:
+    """The distributions' metadata directories in ``folder`` (what importlib.metadata reads)."""
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return []
+    return [os.path.join(folder, n) for n in names if n.endswith((".egg-info", ".dist-info"))]
 
 
 def fingerprint() -> tuple:

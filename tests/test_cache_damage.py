@@ -125,8 +125,8 @@ def test_a_full_disk_when_the_cache_opens_does_not_set_it_aside(ws, small_fs):
 
 def test_damage_found_by_a_dependent_is_rebuilt_in_the_same_run(ws):
     """A platform's manifest flipped in place keeps its size, so its own node passes the no-op
-    check; the index over it hashes it, finds it corrupt and removes it. The run then builds
-    again, rebuilding that image, instead of failing."""
+    check (sizes only); the build of a dependent hashes it, finds it corrupt and removes it. The
+    run then builds again, rebuilding that image, instead of failing."""
     import json
 
     ws.write({  # app's builds hash img's per-platform images (remembered); img's index not
@@ -148,11 +148,21 @@ def test_damage_found_by_a_dependent_is_rebuilt_in_the_same_run(ws):
     data = bytearray(blob.read_bytes())
     data[-2] ^= 0x01  # inside the JSON, same length
     blob.write_bytes(bytes(data))
+    assert "cached" == _status(ws.run("run", "//img", "--output", "json"),
+                               "//img:img[linux/amd64]")  # a no-op checks sizes
+    ws.write({"app/b.txt": "b changed\n"})  # app rebuilds: it reads img's images
     res = ws.run("run", "//...", "--output", "json")
     assert res.code == 0, res
     assert "found damaged" in res.err, res.err
+    assert _status(res, "//img:img[linux/amd64]") == "built"
     assert "Traceback" not in res.err
     assert ws.run("cache", "verify").code == 0
+
+
+def _status(res, node: str) -> str:
+    """The node's last status in the run (a second pass reports it again)."""
+    return [e["status"] for e in res.events()
+            if e["event"] == "action_finished" and e["node"] == node][-1]
 
 
 def test_export_to_a_full_disk_is_exit_1_and_writes_no_archive(ws, small_fs):

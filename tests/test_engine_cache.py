@@ -224,3 +224,19 @@ def test_cache_stats_clean_gc(ws):
     assert not ws.path(".graphbuild").exists()
     assert json.loads(cache(ws, "stats", "--output", "json").out)["entries"] == 0
     assert statuses(ws) == dict.fromkeys(ALL_NODES, "built")
+
+
+def test_a_build_remembers_what_the_next_no_op_checks(ws):
+    """A built image's closure (everything its manifest or index reaches) is remembered by the
+    build, so the first no-op after it checks sizes and reads no manifest back."""
+    import pickle
+
+    ws.write({"img/BUILD.yaml": "img:\n  rule: image\n  platforms: [linux/amd64, linux/arm64]\n",
+              "img/Dockerfile": "FROM scratch\nCOPY a.txt /a.txt\n", "img/a.txt": "a\n"})
+    assert ws.run("run", "//img").code == 0
+    oci = ws.path(".graphbuild/oci")
+    built = {e["annotations"]["dev.graphbuild.label"]: e["digest"]
+             for e in json.loads((oci / "index.json").read_text())["manifests"]}
+    remembered = pickle.loads((oci / ".closures.pickle").read_bytes())
+    for label in ("//img:img", "//img:img[linux/amd64]", "//img:img[linux/arm64]"):
+        assert built[label] in remembered, label

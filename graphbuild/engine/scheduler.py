@@ -623,6 +623,15 @@ class Scheduler:
         finally:
             self._results.put(res)
 
+    def _prime(self, node: NodeId, outcome: Outcome) -> None:
+        """Check a fresh outcome as the next no-op will, so what that check remembers (an
+        image's closure) is remembered now, while its blobs are in the page cache: else the
+        first no-op after a build reads every manifest back. Its answer is not needed."""
+        try:
+            self._usable(node, outcome)
+        except (OSError, GraphbuildError):
+            pass  # the next no-op's check says what is wrong
+
     def _usable(self, node: NodeId, outcome: Outcome) -> bool:
         action = self.actions[node]
         if action.check_cached is None:
@@ -663,6 +672,7 @@ class Scheduler:
                 res = NodeResult(node, "failed", "interrupted")
             else:
                 res = NodeResult(node, "built", why, outcome)
+                self._prime(node, outcome)
         except ActionFailed as exc:
             res = NodeResult(node, "failed", str(exc), log=exc.log or ctx.log_tail())
         except GraphbuildError as exc:

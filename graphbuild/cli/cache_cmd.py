@@ -78,7 +78,9 @@ def _stats(ws, args) -> int:
         print(f"{part:<8} {human(size):>10}")
     print(f"{'total':<8} {human(info['total_bytes']):>10}")
     if remote:
-        print(f"remote cache {remote.get('remote', '?')}, last run: {remote.get('hits', 0)} hits, "
+        packed = remote.get("pack_hits", 0)
+        print(f"remote cache {remote.get('remote', '?')}, last run: {remote.get('hits', 0)} hits"
+              f"{f' ({packed} from the pack)' if packed else ''}, "
               f"{remote.get('misses', 0)} misses, {human(remote.get('bytes_downloaded', 0))} "
               f"downloaded, {remote.get('entries_written', 0)} entries written "
               f"({human(remote.get('bytes_uploaded', 0))} uploaded)")

@@ -5,7 +5,7 @@ Run (from the repository root, with graphbuild installed; needs buildkitd, build
 docker-buildx on PATH, a QEMU binfmt handler for arm64 and the static arm64 busybox that
 `.ci/test-tools` puts in tests/.tools; without them it prints "left out: missing ..." and exits 0):
 
-    export PATH=/work/shared/tools/buildkit:$PATH   # where this machine kind keeps BuildKit
+    export PATH=/path/to/buildkit-tools:$PATH       # buildkitd, buildctl, docker-buildx
     python benchmarks/vs_bake.py                    # 40 services x 2 platforms, 3 repetitions
     python benchmarks/vs_bake.py --services 2 --reps 1 --keep /tmp/vs-bake
 

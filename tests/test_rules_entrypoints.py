@@ -56,14 +56,20 @@ class HelloRule(Rule):
 '''
 
 
-def test_third_party_rule_registers_through_the_same_group(ws, tmp_path):
-    site = tmp_path / "site"
+def _plugin(site, metadata_dir: str, metadata_file: str):
+    """``site`` holding the hello_rules package and its distribution metadata (a .dist-info
+    as installed, or a source checkout's .egg-info) that registers the rule ``hello``."""
     (site / "hello_rules").mkdir(parents=True)
     (site / "hello_rules" / "__init__.py").write_text(textwrap.dedent(THIRD_PARTY_RULE))
-    dist = site / "hello_rules-1.0.dist-info"
+    dist = site / metadata_dir
     dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: hello-rules\nVersion: 1.0\n")
+    (dist / metadata_file).write_text("Metadata-Version: 2.1\nName: hello-rules\nVersion: 1.0\n")
     (dist / "entry_points.txt").write_text("[graphbuild.rules]\nhello = hello_rules:HelloRule\n")
+    return site
+
+
+def test_third_party_rule_registers_through_the_same_group(ws, tmp_path):
+    site = _plugin(tmp_path / "site", "hello_rules-1.0.dist-info", "METADATA")
     ws.write({
         "p/BUILD.yaml": """
             hi:
@@ -93,13 +99,7 @@ def test_rules_of_a_checkout_run_with_python_m_are_not_taken_from_another_direct
                                                                                    tmp_path):
     """`python -m graphbuild` puts the current directory on sys.path: a source checkout there
     (its .dist-info or .egg-info) registers rules. The remembered rule list is per directory."""
-    site = tmp_path / "checkout"
-    (site / "hello_rules").mkdir(parents=True)
-    (site / "hello_rules" / "__init__.py").write_text(textwrap.dedent(THIRD_PARTY_RULE))
-    dist = site / "hello_rules.egg-info"
-    dist.mkdir()
-    (dist / "PKG-INFO").write_text("Metadata-Version: 2.1\nName: hello-rules\nVersion: 1.0\n")
-    (dist / "entry_points.txt").write_text("[graphbuild.rules]\nhello = hello_rules:HelloRule\n")
+    site = _plugin(tmp_path / "checkout", "hello_rules.egg-info", "PKG-INFO")
     ws.write({"p/BUILD.yaml": "hi:\n  rule: hello\n  greeting: hi\n"})
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()

@@ -168,16 +168,14 @@ def _read_memory() -> dict:
 
 def _write_memory(change) -> None:
     """``change(known)`` applied to the remembered answers, written atomically."""
-    path = _memory()
+    from ..engine.hashing import write_json
+
     with _memory_lock:
         try:
             known = _read_memory()
             known = known if len(known) < 64 else {}
             change(known)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}")
-            tmp.write_text(json.dumps(known))
-            os.replace(tmp, path)
+            write_json(_memory(), known)
         except OSError:  # a read-only home only costs the next run one more question
             pass
 

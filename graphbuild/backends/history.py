@@ -9,6 +9,8 @@ writes no entry, as in BuildKit.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from ..dockerfile.shell import go_quote
 
 COMMENT = "buildkit.dockerfile.v0"  # the frontend's historyComment: the format, not the tool
@@ -23,37 +25,32 @@ def entry(created: str, created_by: str, layer: bool) -> dict:
 
 def created_by(cmd, config: dict) -> str | None:
     """The ``created_by`` of one instruction, ``config`` being the image config after it;
-    None for an instruction BuildKit records nothing for."""
+    None for an instruction BuildKit records nothing for (ONBUILD; ARG goes through
+    ``arg_text``, one entry per instruction)."""
+    text = _texts().get(type(cmd))
+    return text(cmd, config.get("config", {})) if text else None
+
+
+@lru_cache(maxsize=1)
+def _texts() -> dict:
+    """Instruction type -> its text from (instruction, config after it)."""
     from ..dockerfile import instructions as ins
 
-    cfg = config.get("config", {})
-    if isinstance(cmd, ins.Env):
-        return "ENV" + "".join(f" {k}={v}" for k, v in cmd.pairs)
-    if isinstance(cmd, ins.Label):
-        return "LABEL" + "".join(f" {k}={v}" for k, v in cmd.pairs)
-    if isinstance(cmd, ins.Workdir):
-        return f"WORKDIR {cfg.get('WorkingDir') or '/'}"
-    if isinstance(cmd, ins.User):
-        return f"USER {cmd.user}"
-    if isinstance(cmd, ins.Expose):
-        return f"EXPOSE {_go_list(_port_list(cmd))}"
-    if isinstance(cmd, ins.Volume):
-        return f"VOLUME {_go_list(cmd.paths)}"
-    if isinstance(cmd, ins.StopSignal):
-        return f"STOPSIGNAL {cmd.signal}"
-    if isinstance(cmd, ins.Cmd):
-        return f"CMD {_go_quoted_list(cfg.get('Cmd') or [])}"
-    if isinstance(cmd, ins.Entrypoint):
-        return f"ENTRYPOINT {_go_quoted_list(cfg.get('Entrypoint') or [])}"
-    if isinstance(cmd, ins.Shell):
-        return f"SHELL {_go_list(cmd.args)}"
-    if isinstance(cmd, ins.Healthcheck):
-        return f"HEALTHCHECK {_healthcheck(cfg.get('Healthcheck') or {})}"
-    if isinstance(cmd, ins.Maintainer):
-        return f"MAINTAINER {cmd.maintainer}"
-    if isinstance(cmd, ins.Copy):
-        return copy_text(cmd)
-    return None  # ONBUILD; ARG goes through arg_text (one entry per instruction)
+    return {
+        ins.Env: lambda c, _: "ENV" + "".join(f" {k}={v}" for k, v in c.pairs),
+        ins.Label: lambda c, _: "LABEL" + "".join(f" {k}={v}" for k, v in c.pairs),
+        ins.Workdir: lambda _, cfg: f"WORKDIR {cfg.get('WorkingDir') or '/'}",
+        ins.User: lambda c, _: f"USER {c.user}",
+        ins.Expose: lambda c, _: f"EXPOSE {_go_list(_port_list(c))}",
+        ins.Volume: lambda c, _: f"VOLUME {_go_list(c.paths)}",
+        ins.StopSignal: lambda c, _: f"STOPSIGNAL {c.signal}",
+        ins.Cmd: lambda _, cfg: f"CMD {_go_quoted_list(cfg.get('Cmd') or [])}",
+        ins.Entrypoint: lambda _, cfg: f"ENTRYPOINT {_go_quoted_list(cfg.get('Entrypoint') or [])}",
+        ins.Shell: lambda c, _: f"SHELL {_go_list(c.args)}",
+        ins.Healthcheck: lambda _, cfg: f"HEALTHCHECK {_healthcheck(cfg.get('Healthcheck') or {})}",
+        ins.Maintainer: lambda c, _: f"MAINTAINER {c.maintainer}",
+        ins.Copy: lambda c, _: copy_text(c),
+    }
 
 
 def arg_text(args: list) -> str:

@@ -97,6 +97,9 @@ class Action:
     cacheable: bool = True  # False: always runs (its effect lies outside, e.g. a registry)
     suffix: str = ""  # tells apart a second node of the same label and platform (" push")
     io_bound: bool = False  # waits on the network, not a CPU: runs outside -j (see build.py)
+    # Actions with the same batch, runnable at once, start together and take one -j slot; their
+    # runs may share work through RunContext.batch (graphbuild.engine.batch)
+    batch: str = ""
 
     @property
     def node(self) -> NodeId:
@@ -174,6 +177,7 @@ class RunContext:
     action: Action
     deps: dict[NodeId, Outcome]
     cancelled: threading.Event
+    batch = None  # the graphbuild.engine.batch.Batch this action started in, if any
 
     def out_dir(self, node: NodeId) -> Path:  # pragma: no cover - interface
         """Where a node's directory output lives (stable, under the cache dir)."""

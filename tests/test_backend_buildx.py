@@ -75,6 +75,52 @@ def main(argv):
     out(f"docker double: unknown buildx {sub}", 1, True)
 
 
+def build_image(plat, multi, put):
+    """One platform's image: the base layers of each named context, then one layer."""
+    os_, arch, *variant = plat.split("/")
+    layers, diff_ids = [], []
+    for spec in multi.get("--build-context", []):
+        name, value = spec.split("=", 1)
+        if not value.startswith("oci-layout://"):
+            assert os.path.isdir(value), value
+            continue
+        layout, digest = value[len("oci-layout://"):].split("@")
+        index = json.load(open(os.path.join(layout, "index.json")))
+        assert index["manifests"][0]["digest"] == digest
+        read = lambda d: open(os.path.join(layout, "blobs", "sha256", d.split(":")[1]), "rb").read()
+        manifest = json.loads(read(digest))
+        if "manifests" in manifest:  # an index: this platform's image
+            manifest = json.loads(read(next(
+                m["digest"] for m in manifest["manifests"]
+                if [m["platform"]["os"], m["platform"]["architecture"], *variant[:1]]
+                == [os_, arch, *([m["platform"].get("variant")] if variant else [])])))
+        config = json.loads(read(manifest["config"]["digest"]))
+        for layer in manifest["layers"]:  # BuildKit keeps a base image's compressed blobs
+            layers.append(put(read(layer["digest"]), layer["mediaType"]))
+        diff_ids += config["rootfs"]["diff_ids"]
+    body = ("args: " + " ".join(sorted(multi.get("--build-arg", []))) + "\n").encode()
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        info = tarfile.TarInfo("hello")
+        info.size, info.mtime, info.mode = len(body), 0, 0o644
+        tar.addfile(info, io.BytesIO(body))
+    diff_ids.append("sha256:" + hashlib.sha256(raw.getvalue()).hexdigest())
+    layers.append(put(gzip.compress(raw.getvalue(), mtime=0),
+                      "application/vnd.oci.image.layer.v1.tar+gzip"))
+    labels = dict(kv.split("=", 1) for kv in multi.get("--label", []))
+    config = {"architecture": arch, "os": os_, "created": "1970-01-01T00:00:00Z",
+              "config": {"Labels": labels}, "rootfs": {"type": "layers", "diff_ids": diff_ids},
+              "history": [{"created_by": "RUN double"}]}
+    if variant:
+        config["variant"] = variant[0]
+    cfg = put(json.dumps(config).encode(), "application/vnd.oci.image.config.v1+json")
+    return put(json.dumps({"schemaVersion": 2, "mediaType":
+                           "application/vnd.oci.image.manifest.v1+json", "config": cfg,
+                           "layers": layers}).encode(),
+               "application/vnd.oci.image.manifest.v1+json",
+               platform={"architecture": arch, "os": os_})
+
+
 def build(args, st):
     opts, multi, positional = {}, {}, []
     it = iter(args)
@@ -98,7 +144,6 @@ def build(args, st):
         sys.exit(1)
     output = dict(kv.split("=", 1) for kv in opts["--output"].split(","))
     assert output["type"] == "oci" and output["tar"] == "true", output
-    os_, arch, *variant = opts["--platform"].split("/")
     blobs = {}
 
     def put(data, media_type, **extra):
@@ -106,54 +151,23 @@ def build(args, st):
         blobs[digest] = data
         return {"mediaType": media_type, "digest": digest, "size": len(data), **extra}
 
-    layers, diff_ids = [], []
-    for spec in multi.get("--build-context", []):
-        name, value = spec.split("=", 1)
-        if not value.startswith("oci-layout://"):
-            assert os.path.isdir(value), value
-            continue
-        layout, digest = value[len("oci-layout://"):].split("@")
-        index = json.load(open(os.path.join(layout, "index.json")))
-        assert index["manifests"][0]["digest"] == digest
-        read = lambda d: open(os.path.join(layout, "blobs", "sha256", d.split(":")[1]), "rb").read()
-        manifest = json.loads(read(digest))
-        config = json.loads(read(manifest["config"]["digest"]))
-        for layer in manifest["layers"]:  # BuildKit keeps a base image's compressed blobs
-            layers.append(put(read(layer["digest"]), layer["mediaType"]))
-        diff_ids += config["rootfs"]["diff_ids"]
-    body = ("args: " + " ".join(sorted(multi.get("--build-arg", []))) + "\n").encode()
-    raw = io.BytesIO()
-    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        info = tarfile.TarInfo("hello")
-        info.size, info.mtime, info.mode = len(body), 0, 0o644
-        tar.addfile(info, io.BytesIO(body))
-    diff_ids.append("sha256:" + hashlib.sha256(raw.getvalue()).hexdigest())
-    layers.append(put(gzip.compress(raw.getvalue(), mtime=0),
-                      "application/vnd.oci.image.layer.v1.tar+gzip"))
-    labels = dict(kv.split("=", 1) for kv in multi.get("--label", []))
-    config = {"architecture": arch, "os": os_, "created": "1970-01-01T00:00:00Z",
-              "config": {"Labels": labels}, "rootfs": {"type": "layers", "diff_ids": diff_ids},
-              "history": [{"created_by": "RUN double"}]}
-    if variant:
-        config["variant"] = variant[0]
-    cfg = put(json.dumps(config).encode(), "application/vnd.oci.image.config.v1+json")
-    image = put(json.dumps({"schemaVersion": 2, "mediaType":
-                            "application/vnd.oci.image.manifest.v1+json", "config": cfg,
-                            "layers": layers}).encode(),
-                "application/vnd.oci.image.manifest.v1+json",
-                platform={"architecture": arch, "os": os_})
-    statement = put(b'{"_type": "https://in-toto.io/Statement/v0.1"}', "application/vnd.in-toto+json")
-    att = put(json.dumps({"schemaVersion": 2, "mediaType":
-                          "application/vnd.oci.image.manifest.v1+json",
-                          "config": put(b"{}", "application/vnd.oci.image.config.v1+json"),
-                          "layers": [statement]}).encode(),
-              "application/vnd.oci.image.manifest.v1+json",
-              platform={"architecture": "unknown", "os": "unknown"},
-              annotations={"vnd.docker.reference.type": "attestation-manifest",
-                           "vnd.docker.reference.digest": image["digest"]})
+    entries = []
+    for plat in opts["--platform"].split(","):  # several: one image each, as BuildKit does
+        image = build_image(plat, multi, put)
+        statement = put(b'{"_type": "https://in-toto.io/Statement/v0.1"}',
+                        "application/vnd.in-toto+json")
+        att = put(json.dumps({"schemaVersion": 2, "mediaType":
+                              "application/vnd.oci.image.manifest.v1+json",
+                              "config": put(b"{}", "application/vnd.oci.image.config.v1+json"),
+                              "layers": [statement]}).encode(),
+                  "application/vnd.oci.image.manifest.v1+json",
+                  platform={"architecture": "unknown", "os": "unknown"},
+                  annotations={"vnd.docker.reference.type": "attestation-manifest",
+                               "vnd.docker.reference.digest": image["digest"]})
+        entries += [image, att]
     index = put(json.dumps({"schemaVersion": 2, "mediaType":
                             "application/vnd.oci.image.index.v1+json",
-                            "manifests": [image, att]}).encode(),
+                            "manifests": entries}).encode(),
                 "application/vnd.oci.image.index.v1+json")
     with tarfile.open(output["dest"], "w") as tar:
         def add(name, data):
@@ -339,6 +353,19 @@ def test_docker_driver_gets_a_docker_container_builder_once(ws, docker):
     assert docker.state()["builders"]["graphbuild"]["driver"] == "docker-container"
     for argv in docker.builds().values():
         assert argv[2:4] == ["--builder", "graphbuild"]
+    # one builder for both platforms: one build for both, as bake does; the base is given as
+    # an index of its two platform images, from which BuildKit takes each platform's
+    assert list(docker.builds()) == ["linux/amd64,linux/arm64"]
+    argv = docker.builds()["linux/amd64,linux/arm64"]
+    digest = next(a for a in argv if a.startswith("base=oci-layout://"))[
+        len("base=oci-layout://"):].split("@")[1]
+    s = store(ws)
+    assert {m["digest"] for m in s.read_json(digest)["manifests"]} == {
+        s.lookup(f"//base:base[{p}]")["digest"] for p in ("linux/amd64", "linux/arm64")}
+    for plat in ("amd64", "arm64"):
+        config = s.read_json(s.read_json(s.lookup(f"//app:app[linux/{plat}]")["digest"])
+                             ["config"]["digest"])
+        assert config["architecture"] == plat
     ev = events(res)
     # RUN for arm64 on the default builder of an amd64 host: emulated, and said so
     host = platforms.host()

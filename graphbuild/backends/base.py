@@ -62,6 +62,9 @@ class BuildRequest:
     ssh: list[SshAgent] = field(default_factory=list)
     # context-relative paths that are never part of the context (the cache directory)
     exclude: tuple[str, ...] = ()
+    # the platforms of one image started together (graphbuild.engine.batch.Batch): a backend
+    # that can build them in one go offers its request there; others ignore it
+    batch: Any = None
 
 
 @dataclass

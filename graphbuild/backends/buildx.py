@@ -551,12 +551,14 @@ def contexts(req: BuildRequest, store, scratch: Path) -> list[str]:
 
 
 def command(req: BuildRequest, exe: tuple[str, ...], builder: str, context_args: list[str],
-            opts: dict[str, list[str]], dest: Path, dockerfile: Path | None = None) -> list[str]:
-    """``dockerfile``: the Dockerfile to name (a copy with its own .dockerignore)."""
+            opts: dict[str, list[str]], dest: Path, dockerfile: Path | None = None,
+            plats: str = "") -> list[str]:
+    """``dockerfile``: the Dockerfile to name (a copy with its own .dockerignore); ``plats``:
+    the platforms built together (default: the request's)."""
     argv = [*exe, "build"]
     if builder:
         argv += ["--builder", builder]
-    argv += ["--platform", str(req.platform), "--file", str(dockerfile or req.dockerfile)]
+    argv += ["--platform", plats or str(req.platform), "--file", str(dockerfile or req.dockerfile)]
     argv += external.dockerfile_flags(req, context_args)
     argv += external.secret_flags(req)
     for key, flag in (("cache_from", "--cache-from"), ("cache_to", "--cache-to")):
@@ -568,16 +570,34 @@ def command(req: BuildRequest, exe: tuple[str, ...], builder: str, context_args:
 
 def build(req: BuildRequest, store, scratch: Path, cancelled: threading.Event) -> BuildResult:
     exe = require()
-    opts = settings(req.settings)
     external.check_secrets(req)
+    if req.batch is not None and len(req.batch.members) > 1:
+        done = req.batch.together(req.node, (req, scratch),
+                                  lambda offers: _build_together(offers, store, cancelled))
+        if done is not None:
+            return done
+    builder = _builder(exe, req)
+    dest = scratch / ARCHIVE
+    argv = command(req, exe, builder, contexts(req, store, scratch), settings(req.settings), dest,
+                   external.dockerfile_with_ignore(req, scratch))
+    _run(argv, req, builder, scratch, dest, cancelled)
+    desc = oci_import.import_archive(store, dest, req.platform, tool=NAME,
+                                     reuse=_base_layers(store, [req]))
+    dest.unlink()
+    return _result(req, desc)
+
+
+def _builder(exe: tuple[str, ...], req: BuildRequest) -> str:
     try:
-        builder = resolve_builder(exe, req.builder)
+        return resolve_builder(exe, req.builder)
     except (BuilderDown, DockerUnavailable):
         forget_working()  # so `auto` asks again next run
         raise
-    dest = scratch / ARCHIVE
-    argv = command(req, exe, builder, contexts(req, store, scratch), opts, dest,
-                   external.dockerfile_with_ignore(req, scratch))
+
+
+def _run(argv: list[str], req: BuildRequest, builder: str, scratch: Path, dest: Path,
+         cancelled: threading.Event) -> None:
+    """Run one ``docker buildx build``; its failure as the error that names the line."""
     log = scratch / "buildx.log"
     env = {**os.environ, "SOURCE_DATE_EPOCH": str(req.source_date_epoch)}
     code = external.run_tool(argv, cwd=scratch, log_path=log, cancelled=cancelled, env=env)
@@ -589,12 +609,103 @@ def build(req: BuildRequest, store, scratch: Path, cancelled: threading.Event) -
     if not dest.is_file():
         raise ActionFailed(f"{req.dockerfile_rel}: {req.label}: docker buildx build exited 0 "
                            f"but wrote no OCI archive at {dest}", external.tail(log))
-    reuse = oci_import.known_layers(store, [c.descriptor for c in req.contexts.values()
-                                            if c.kind == "image"])
-    desc = oci_import.import_archive(store, dest, req.platform, tool=NAME, reuse=reuse)
-    dest.unlink()
+
+
+def _base_layers(store, reqs: list[BuildRequest]) -> dict[str, dict]:
+    return oci_import.known_layers(store, [c.descriptor for r in reqs for c in r.contexts.values()
+                                           if c.kind == "image"])
+
+
+def _result(req: BuildRequest, desc: dict) -> BuildResult:
     note = external.emulation_note(req, native_builder=bool(req.builder))
     return BuildResult(desc, [note] if note else [])
+
+
+# -- an image's platforms in one build ---------------------------------------------------------
+
+def _build_together(offers: dict[str, tuple[BuildRequest, Path]], store,
+                    cancelled: threading.Event) -> dict[str, BuildResult | None]:
+    """One ``docker buildx build --platform a,b`` for the platforms of one image, as bake
+    builds them (one client and one solve instead of one per platform). Requests that differ
+    in more than their platform and its base images, or a build that fails for a reason other
+    than its builder, answer None: each member then builds alone, so a failure is reported for
+    the platform and Dockerfile line that failed."""
+    reqs = sorted((req for req, _ in offers.values()), key=lambda r: str(r.platform))
+    scratch = next(iter(offers.values()))[1] / "together"
+    scratch.mkdir()
+    lead = reqs[0]
+    context_args = None
+    if len({_shared(r) for r in reqs}) == 1 and len({str(r.platform) for r in reqs}) == len(reqs):
+        context_args = joint_contexts(reqs, store, scratch)
+    if context_args is None:
+        return {}
+    exe = require()
+    builder = _builder(exe, lead)
+    dest = scratch / ARCHIVE
+    argv = command(lead, exe, builder, context_args, settings(lead.settings), dest,
+                   external.dockerfile_with_ignore(lead, scratch),
+                   ",".join(str(r.platform) for r in reqs))
+    try:
+        _run(argv, lead, builder, scratch, dest, cancelled)
+    except (BuilderDown, DockerUnavailable):
+        raise  # the same for every platform: said once for each, not tried again
+    except ActionFailed:
+        if cancelled.is_set():
+            raise
+        return {}
+    reuse = _base_layers(store, reqs)
+    descs = oci_import.import_archive_platforms(store, dest, [r.platform for r in reqs],
+                                                tool=NAME, reuse=reuse)
+    return {r.node: _result(r, d) for r, d in zip(reqs, descs)}
+
+
+def _shared(req: BuildRequest) -> tuple:
+    """What must be equal for requests to build in one invocation: all but the platform and
+    the images of the named contexts."""
+    opts = settings(req.settings)
+    caches = tuple(_fill(spec, req.platform) for key in ("cache_from", "cache_to")
+                   for spec in opts.get(key, []))
+    return (req.label, req.builder, str(req.dockerfile), str(req.context_dir),
+            tuple(sorted(req.build_args.items())), req.target, tuple(sorted(req.labels.items())),
+            tuple((s.id, s.kind, s.source) for s in req.secrets),
+            tuple((a.id, tuple(a.paths)) for a in req.ssh), req.exclude, req.source_date_epoch,
+            tuple(sorted(req.contexts)), caches)
+
+
+def joint_contexts(reqs: list[BuildRequest], store, scratch: Path) -> list[str] | None:
+    """The ``--build-context`` values for building ``reqs`` together: a directory as it is; an
+    image that every platform shares as itself; an image that differs per platform as an index
+    of each platform's image (BuildKit takes the platform it builds from it). None: the
+    platforms cannot share one invocation (an image given for a platform other than its own)."""
+    out = []
+    for key in sorted(reqs[0].contexts):
+        named = [r.contexts[key] for r in reqs]
+        name = context_name(key, named[0])
+        if all(c.kind == "dir" for c in named) and len({str(c.path) for c in named}) == 1:
+            out.append(f"{name}={named[0].path}")
+            continue
+        if any(c.kind != "image" for c in named):
+            return None
+        digests = {c.descriptor["digest"] for c in named}
+        if len(digests) == 1:
+            desc = named[0].descriptor
+            layout = oci_import.export_layout(store, desc,
+                                              scratch / external.layout_name(name, desc["digest"]))
+            out.append(f"{name}=oci-layout://{layout}@{desc['digest']}")
+            continue
+        if not all(_made_for(c.descriptor, r.platform) for c, r in zip(named, reqs)):
+            return None
+        from ..oci.index import IndexEntry, build_index
+
+        desc = build_index(store, [IndexEntry(c.descriptor, r.node) for c, r in zip(named, reqs)])
+        layout = oci_import.export_layout(store, desc,
+                                          scratch / external.layout_name(name, desc["digest"]))
+        out.append(f"{name}=oci-layout://{layout}@{desc['digest']}")
+    return out
+
+
+def _made_for(desc: dict, plat: platforms.Platform) -> bool:
+    return "platform" in desc and platforms.from_oci(desc["platform"]).same_as(plat)
 
 
 _LOCATION_RE = re.compile(r"^(\S+):(\d+)$")

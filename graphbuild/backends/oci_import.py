@@ -84,10 +84,17 @@ def known_layers(store: Store, descriptors) -> dict[str, dict]:
 def import_archive(store: Store, archive: Path, platform: platforms.Platform, *, tool: str,
                    reuse: dict[str, dict] | None = None) -> dict:
     """Import the image of an OCI layout tarball (``--output type=oci,tar=true``)."""
+    return import_archive_platforms(store, archive, [platform], tool=tool, reuse=reuse)[0]
+
+
+def import_archive_platforms(store: Store, archive: Path, plats: list[platforms.Platform], *,
+                             tool: str, reuse: dict[str, dict] | None = None) -> list[dict]:
+    """Import the image of each of ``plats`` from one OCI layout tarball (an image, or an
+    index of one image per platform); their manifest descriptors, in that order."""
     work = Path(tempfile.mkdtemp(dir=store.tmp_dir(), prefix="import-"))
     try:
         _extract_layout(archive, work, tool)
-        return import_layout(store, work, platform, tool=tool, reuse=reuse)
+        return [import_layout(store, work, plat, tool=tool, reuse=reuse) for plat in plats]
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

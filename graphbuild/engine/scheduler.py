@@ -28,6 +28,7 @@ from ..rule_api import Action, NodeId, Outcome, RunContext
 from ..workspace import Workspace
 from . import explain, run_lock
 from .action_cache import ActionCache
+from .batch import Batch, Batching
 from .cas import CAS, out_path, replace_dir
 from .hashing import StatCache, digest_bytes, digest_json, read_pickle, write_pickle
 
@@ -330,19 +331,20 @@ class _Pool:
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
 
-    def submit(self, node: NodeId, running: int) -> None:
-        """Queue ``node``; ``running`` counts the nodes in flight, this one included: a thread
-        is added while there are fewer, so none waits and none idles for nothing."""
+    def submit(self, group: list[NodeId], running: int) -> None:
+        """Queue ``group`` (a node, or a batch started together); ``running`` counts the nodes
+        in flight, these included: a thread is added while there are fewer, so none waits and
+        none idles for nothing."""
         if len(self._threads) < min(self._jobs, running):
             t = threading.Thread(target=self._loop, name=f"gb-worker-{len(self._threads)}",
                                  daemon=True)
             self._threads.append(t)
             t.start()
-        self._queue.put(node)
+        self._queue.put(group)
 
     def _loop(self) -> None:
-        while (node := self._queue.get()) is not None:
-            self._work(node)
+        while (group := self._queue.get()) is not None:
+            self._work(group)
 
     def stop(self) -> None:
         """Let running work finish, then end every worker."""
@@ -421,6 +423,8 @@ class Scheduler:
         busy = {False: 0, True: 0}
         running: set[NodeId] = set()
         looking: set[NodeId] = set()  # remote cache lookups under way
+        batching = Batching(self.graph, self.actions)
+        slots: dict[NodeId, list[int]] = {}  # a started node -> its batch's members still running
         seq = 0
         pool = _Pool(self._work, limits[False] + limits[True])
 
@@ -428,6 +432,13 @@ class Scheduler:
             nonlocal seq
             seq += 1
             heapq.heappush(runnable[self.actions[node].io_bound], (-prio[node], seq, node))
+            batching.queued(node)
+
+        def started(node: NodeId) -> bool:  # with its batch, or already over
+            return node in running or node in self.summary.results
+
+        def busy_node(node: NodeId) -> bool:
+            return node in running or node in looking
 
         try:
             while True:
@@ -451,30 +462,46 @@ class Scheduler:
                         self._finish(res, ready, waiting)
                 for io, heap in runnable.items():
                     while heap and busy[io] < limits[io] and not self._stop_reason:
-                        _, _, node = heapq.heappop(heap)
-                        running.add(node)
-                        busy[io] += 1
-                        self._start(node, pool, len(running))
+                        entry = heapq.heappop(heap)
+                        node = entry[2]
+                        if started(node):
+                            continue
+                        if batching.coming(node, started, busy_node, self.summary.results.__contains__):
+                            batching.held.append(entry)
+                            continue
+                        group = batching.group(node, started)
+                        running.update(group)
+                        busy[io] += 1  # one slot for the whole batch
+                        share = [len(group)]
+                        slots.update((m, share) for m in group)
+                        self._start(group, pool, len(running))
                 if self._stop_reason:
                     for heap in runnable.values():
                         for _, _, node in heap:
-                            self._finish(NodeResult(node, "skipped", self._stop_reason), ready,
-                                         waiting)
+                            if not started(node):
+                                self._finish(NodeResult(node, "skipped", self._stop_reason),
+                                             ready, waiting)
                         heap.clear()
-                if not running and not looking and not ready and not any(runnable.values()):
+                if not (running or looking or ready or any(runnable.values()) or batching.held):
                     break
                 if running or looking:
-                    res = self._next_result(running)
-                    if res.node in looking:
-                        looking.discard(res.node)
-                        if res.status == "miss":  # build it; the reason says why
-                            self._keys[res.node] = (*self._keys[res.node][:2], res.reason)
-                            queue_run(res.node)
-                            continue
-                    else:
-                        running.discard(res.node)
-                        busy[self.actions[res.node].io_bound] -= 1
-                    self._finish(res, ready, waiting)
+                    for res in self._next_results():
+                        if res.node in looking:
+                            looking.discard(res.node)
+                            if res.status == "miss":  # build it; the reason says why
+                                self._keys[res.node] = (*self._keys[res.node][:2], res.reason)
+                                queue_run(res.node)
+                                continue
+                        else:
+                            running.discard(res.node)
+                            share = slots.pop(res.node)
+                            share[0] -= 1
+                            if not share[0]:
+                                busy[self.actions[res.node].io_bound] -= 1
+                        self._finish(res, ready, waiting)
+                for entry in batching.held:  # asked again, now that something finished
+                    heapq.heappush(runnable[self.actions[entry[2]].io_bound], entry)
+                batching.held.clear()
         except KeyboardInterrupt:
             self._interrupt(pool)
         finally:
@@ -488,7 +515,7 @@ class Scheduler:
             self._save_timings()
         return self.summary
 
-    def _next_result(self, running: set) -> NodeResult:
+    def _next_results(self) -> list[NodeResult]:
         try:
             return self._results.get_nowait()
         except queue.Empty:
@@ -621,7 +648,7 @@ class Scheduler:
         except Exception as exc:  # noqa: BLE001 - a cache fault must not fail the build
             res.reason = f"remote cache lookup failed ({type(exc).__name__}: {exc}); {why}"
         finally:
-            self._results.put(res)
+            self._results.put([res])
 
     def _prime(self, node: NodeId, outcome: Outcome) -> None:
         """Check a fresh outcome as the next no-op will, so what that check remembers (an
@@ -645,22 +672,42 @@ class Scheduler:
     def _dep_outcomes(self, node: NodeId) -> dict[NodeId, Outcome]:
         return {d: self.summary.results[d].outcome for d in self.graph.predecessors(node)}
 
-    def _start(self, node: NodeId, pool: _Pool, running: int) -> None:
-        why = self._keys[node][2]
-        if self.on_start:
-            self.on_start(node, why)
-        action = self.actions[node]
-        self.engine.events.emit({  # so a consumer of the events can show what is running
-            "event": "action_started", "label": str(action.label),
-            "platform": str(action.platform) if action.platform else None,
-            "rule": action.rule, "mnemonic": action.mnemonic, "node": node, "reason": why,
-        })
-        pool.submit(node, running)
+    def _start(self, group: list[NodeId], pool: _Pool, running: int) -> None:
+        for node in group:
+            why = self._keys[node][2]
+            if self.on_start:
+                self.on_start(node, why)
+            action = self.actions[node]
+            self.engine.events.emit({  # so a consumer of the events can show what is running
+                "event": "action_started", "label": str(action.label),
+                "platform": str(action.platform) if action.platform else None,
+                "rule": action.rule, "mnemonic": action.mnemonic, "node": node, "reason": why,
+            })
+        pool.submit(group, running)
 
-    def _work(self, node: NodeId) -> None:
+    def _work(self, group: list[NodeId]) -> None:
+        """On a pool thread: one node, or a batch with a thread for each other member."""
+        if len(group) == 1:
+            self._work_one(group[0], None, None)
+            return
+        batch = Batch(group, self.engine.cancelled)
+        done: list[NodeResult] = []
+        others = [threading.Thread(target=self._work_one, args=(node, batch, done), daemon=True,
+                                   name=f"{threading.current_thread().name}-batch")
+                  for node in group[1:]]
+        for t in others:
+            t.start()
+        self._work_one(group[0], batch, done)
+        for t in others:
+            t.join()
+        # reported at once, so their dependents are runnable at once: they can batch too
+        self._results.put(done)
+
+    def _work_one(self, node: NodeId, batch: Batch | None, done: list | None) -> None:
         action = self.actions[node]
         why = self._keys[node][2]
         ctx = ActionContext(self.engine, action, self._dep_outcomes(node))
+        ctx.batch = batch
         start = time.monotonic()
         res = NodeResult(node, "failed")
         try:
@@ -690,6 +737,8 @@ class Scheduler:
             res = NodeResult(node, "failed", f"internal error: {type(exc).__name__}: {exc}",
                              log=traceback.format_exc())
         finally:
+            if batch is not None:
+                batch.leave(node)  # it offered nothing: the others need not wait for it
             res.duration = time.monotonic() - start
             res.notes = list(ctx.notes)
             if ctx.notes:
@@ -697,7 +746,10 @@ class Scheduler:
             if self.engine.profile:
                 self.engine.profile.record(node, action.mnemonic, start, start + res.duration,
                                            {"status": res.status, "reason": res.reason})
-            self._results.put(res)
+            if done is None:
+                self._results.put([res])
+            else:
+                done.append(res)
             ctx.cleanup()  # after reporting: the next node need not wait for an rmtree
 
     def _finish(self, res: NodeResult, ready: list, waiting: dict) -> None:

@@ -65,11 +65,18 @@ class ImageRule(Rule):
                 run=lambda rc, s=spec: image_run.run(rc, s),
                 check_cached=image_run.check_cached,
                 tags=[_expand(t, plat, target) for t in templated] + (plain if len(plats) == 1 else []),
+                batch=_batch(spec),
             )
             provider.nodes[str(plat)] = ctx.declare(action)
         if len(plats) > 1:  # //x:img names the multi-platform image, as a buildx build does
             provider.data["index"] = ctx.declare(_index_action(target, provider, plain))
         return provider
+
+
+def _batch(spec) -> str:
+    """buildx builds an image's platforms that share a builder in one invocation, as bake does:
+    they start together when their bases are built."""
+    return f"buildx {spec.label} {spec.builder}" if spec.backend == "buildx" else ""
 
 
 def _check_attest(target: Target) -> None:

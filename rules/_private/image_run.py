@@ -46,7 +46,7 @@ def run(rc: RunContext, spec) -> Outcome:
         dockerfile_rel=spec.dockerfile_rel, plan=spec.plan, build_args=spec.build_args,
         target=spec.target or None, labels=spec.labels, contexts=_named_contexts(rc, spec),
         source_date_epoch=spec.source_date_epoch, secrets=spec.secrets, ssh=spec.ssh,
-        exclude=context_exclusions(Path(spec.context_dir), rc.ws.cache_dir),
+        exclude=context_exclusions(Path(spec.context_dir), rc.ws.cache_dir), batch=rc.batch,
         **backends.request_options(rc.ws, spec),
     )
     result = backends.get(spec.backend).build(req, rc.store, rc.scratch_dir(), rc.cancelled)

@@ -42,7 +42,8 @@ def out(text, code=0, err=False):
 
 def main(argv):
     with open(os.path.join(HERE, "calls.jsonl"), "a") as f:
-        f.write(json.dumps({"argv": argv, "sde": os.environ.get("SOURCE_DATE_EPOCH")}) + "\n")
+        f.write(json.dumps({"argv": argv, "sde": os.environ.get("SOURCE_DATE_EPOCH"),
+                            "via": os.environ.get("DOUBLE_VIA", "docker")}) + "\n")
     st = state()
     if argv[:1] != ["buildx"]:
         out("docker double: only buildx", 1, True)
@@ -207,6 +208,19 @@ class Docker:
 
     def state(self) -> dict:
         return json.loads((self.dir / "state.json").read_text())
+
+    def plugin(self, folder: Path) -> Path:
+        """A buildx plugin double in ``folder``: run alone, it is ``docker buildx``."""
+        folder.mkdir(parents=True, exist_ok=True)
+        exe = folder / "docker-buildx"
+        exe.write_text(f'#!/bin/sh\nDOUBLE_VIA={exe} exec {self.dir / "docker"} buildx "$@"\n')
+        exe.chmod(0o755)
+        return exe
+
+    def via(self) -> list[str]:
+        """What ran each recorded command: the docker double, or a plugin double's path."""
+        path = self.dir / "calls.jsonl"
+        return [json.loads(line)["via"] for line in path.read_text().splitlines()]
 
     def calls(self, *prefix: str) -> list[list[str]]:
         path = self.dir / "calls.jsonl"
@@ -394,6 +408,33 @@ def test_failure_names_the_dockerfile_line(ws, docker):
     assert ("app/Dockerfile:2: //app:app: failed to solve: process \"/bin/sh -c false\" did not "
             "complete successfully: exit code: 1 (buildx)") in res.err
     assert "  | Dockerfile:2" in res.err  # BuildKit's own report follows
+
+
+def test_the_plugin_runs_without_the_docker_cli(ws, docker, tmp_path, monkeypatch):
+    """buildx is run as the plugin file the Docker CLI would pick, alone: config.json's
+    cliPluginsExtraDirs first, then the config directory's cli-plugins."""
+    ws.write({
+        "app/BUILD.yaml": "app: {rule: image, backend: buildx, platforms: [linux/amd64]}\n",
+        "app/Dockerfile": "FROM scratch\nLABEL a=b\n",
+    })
+    docker.set(current="bk", builders={"bk": {"driver": "docker-container"}})
+    config = tmp_path / "docker-config"
+    monkeypatch.setenv("DOCKER_CONFIG", str(config))
+    usual = docker.plugin(config / "cli-plugins")
+    assert ws.run("run", "//app:app").code == 0
+    assert docker.calls("buildx", "build") and set(docker.via()) == {str(usual)}
+
+    extra = docker.plugin(tmp_path / "extra")
+    (config / "config.json").write_text(json.dumps({"cliPluginsExtraDirs": [str(extra.parent)]}))
+    (docker.dir / "calls.jsonl").unlink()
+    assert ws.run("run", "//app:app", "--no-cache").code == 0
+    assert docker.calls("buildx", "build") and set(docker.via()) == {str(extra)}
+
+    # no plugin where the CLI looks by default: `docker buildx`, as before
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "other-config"))
+    (docker.dir / "calls.jsonl").unlink()
+    assert ws.run("run", "//app:app", "--no-cache").code == 0
+    assert docker.calls("buildx", "build") and set(docker.via()) == {"docker"}
 
 
 def test_missing_docker_plugin_and_daemon(ws, docker, tmp_path, monkeypatch):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+import select
 import signal
 import subprocess
 import threading
@@ -17,6 +18,7 @@ from ..errors import ActionFailed
 
 LOG_TAIL = 40
 POLL_S = 0.05
+CANCEL_POLL_S = 0.1  # how soon a pidfd waiter sees Ctrl-C
 STOP_GRACE_S = 5.0
 
 
@@ -39,15 +41,38 @@ def run_tool(argv: list[str], *, cwd: Path, log_path: Path, cancelled: threading
         proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True)
         try:
-            while True:
-                try:
-                    return proc.wait(timeout=POLL_S)
-                except subprocess.TimeoutExpired:
-                    if cancelled.is_set():
-                        raise ActionFailed("interrupted") from None
+            return _wait(proc, cancelled)
         finally:
             if proc.poll() is None:
                 _stop(proc)
+
+
+def _wait(proc: subprocess.Popen, cancelled: threading.Event) -> int:
+    """``proc``'s exit status, or ActionFailed("interrupted") once ``cancelled`` is set. On
+    Linux the thread sleeps on a pidfd until the process ends, waking only to look at the flag:
+    ``Popen.wait(timeout)`` polls every few milliseconds, which cost ~15 ms of CPU per second of
+    a build."""
+    try:
+        fd = os.pidfd_open(proc.pid)
+    except (AttributeError, OSError):  # not Linux, or a kernel before 5.3
+        fd = None
+    try:
+        while True:
+            if fd is None:
+                try:
+                    return proc.wait(timeout=POLL_S)
+                except subprocess.TimeoutExpired:
+                    pass
+            else:
+                select.select([fd], [], [], CANCEL_POLL_S)
+                code = proc.poll()
+                if code is not None:
+                    return code
+            if cancelled.is_set():
+                raise ActionFailed("interrupted")
+    finally:
+        if fd is not None:
+            os.close(fd)
 
 
 def capture(argv: list[str], *, timeout: float = 60, env: dict | None = None) -> tuple[int, str]:

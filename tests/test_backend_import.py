@@ -123,6 +123,45 @@ def test_archive_takes_only_layout_files(store, tmp_path):
     assert list(store.tmp_dir().iterdir()) == []
 
 
+def _archive(root: Path, dest: Path) -> Path:
+    with tarfile.open(dest, "w") as out:
+        for path in sorted(root.rglob("*")):
+            if path.is_file():
+                out.add(path, arcname=path.relative_to(root).as_posix())
+    return dest
+
+
+def test_archive_with_an_index_gives_each_platform_and_checks_every_blob(store, tmp_path):
+    """A multi-platform archive (as `buildx build --platform a,b` writes): each platform's
+    image, its blobs read in place; a blob whose bytes do not match its digest enters nothing."""
+    src = Layout(tmp_path / "src")
+    images = [src.image([gzip.compress(layer_tar({"arch": a.encode()}), mtime=0)], arch=a)
+              for a in ("amd64", "arm64")]
+    for image, arch in zip(images, ("amd64", "arm64"), strict=True):
+        image["platform"] = {"architecture": arch, "os": "linux"}
+    index = src.put(json.dumps({"schemaVersion": 2, "mediaType": mt.OCI_INDEX,
+                                "manifests": images}).encode(), mt.OCI_INDEX)
+    (src.root / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [index]}))
+    plats = [AMD64, platforms.parse("linux/arm64")]
+    archive = _archive(src.root, tmp_path / "both.tar")
+    descs = oci_import.import_archive_platforms(store, archive, plats, tool="buildx")
+    for desc, plat in zip(descs, plats, strict=True):
+        config = store.read_json(store.read_json(desc["digest"])["config"]["digest"])
+        assert platforms.from_oci(config).same_as(plat)
+    validate_store(store)
+
+    other = Store(tmp_path / "other")
+    layer = json.loads((src.root / "blobs/sha256" / images[1]["digest"][7:]).read_bytes())[
+        "layers"][0]["digest"]
+    path = src.root / "blobs/sha256" / layer[7:]
+    path.write_bytes(path.read_bytes()[:-1] + b"X")  # same size, other content
+    archive = _archive(src.root, tmp_path / "bad.tar")
+    with pytest.raises(BlobCorrupt, match="hashes to|expected"):
+        oci_import.import_archive_platforms(other, archive, plats, tool="buildx")
+    assert not other.has_blob(layer)
+    assert list(other.tmp_dir().iterdir()) == []
+
+
 @pytest.mark.parametrize("size", [0, 1, (1 << 20) - 1, 1 << 20, (3 << 20) + 12345])
 def test_block_gzip_is_plain_gzip_and_deterministic(size):
     import random

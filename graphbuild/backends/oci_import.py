@@ -23,6 +23,7 @@ import tarfile
 import tempfile
 import threading
 from pathlib import Path
+from typing import BinaryIO
 
 from .. import platforms
 from ..errors import ActionFailed
@@ -33,7 +34,6 @@ from .gzip_blocks import gzip_stream
 
 COMPRESS_LEVEL = 6  # as the native backend's layers
 _BLOB_RE = re.compile(r"^(?:\./)?blobs/sha256/([0-9a-f]{64})$")
-_LAYOUT_FILES = ("index.json", "oci-layout")
 _TO_OCI = {
     mt.DOCKER_LAYER_GZIP: mt.OCI_LAYER_GZIP, mt.DOCKER_LAYER_TAR: mt.OCI_LAYER_TAR,
     mt.DOCKER_CONFIG: mt.OCI_CONFIG, mt.DOCKER_MANIFEST: mt.OCI_MANIFEST,
@@ -90,40 +90,27 @@ def import_archive(store: Store, archive: Path, platform: platforms.Platform, *,
 def import_archive_platforms(store: Store, archive: Path, plats: list[platforms.Platform], *,
                              tool: str, reuse: dict[str, dict] | None = None) -> list[dict]:
     """Import the image of each of ``plats`` from one OCI layout tarball (an image, or an
-    index of one image per platform); their manifest descriptors, in that order."""
-    work = Path(tempfile.mkdtemp(dir=store.tmp_dir(), prefix="import-"))
-    try:
-        _extract_layout(archive, work, tool)
-        return [import_layout(store, work, plat, tool=tool, reuse=reuse) for plat in plats]
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-
-
-def _extract_layout(archive: Path, dest: Path, tool: str) -> None:
-    """Only index.json, oci-layout and blobs/sha256/<hex> regular files; nothing else is written
-    (no links, no paths outside ``dest``)."""
-    (dest / "blobs" / "sha256").mkdir(parents=True)
+    index of one image per platform); their manifest descriptors, in that order. Blobs are
+    read from the archive where they lie: only those the images need, and no base layer the
+    store already has, are copied (never extracted first)."""
     try:
         with tarfile.open(archive, "r:*") as tar:
-            for member in tar:
-                name = member.name
-                m = _BLOB_RE.match(name)
-                rel = f"blobs/sha256/{m.group(1)}" if m else name.removeprefix("./")
-                if not member.isfile() or not (m or rel in _LAYOUT_FILES):
-                    continue
-                src = tar.extractfile(member)
-                assert src is not None
-                with src, open(dest / rel, "wb") as out:
-                    shutil.copyfileobj(src, out, CHUNK)
-    except (tarfile.TarError, OSError) as exc:
-        raise ImportFailed(f"{tool} wrote an unreadable OCI archive {archive.name}: {exc}") from None
+            src = _TarLayout(tar, tool)
+            return [_import(store, src, plat, tool, reuse) for plat in plats]
+    except tarfile.TarError as exc:
+        raise ImportFailed(f"{tool} wrote an unreadable OCI archive {archive.name}: {exc}") \
+            from None
 
 
 def import_layout(store: Store, layout: Path, platform: platforms.Platform, *, tool: str,
                   reuse: dict[str, dict] | None = None) -> dict:
     """Import the image for ``platform`` from the OCI layout directory ``layout``; return its
     manifest descriptor in the store (with ``platform``)."""
-    src = _Layout(layout, tool)
+    return _import(store, _Layout(layout, tool), platform, tool, reuse)
+
+
+def _import(store: Store, src: _Layout, platform: platforms.Platform, tool: str,
+            reuse: dict[str, dict] | None) -> dict:
     manifest_desc = src.pick(src.top(), platform)
     manifest = src.json(manifest_desc)
     config_desc = manifest.get("config") or {}
@@ -174,8 +161,15 @@ class _Layout:
                               f"descriptor says {desc['size']}")
         return path
 
+    def open(self, desc: dict) -> BinaryIO:
+        return open(self.path(desc), "rb")
+
+    def index_bytes(self) -> bytes:
+        return (self.root / "index.json").read_bytes()
+
     def json(self, desc: dict) -> dict:
-        data = self.path(desc).read_bytes()
+        with self.open(desc) as f:
+            data = f.read()
         actual = "sha256:" + hashlib.sha256(data).hexdigest()
         if actual != desc["digest"]:
             raise BlobCorrupt(f"{self.tool}: blob {desc['digest']} hashes to {actual}")
@@ -187,8 +181,8 @@ class _Layout:
 
     def top(self) -> dict:
         try:
-            index = json.loads((self.root / "index.json").read_bytes())
-        except (OSError, ValueError):
+            index = json.loads(self.index_bytes())
+        except (OSError, ValueError, KeyError):
             raise self._fail("has no readable index.json") from None
         entries = index.get("manifests") or []
         if len(entries) != 1:
@@ -261,8 +255,7 @@ class _Layout:
             done = _GZIPPED.get(diff_id)
             if done is not None and store.has_blob(done["digest"]):
                 return dict(done)
-            src = self.path(layer)
-            with store.blob_writer() as w, open(src, "rb") as f:
+            with store.blob_writer() as w, self.open(layer) as f:
                 result = gzip_stream(f, w, COMPRESS_LEVEL)
                 if result.tar_digest != diff_id:  # raised inside: nothing enters the store
                     raise BlobCorrupt(f"{self.tool}: layer {diff_id} hashes to "
@@ -270,6 +263,54 @@ class _Layout:
             desc = {"mediaType": mt.OCI_LAYER_GZIP, "digest": w.digest, "size": w.size}
             _GZIPPED.put(diff_id, desc)
             return dict(desc)
+
+
+class _TarLayout(_Layout):
+    """An OCI layout inside a tar archive, read in place: only regular files named
+    ``index.json`` or ``blobs/sha256/<hex>`` count (no links, nothing else is read)."""
+
+    def __init__(self, tar: tarfile.TarFile, tool: str) -> None:
+        super().__init__(Path(), tool)
+        self._tar = tar
+        self._members: dict[str, tarfile.TarInfo] = {}
+        for member in tar:
+            m = _BLOB_RE.match(member.name)
+            name = f"blobs/sha256/{m.group(1)}" if m else member.name.removeprefix("./")
+            if member.isfile() and (m or name == "index.json"):
+                self._members[name] = member
+
+    def _member(self, desc: dict) -> tarfile.TarInfo:
+        try:
+            digest = check_digest(desc.get("digest"))
+        except ValueError:
+            raise self._fail(f"names a blob by an invalid digest {desc.get('digest')!r}") from None
+        member = self._members.get(f"blobs/sha256/{digest.split(':', 1)[1]}")
+        if member is None:
+            raise self._fail(f"lacks the blob {digest} ({desc.get('mediaType')})")
+        if "size" in desc and member.size != desc["size"]:
+            raise BlobCorrupt(f"{self.tool}: blob {digest} has {member.size} bytes, its "
+                              f"descriptor says {desc['size']}")
+        return member
+
+    def open(self, desc: dict) -> BinaryIO:
+        f = self._tar.extractfile(self._member(desc))
+        assert f is not None  # a regular file
+        return f
+
+    def index_bytes(self) -> bytes:
+        f = self._tar.extractfile(self._members["index.json"])
+        assert f is not None
+        return f.read()
+
+    def install(self, store: Store, desc: dict) -> None:
+        """Copied from the archive, checked against its digest (skipped when present)."""
+        if store.has_blob(desc["digest"]):
+            return
+        try:
+            with self.open(desc) as f, store.blob_writer(desc["digest"], sync=False) as w:
+                shutil.copyfileobj(f, w, CHUNK)
+        except BlobCorrupt as exc:
+            raise BlobCorrupt(f"{self.tool}: {exc}") from None
 
 
 class _Memo:

@@ -28,9 +28,10 @@ What it does:
   build, and graphbuild would copy it into its store while bake would not;
 * graphbuild (the `graphbuild` script beside the Python running this, as an activated venv would
   find it, else graphbuild_cmd()'s): every image `backend: buildx`, both platforms routed to the
-  benchmark's builder (WORKSPACE.yaml `builders`), `attest: false`; it runs one `docker buildx
-  build` per (image, platform) node, at most `-j` (default: the CPU count) at a time, and imports
-  each result into its store, an OCI layout (`.graphbuild/oci`);
+  benchmark's builder (WORKSPACE.yaml `builders`), `attest: false`; it runs one `buildx build`
+  per image for both of its platforms (the plugin file alone, as graphbuild runs it), at most
+  `-j` (default: the CPU count) at a time, and imports each result into its store, an OCI
+  layout (`.graphbuild/oci`);
 * bake: `docker-bake.hcl` with a target per image (the base included, so both sides export the
   same N+1 images), both platforms, BuildKit's attestations off, and
   `output = ["type=oci,dest=OUT/NAME.tar,tar=true,rewrite-timestamp=true"]`: the exporter
@@ -39,8 +40,9 @@ What it does:
   workspace does not see them;
 * one buildkitd (OCI worker, native snapshotter, no GC, every build's history record kept, its
   own root) behind one `remote`-driver buildx builder in a private DOCKER_CONFIG serves both.
-  Both clients are the same buildx: `docker buildx` when a `docker` CLI is on PATH (as graphbuild
-  runs it), else `docker-buildx` alone;
+  Both clients are the same buildx binary: bake runs as `docker buildx bake` when a `docker` CLI
+  is on PATH, else `docker-buildx bake`; graphbuild runs the plugin file in the private
+  DOCKER_CONFIG alone;
 * each repetition runs one side's three scenarios in a row, then the other's (graphbuild first on
   odd repetitions, bake first on even ones), so each side's warm runs meet only the BuildKit
   state its own cold run left:

@@ -397,6 +397,28 @@ def test_docker_driver_gets_a_docker_container_builder_once(ws, docker):
     assert all("--builder" not in argv for argv in docker.builds().values())
 
 
+def test_a_joint_build_reads_and_writes_each_platforms_cache(ws, docker):
+    docker.set(current="bk", builders={"bk": {"driver": "docker-container"}})
+    ws.write({
+        "WORKSPACE.yaml": """
+            buildx:
+              cache_from: ["type=local,src=/c/{platform}", "type=registry,ref=r/cache"]
+              cache_to: "type=local,dest=/c/{platform}"
+        """,
+        "app/BUILD.yaml": "app: {rule: image, backend: buildx, "
+                          "platforms: [linux/amd64, linux/arm64]}\n",
+        "app/Dockerfile": "FROM scratch\nLABEL a=b\n",
+    })
+    assert ws.run("run", "//app:app").code == 0
+    argv = docker.builds()["linux/amd64,linux/arm64"]
+    pairs = [(a, argv[i + 1]) for i, a in enumerate(argv) if a.startswith("--cache")]
+    assert pairs == [("--cache-from", "type=local,src=/c/linux-amd64"),
+                     ("--cache-from", "type=local,src=/c/linux-arm64"),
+                     ("--cache-from", "type=registry,ref=r/cache"),
+                     ("--cache-to", "type=local,dest=/c/linux-amd64"),
+                     ("--cache-to", "type=local,dest=/c/linux-arm64")]
+
+
 def test_failure_names_the_dockerfile_line(ws, docker):
     docker.set(current="bk", builders={"bk": {"driver": "docker-container"}}, fail_line=2)
     ws.write({

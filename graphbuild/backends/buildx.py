@@ -564,20 +564,24 @@ def contexts(req: BuildRequest, store, scratch: Path) -> list[str]:
     return out
 
 
-def command(req: BuildRequest, exe: tuple[str, ...], builder: str, context_args: list[str],
-            opts: dict[str, list[str]], dest: Path, dockerfile: Path | None = None,
-            plats: str = "") -> list[str]:
-    """``dockerfile``: the Dockerfile to name (a copy with its own .dockerignore); ``plats``:
-    the platforms built together (default: the request's)."""
+def command(reqs: list[BuildRequest], exe: tuple[str, ...], builder: str,
+            context_args: list[str], opts: dict[str, list[str]], dest: Path,
+            dockerfile: Path | None = None) -> list[str]:
+    """One build of ``reqs``, the platforms of one image (alike but for the platform);
+    ``dockerfile``: the Dockerfile to name (a copy with its own .dockerignore). Cache specs
+    are filled in for each platform: a joint build reads and writes each platform's."""
+    req = reqs[0]
     argv = [*exe, "build"]
     if builder:
         argv += ["--builder", builder]
-    argv += ["--platform", plats or str(req.platform), "--file", str(dockerfile or req.dockerfile)]
+    argv += ["--platform", ",".join(str(r.platform) for r in reqs),
+             "--file", str(dockerfile or req.dockerfile)]
     argv += external.dockerfile_flags(req, context_args)
     argv += external.secret_flags(req)
     for key, flag in (("cache_from", "--cache-from"), ("cache_to", "--cache-to")):
-        for spec in opts.get(key, []):
-            argv += [flag, _fill(spec, req.platform)]
+        for spec in dict.fromkeys(_fill(spec, r.platform) for spec in opts.get(key, [])
+                                  for r in reqs):
+            argv += [flag, spec]
     return argv + ["--provenance=false", "--sbom=false", "--progress", "plain", "--output",
                    f"type=oci,dest={dest},tar=true,rewrite-timestamp=true", str(req.context_dir)]
 
@@ -592,7 +596,7 @@ def build(req: BuildRequest, store, scratch: Path, cancelled: threading.Event) -
             return done
     builder = _builder(exe, req)
     dest = scratch / ARCHIVE
-    argv = command(req, exe, builder, contexts(req, store, scratch), settings(req.settings), dest,
+    argv = command([req], exe, builder, contexts(req, store, scratch), settings(req.settings), dest,
                    external.dockerfile_with_ignore(req, scratch))
     _run(argv, req, builder, scratch, dest, cancelled)
     desc = oci_import.import_archive(store, dest, req.platform, tool=NAME,
@@ -656,9 +660,8 @@ def _build_together(offers: dict[str, tuple[BuildRequest, Path]], store,
     exe = require()
     builder = _builder(exe, lead)
     dest = scratch / ARCHIVE
-    argv = command(lead, exe, builder, context_args, settings(lead.settings), dest,
-                   external.dockerfile_with_ignore(lead, scratch),
-                   ",".join(str(r.platform) for r in reqs))
+    argv = command(reqs, exe, builder, context_args, settings(lead.settings), dest,
+                   external.dockerfile_with_ignore(lead, scratch))
     try:
         _run(argv, lead, builder, scratch, dest, cancelled)
     except (BuilderDown, DockerUnavailable):
@@ -674,16 +677,13 @@ def _build_together(offers: dict[str, tuple[BuildRequest, Path]], store,
 
 
 def _shared(req: BuildRequest) -> tuple:
-    """What must be equal for requests to build in one invocation: all but the platform and
-    the images of the named contexts."""
-    opts = settings(req.settings)
-    caches = tuple(_fill(spec, req.platform) for key in ("cache_from", "cache_to")
-                   for spec in opts.get(key, []))
+    """What must be equal for requests to build in one invocation: all but the platform, the
+    images of the named contexts and the cache specs filled in per platform."""
     return (req.label, req.builder, str(req.dockerfile), str(req.context_dir),
             tuple(sorted(req.build_args.items())), req.target, tuple(sorted(req.labels.items())),
             tuple((s.id, s.kind, s.source) for s in req.secrets),
             tuple((a.id, tuple(a.paths)) for a in req.ssh), req.exclude, req.source_date_epoch,
-            tuple(sorted(req.contexts)), caches)
+            tuple(sorted(req.contexts)), repr(req.settings))
 
 
 def joint_contexts(reqs: list[BuildRequest], store, scratch: Path) -> list[str] | None:

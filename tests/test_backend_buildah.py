@@ -248,6 +248,30 @@ def test_failed_run_names_its_line_and_settings_are_checked(ws, busybox):
     assert "WORKSPACE.yaml: unknown buildah setting 'isolaton'" in res.err
 
 
+def test_a_final_stage_that_is_only_from_a_stage_is_that_stages_image(ws, busybox):
+    """buildah 1.28 cannot commit a last stage holding nothing but ``FROM base``; it is the
+    same image as the stage it names, so that stage is built."""
+    base_files(ws, busybox, f"[{OWN}]")
+    dockerfile = "FROM base AS built\nRUN echo built > /out\nFROM built AS Alias\nFROM Alias\n"
+    ws.write({
+        "app/BUILD.yaml": f"""
+            last: {{rule: image, backend: buildah, platforms: [{OWN}],
+                    contexts: {{base: //base:base}}}}
+            stage: {{rule: image, backend: buildah, platforms: [{OWN}], target: built,
+                     contexts: {{base: //base:base}}}}
+        """,
+        "app/Dockerfile": dockerfile,
+    })
+    res = ws.run("run", "//app:all")
+    assert res.code == 0, res
+    s = store(ws)
+    last, manifest, _ = image(s, f"//app:last[{OWN}]")
+    assert last["digest"] == s.lookup(f"//app:stage[{OWN}]")["digest"]
+    from graphbuild.oci.unpack import read_file
+
+    assert read_file(s, manifest["layers"], "out") == b"built\n"
+
+
 def test_exec_format_error_says_how_to_run_foreign_programs(ws, busybox):
     """A program for another architecture with no emulator registered: the hint says what to do.
     (A stub ELF for the other architecture stands in for a foreign base image.)"""

@@ -34,6 +34,7 @@ checked, base layers are the stored ones, the manifest is ours.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import shutil
@@ -124,9 +125,22 @@ def command(req: BuildRequest, exe: str, state_dir: Path, context_args: list[str
     ignore = ignorefile or dockerignore_path(req.context_dir, req.dockerfile)
     if ignore:
         argv += ["--ignorefile", str(ignore)]
-    argv += external.dockerfile_flags(req, context_args, build_args(req))
+    argv += external.dockerfile_flags(_retargeted(req), context_args, build_args(req))
     argv += external.secret_flags(req)
     return argv + ["--tag", f"oci:{out}", str(req.context_dir)]
+
+
+def _retargeted(req: BuildRequest) -> BuildRequest:
+    """The request with the stage buildah is to build: when the target is only ``FROM
+    <stage>`` (no instructions, so the same image as that stage's), that stage, which buildah
+    1.28 can commit ("image not known" otherwise)."""
+    plan = req.plan
+    idx = plan.target_index
+    while not plan.stages[idx].commands and plan.bases[idx].kind == "stage":
+        idx = plan.bases[idx].value
+    if idx == plan.target_index:
+        return req
+    return dataclasses.replace(req, target=plan.stages[idx].original.split()[-1])
 
 
 def build_args(req: BuildRequest) -> dict[str, str]:

@@ -127,6 +127,19 @@ def test_copy_from_an_image_in_a_build_platform_stage_is_exit_2(ws):
         assert file_in(ws, f"//app:app[linux/{arch}]", "out/assets") == f"{arch} base\n"
 
 
+def test_a_mount_from_an_image_in_a_build_platform_stage_is_exit_2(ws):
+    """RUN --mount=from=<image> is read like COPY --from: the same refusal, at the RUN line."""
+    base_image(ws)
+    app(ws, "base", "{base: //base, assets: //base}")
+    ws.write({"app/Dockerfile": COPY_IMAGE.replace(
+        "COPY --from=assets /base.txt /assets.txt\nRUN mkdir /out && cat /assets.txt",
+        "RUN --mount=type=bind,from=assets,target=/a mkdir /out && cat /a/base.txt")})
+    refused(ws, "app/Dockerfile:2: //app:app",
+            f"RUN --mount=from=assets in a stage built for {HOST} (FROM --platform): buildah",
+            hint="start a stage from it (FROM assets AS files) and RUN --mount=from=files, or "
+                 "use backend: buildx", patterns=("//app:app",))
+
+
 DOCKERFILE = """\
 ARG REG=example.com
 FROM --platform=$BUILDPLATFORM \\

@@ -348,3 +348,41 @@ def test_a_root_context_leaves_out_the_cache_directory(lab, ws):
     assert file_in(ws, "//:app[linux/amd64]", "src/.graphbuild/oci/oci-layout") is None
     again = ws.run("run", "//...", "--output", "json")
     assert set(statuses(again).values()) == {"cached"}, again
+
+
+# -- RUN --mount=from ---------------------------------------------------------------------------
+
+MOUNTS = """\
+FROM tools AS build
+RUN ["/bin/busybox", "sh", "-c", "echo from a stage > /made"]
+FROM tools
+RUN --mount=type=bind,from=assets,target=/a --mount=type=bind,from=build,source=/made,target=/m \\
+    ["/bin/busybox", "sh", "-c", "/bin/busybox cat /a/logo.txt /m > /seen"]
+"""
+
+
+def test_run_mount_from_a_named_context_and_a_stage(lab, ws):
+    """A mount's from= names a context or a stage as COPY --from does: the context is given to
+    BuildKit (else it would pull docker.io/library/assets), and a misspelt name is exit 2."""
+    busyboxes(ws, "tools", ["amd64"])
+    ws.write({
+        "tools/BUILD.yaml": "tools: {rule: image, platforms: [linux/amd64]}\n",
+        "tools/Dockerfile": "FROM scratch\nCOPY --chmod=755 busybox-amd64 /bin/busybox\n",
+        "app/BUILD.yaml": """
+            app:
+              rule: image
+              backend: buildx
+              platforms: [linux/amd64]
+              contexts: {tools: //tools, assets: ./assets}
+        """,
+        "app/Dockerfile": MOUNTS,
+        "app/assets/logo.txt": "logo\n",
+    })
+    res = ws.run("run", "//app:app")
+    assert res.code == 0, res
+    assert file_in(ws, "//app:app[linux/amd64]", "seen") == "logo\nfrom a stage\n"
+
+    ws.write({"app/Dockerfile": MOUNTS.replace("from=build", "from=biuld")})
+    res = ws.run("run", "//app:app")
+    assert res.code == 2, res
+    assert "app/Dockerfile:4: //app:app: 'biuld' is neither a stage nor a context" in res.err

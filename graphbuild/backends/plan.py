@@ -194,6 +194,9 @@ def _visit(plan: DockerfilePlan, idx: int, contexts: set[str], seen: set[int]) -
     for cmd in stage.commands:
         if isinstance(cmd, ins.Run):
             plan.runs.append(cmd.line)
+            for word in mount_sources(cmd):  # read like COPY --from: a stage, context or image
+                _note_source(plan, _source(plan.stages, word, idx, contexts), cmd.line,
+                             contexts, seen)
         elif isinstance(cmd, ins.Copy):
             if cmd.from_:
                 src = _source(plan.stages, cmd.from_, idx, contexts)
@@ -240,18 +243,37 @@ def stage_platforms(plan: DockerfilePlan, node: Platform) -> dict[int, Platform]
     return out
 
 
-def image_copies(plan: DockerfilePlan, contexts: set[str]) -> list[tuple[int, int, str]]:
-    """(stage index, line, name) of each ``COPY --from`` in a stage to build that reads a named
-    context or an image reference (not a stage)."""
+def image_copies(plan: DockerfilePlan, contexts: set[str]) -> list[tuple[int, int, str, str]]:
+    """(stage index, line, name, how) of each ``COPY --from`` and ``RUN --mount=from`` in a
+    stage to build that reads a named context or an image reference (not a stage)."""
     from ..dockerfile import instructions as ins
 
     out = []
     for idx in plan.order:
         for cmd in plan.stages[idx].commands:
             if isinstance(cmd, ins.Copy) and cmd.from_:
-                src = _source(plan.stages, cmd.from_, idx, contexts)
-                if src.kind in ("context", "ref"):
-                    out.append((idx, cmd.line, cmd.from_))
+                reads = [("COPY --from", cmd.from_)]
+            elif isinstance(cmd, ins.Run):
+                reads = [("RUN --mount=from", word) for word in mount_sources(cmd)]
+            else:
+                continue
+            for how, word in reads:
+                if _source(plan.stages, word, idx, contexts).kind in ("context", "ref"):
+                    out.append((idx, cmd.line, word, how))
+    return out
+
+
+def mount_sources(run) -> list[str]:
+    """The ``from=`` of each ``RUN --mount`` (a bind or cache mount read from a stage, a named
+    context or an image), in BuildKit's CSV form: ``type=bind,from=build,source=/out``."""
+    import csv
+
+    out = []
+    for spec in run.mounts:
+        for item in next(csv.reader([spec]), []):
+            key, _, value = item.partition("=")
+            if key.strip().lower() == "from" and value:
+                out.append(value)
     return out
 
 

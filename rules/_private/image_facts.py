@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from graphbuild import __version__, platforms
 from graphbuild.errors import UserError
 
-FACTS_VERSION = 9  # bumped when Facts change shape or meaning (9: image_copies)
+FACTS_VERSION = 10  # bumped when Facts change shape or meaning (10: RUN --mount=from)
 
 
 @dataclass
@@ -33,9 +33,10 @@ class Facts:
     inputs: list[str]  # workspace-relative files, the Dockerfile and .dockerignore included
     input_globs: list[str]
     heredocs: list[int]  # lines of COPY/ADD/RUN with a heredoc (old buildah cannot build them)
-    # COPY --from=<context or image> in a stage built for another platform than the node's:
-    # (line, name, that platform); buildah looks the image up for the stage's platform
-    image_copies: list[tuple[int, str, str]]
+    # COPY --from or RUN --mount=from=<context or image> in a stage built for another platform
+    # than the node's: (line, name, that platform, "COPY --from" | "RUN --mount=from"); buildah
+    # looks the image up for the stage's platform
+    image_copies: list[tuple[int, str, str, str]]
 
 
 @dataclass
@@ -129,12 +130,13 @@ def _facts(setup, plan, plat: platforms.Platform, ignore, walked: list[str]) -> 
         image_copies=_image_copies(plan, plat, set(setup.contexts)))
 
 
-def _image_copies(plan, plat: platforms.Platform, contexts: set[str]) -> list[tuple[int, str, str]]:
+def _image_copies(plan, plat: platforms.Platform,
+                  contexts: set[str]) -> list[tuple[int, str, str, str]]:
     from graphbuild.backends.plan import image_copies, stage_platforms
 
     at = stage_platforms(plan, plat)
-    return [(line, name, str(at[idx])) for idx, line, name in image_copies(plan, contexts)
-            if str(at[idx]) != str(plat)]
+    return [(line, name, str(at[idx]), how) for idx, line, name, how
+            in image_copies(plan, contexts) if str(at[idx]) != str(plat)]
 
 
 def _check_many_into_one(cmd, root: str, ignore) -> None:

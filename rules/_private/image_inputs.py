@@ -282,16 +282,16 @@ class Setup:
                             label=label, hint="use backend: buildx for this image (or native, "
                                               "when it has no RUN); buildah builds heredocs from "
                                               "1.33 on")
-        for line, name, at in facts.image_copies:
+        for line, name, at, how in facts.image_copies:
             if name in self.contexts and not self._is_image(name):
                 continue  # a directory: nothing to look up for a platform
             # COPY --from=<image> reads the target platform's image (BuildKit), which buildah
-            # looks up for the stage's platform and does not find
-            raise UserError(f"COPY --from={name} in a stage built for {at} (FROM --platform): "
+            # looks up for the stage's platform and does not find; a mount's from= alike
+            raise UserError(f"{how}={name} in a stage built for {at} (FROM --platform): "
                             f"buildah {version} cannot read the {plat} image of {name} there",
                             path=self.dockerfile_rel, line=line, label=label,
-                            hint=f"start a stage from it (FROM {name} AS files) and COPY "
-                                 "--from=files, or use backend: buildx for this image")
+                            hint=f"start a stage from it (FROM {name} AS files) and "
+                                 f"{how}=files, or use backend: buildx for this image")
 
     def _backend(self, needs: list[tuple[int, str]]) -> str:
         choice = self.backend_choice

@@ -128,7 +128,9 @@ class AnalysisContext:
     def provider(self, label: Label) -> Provider:  # pragma: no cover - interface
         raise NotImplementedError
 
-    def resolve_platforms(self, target: Target, attr: str = "platforms") -> list[Platform]:
+    def resolve_platforms(self, target: Target, attr: str = "platforms", *,
+                          limit: bool = True) -> list[Platform]:
+        """The target's platforms; ``limit``: only those --platform asks for."""
         raise NotImplementedError  # pragma: no cover - interface
 
     def declare(self, action: Action) -> NodeId:

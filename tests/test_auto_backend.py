@@ -153,6 +153,17 @@ def test_auto_takes_buildx_when_its_builder_answers(buildkit, env, app, tmp_path
         "buildx/" in res.err
     assert {built_by(app, n) for n in NODES} == {"buildah"}
 
+    # a run of one platform decides as a run of all would: buildah still, nothing rebuilt
+    app.write({"app/BUILD.yaml": "# analysed again\n" + APP["app/BUILD.yaml"]})
+    res = env.run(app.root, "run", "//app:app", "--platform", "linux/amd64", "--explain",
+                  "--output", "plain", "--events", str(events))
+    assert res.code == 0, res
+    assert statuses(events) == {NODES[0]: "cached"}, res.err
+    said = "auto: buildah (buildx has no working builder: the buildx builder 'gb-nowhere' " \
+        "does not exist)"
+    assert explained(events) == [("//app:app", said)]
+    assert built_by(app, NODES[0]) == "buildah"
+
 
 def test_auto_passes_over_buildx_whose_daemon_stopped(buildkit, env, app, tmp_path):
     need_tool("buildah")

@@ -48,8 +48,10 @@ class Analysis(AnalysisContext):
     def target(self, label: Label) -> Target:
         return self.tgraph.targets[label]
 
-    def resolve_platforms(self, target: Target, attr: str = "platforms") -> list[Platform]:
-        """The target's platforms (labels resolved; workspace default), limited by --platform."""
+    def resolve_platforms(self, target: Target, attr: str = "platforms", *,
+                          limit: bool = True) -> list[Platform]:
+        """The target's platforms (labels resolved; workspace default), limited by --platform
+        unless ``limit`` is False."""
         written = target.attrs.get(attr) or []
         plats: list[Platform] = []
         for item in written:
@@ -66,7 +68,7 @@ class Analysis(AnalysisContext):
             plats.append(item)
         if not written:
             plats = list(self.ws.platforms_default())
-        if self.platform_filter is not None:
+        if self.platform_filter is not None and limit:
             kept = [p for p in plats if any(p.same_as(f) for f in self.platform_filter)]
             if plats and not kept and attr == "platforms":
                 self.note(target, "builds none of the --platform platforms (it builds "

@@ -339,9 +339,12 @@ class Setup:
         if not needing:
             self._auto = ("native", "no RUN or ADD <url>")
         else:
+            # every platform's builder, --platform or not: a run of some platforms must pick
+            # what a run of all picks, or it would build (or reuse) another backend's image
+            every = self.ctx.resolve_platforms(self.target, limit=False)
             bx = backends.get("buildx")
             builders = sorted({",".join(sorted(bx.node_builder(self.target, self.ctx, p)
-                                               .split(","))) for p in needing})
+                                               .split(","))) for p in every})
             memo = self.ctx.run_memo("auto-backend")
             key = tuple(builders)
             if key not in memo:

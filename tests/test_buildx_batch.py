@@ -4,17 +4,11 @@ at a time, a failure on one platform only, and Ctrl-C during a joint build."""
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import time
-
 import buildkit_fixtures as bk
 import pytest
 import registry_fixtures as fx
 from test_buildx_real import busyboxes, file_in, statuses, store
-from test_buildx_real_failures import _buildx_children, _log_says
+from test_buildx_real_failures import interrupt_when_sleeping
 
 registry = fx.registry
 buildkit = bk.buildkit
@@ -95,27 +89,5 @@ def test_a_platform_failing_in_a_joint_build_is_the_one_reported(lab, ws):
 def test_ctrl_c_stops_a_joint_build(lab, ws):
     workspace(ws, APP + 'RUN ["/bin/busybox", "sh", "-c", "echo sleeping; /bin/busybox '
                         'sleep 60"]\n')
-    proc = subprocess.Popen([sys.executable, "-m", "graphbuild", "-C", str(ws.root), "run",
-                             "//app:app"], env={**os.environ, **lab.env},
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
-    try:
-        for _ in range(1200):  # until BuildKit runs the RUN step
-            if lab.main.running_builds() and _log_says(ws, "sleeping"):
-                break
-            time.sleep(0.05)
-        else:
-            pytest.fail("the RUN step never started")
-        os.killpg(proc.pid, signal.SIGINT)
-        out, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 130, (out, err)
-    assert not _buildx_children(ws)
-    for _ in range(200):  # BuildKit cancels the solve once its client is gone
-        if not lab.main.running_builds():
-            break
-        time.sleep(0.05)
-    assert lab.main.running_builds() == []
+    interrupt_when_sleeping(lab, ws, "//app:app")
     assert lab.main.built_platforms() == [",".join(PLATS)]

@@ -46,12 +46,18 @@ def test_failing_run_names_the_dockerfile_line_and_log_tail(lab, ws):
 def test_ctrl_c_stops_buildx_and_leaves_buildkit_idle(lab, ws):
     app(ws, "FROM scratch\nCOPY --chmod=755 busybox /bin/busybox\n"
             'RUN ["/bin/busybox", "sh", "-c", "echo sleeping; /bin/busybox sleep 60"]\n')
+    interrupt_when_sleeping(lab, ws, "//app:app")
+
+
+def interrupt_when_sleeping(lab, ws, pattern: str) -> None:
+    """Run ``pattern``, Ctrl-C it once a RUN has printed "sleeping", and check that graphbuild
+    exits 130, leaves no buildx process and BuildKit no running build."""
     proc = subprocess.Popen([sys.executable, "-m", "graphbuild", "-C", str(ws.root), "run",
-                             "//app:app"], env={**os.environ, **lab.env},
+                             pattern], env={**os.environ, **lab.env},
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
     try:
-        for _ in range(600):  # until BuildKit runs the RUN step
+        for _ in range(1200):  # until BuildKit runs the RUN step
             if lab.main.running_builds() and _log_says(ws, "sleeping"):
                 break
             time.sleep(0.05)

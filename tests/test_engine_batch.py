@@ -109,13 +109,18 @@ def test_a_member_waits_for_its_siblings_dependency(ws, tmp_path):
     assert _groups(ws) == [["//p:app[linux/386]", "//p:app[linux/amd64]", "//p:app[linux/arm64]"]]
 
 
-def test_a_member_failing_early_does_not_hold_the_others(ws, tmp_path):
+def _failing(ws, tmp_path, attrs: str) -> dict[str, tuple[str, str]]:
+    """Run //p:b with ``attrs`` added, --keep-going: exit 1; each node's (status, reason)."""
     ws.write({"p/BUILD.yaml": f"b: {{rule: batched, log: {ws.root}/log.jsonl, "
-                              f"platforms: {PLATS}, fail: linux/arm64}}\n"})
+                              f"platforms: {PLATS}, {attrs}}}\n"})
     res = ws.run_subprocess("run", "//p:b", "--output", "json", "--keep-going",
                             env=_env(tmp_path))
     assert res.code == 1, res
-    got = _statuses(res)
+    return _statuses(res)
+
+
+def test_a_member_failing_early_does_not_hold_the_others(ws, tmp_path):
+    got = _failing(ws, tmp_path, "fail: linux/arm64")
     assert got["//p:b[linux/arm64]"][0] == "failed"
     assert "linux/arm64 failed early" in got["//p:b[linux/arm64]"][1]
     assert got["//p:b[linux/amd64]"][0] == got["//p:b[linux/386]"][0] == "built"
@@ -123,12 +128,7 @@ def test_a_member_failing_early_does_not_hold_the_others(ws, tmp_path):
 
 
 def test_an_error_in_the_shared_work_fails_every_member(ws, tmp_path):
-    ws.write({"p/BUILD.yaml": f"b: {{rule: batched, log: {ws.root}/log.jsonl, "
-                              f"platforms: {PLATS}, raise_in_work: true}}\n"})
-    res = ws.run_subprocess("run", "//p:b", "--output", "json", "--keep-going",
-                            env=_env(tmp_path))
-    assert res.code == 1, res
-    got = _statuses(res)
+    got = _failing(ws, tmp_path, "raise_in_work: true")
     assert len(got) == 3
     for status, reason in got.values():
         assert status == "failed" and "ValueError: the shared work broke" in reason, reason

@@ -28,6 +28,7 @@ class BatchedRule(Rule):
         "together": Attr("bool", "declare a batch", default=True),
         "sleep": Attr("string_dict", "seconds to sleep, by platform", default={}),
         "fail": Attr("string", "platform that fails before offering", default=""),
+        "exit": Attr("string", "platform whose run calls sys.exit", default=""),
         "raise_in_work": Attr("bool", "the shared work raises", default=False),
     }
 
@@ -51,6 +52,8 @@ def run(rc, plat, a):
     time.sleep(float(a["sleep"].get(plat, 0)))
     if a["fail"] == plat:
         raise RuntimeError(f"{plat} failed early")
+    if a["exit"] == plat:
+        raise SystemExit(3)
     if rc.batch is None:
         return Outcome("sha256:" + "0" * 64, {})
 
@@ -132,3 +135,32 @@ def test_an_error_in_the_shared_work_fails_every_member(ws, tmp_path):
     assert len(got) == 3
     for status, reason in got.values():
         assert status == "failed" and "ValueError: the shared work broke" in reason, reason
+
+
+def test_a_member_failing_stops_new_work_at_once(ws, tmp_path):
+    """Without --keep-going a member's failure is reported when it happens, not when its batch
+    ends: work that becomes runnable meanwhile does not start."""
+    ws.write({"p/BUILD.yaml": f"""
+        b: {{rule: batched, log: {ws.root}/log.jsonl, platforms: {PLATS}, fail: linux/arm64,
+            sleep: {{linux/amd64: "1.5"}}}}
+        z: {{rule: batched, log: {ws.root}/z.jsonl, platforms: [linux/amd64], together: false,
+            sleep: {{linux/amd64: "0.5"}}}}
+        y: {{rule: batched, log: {ws.root}/y.jsonl, platforms: [linux/amd64], after: ":z"}}
+    """})
+    res = ws.run_subprocess("run", "//p:all", "--output", "json", "-j", "4", env=_env(tmp_path))
+    assert res.code == 1, res
+    got = _statuses(res)
+    assert got["//p:b[linux/arm64]"][0] == "failed"
+    assert got["//p:b[linux/amd64]"][0] == "built"  # what was running finishes
+    assert got["//p:z[linux/amd64]"][0] == "built"
+    assert got["//p:y[linux/amd64]"][0] == "skipped"
+    assert "not started" in got["//p:y[linux/amd64]"][1]
+
+
+def test_a_member_that_exits_is_a_failed_node_not_a_hung_run(ws, tmp_path):
+    """A rule calling sys.exit in a batch member: that node fails (as outside a batch) and
+    the run ends."""
+    got = _failing(ws, tmp_path, "exit: linux/arm64")
+    assert got["//p:b[linux/arm64]"] == ("failed",
+                                         "internal error: the action called sys.exit(3)")
+    assert got["//p:b[linux/amd64]"][0] == got["//p:b[linux/386]"][0] == "built"

@@ -10,10 +10,12 @@ has ended without offering, then one of them (the leader) does the work for all 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
 WAIT_S = 0.2  # how often a waiting member looks at the run's cancel flag
+HOLD_S = 2.0  # the longest a runnable node waits for a member of its batch
 
 
 class Batch:
@@ -79,9 +81,10 @@ class _Raised:
 
 
 class Batching:
-    """The scheduler's side: which runnable nodes start together as a batch, and which wait
-    for a member of their batch that is about to be runnable (its last dependencies are
-    running), so an image's platforms start together even when their bases finish apart."""
+    """The scheduler's side: which runnable nodes start together as a batch, and which wait a
+    moment for a member of their batch that is about to be runnable (its last dependencies are
+    running and due to end soon), so an image's platforms start together even when their bases
+    finish apart. A node is held for at most HOLD_S."""
 
     def __init__(self, graph, actions: dict) -> None:
         self._graph = graph
@@ -91,6 +94,7 @@ class Batching:
             self._members.setdefault(key, []).append(node)
         self._runnable: dict[str, list[str]] = {}  # key -> its runnable nodes
         self.held: list[tuple] = []  # heap entries put aside until the next results
+        self._since: dict[str, float] = {}  # a held node -> when it was first held
 
     def queued(self, node: str) -> None:
         if node in self._key:
@@ -101,21 +105,31 @@ class Batching:
         others = self._runnable.pop(self._key.get(node, ""), ())
         return [node, *(m for m in others if m != node and not started(m))]
 
-    def coming(self, node: str, started: Callable[[str], bool], busy: Callable[[str], bool],
-               done: Callable[[str], bool]) -> bool:
-        """Whether another member of ``node``'s batch waits only on nodes that are ``busy``
-        (running, or being looked up in the remote cache)."""
+    def coming(self, node: str, started: Callable[[str], bool], done: Callable[[str], bool],
+               eta: Callable[[str], float | None]) -> bool:
+        """Whether ``node`` is to wait for another member of its batch: one that waits only on
+        busy nodes (``eta``: seconds until a busy node should end, None when not busy) due to
+        end within HOLD_S, while ``node`` has not waited that long already."""
         key = self._key.get(node)
         if key is None:
+            return False
+        now = time.monotonic()
+        if now - self._since.get(node, now) >= HOLD_S:
             return False
         runnable = self._runnable.get(key, ())
         for other in self._members[key]:
             if other == node or started(other) or other in runnable:
                 continue
-            if busy(other):  # a remote cache lookup: runnable or cached soon
-                return True
             left = [p for p in self._graph.predecessors(other) if not done(p)]
-            if left == [] or any(not busy(p) for p in left):
-                continue
-            return True
+            if eta(other) is not None:  # a remote cache lookup: runnable or cached soon
+                left = [other]
+            etas = [eta(p) for p in left]
+            if etas and all(e is not None and e <= HOLD_S for e in etas):
+                self._since.setdefault(node, now)
+                return True
         return False
+
+    def wake_at(self) -> float | None:
+        """When the first held node has waited long enough (a monotonic time), if any is."""
+        held = [self._since[e[2]] for e in self.held if e[2] in self._since]
+        return min(held) + HOLD_S if held else None

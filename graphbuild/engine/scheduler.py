@@ -386,6 +386,7 @@ class Scheduler:
         self._pending: list[tuple] = []  # finished outcomes not yet in the action cache
         self._flushed = time.monotonic()
         self._lookup_pool = None
+        self._started_at: dict[NodeId, float] = {}
 
     # -- priorities -----------------------------------------------------------------------------
     def _load_timings(self) -> dict[str, float]:
@@ -424,7 +425,8 @@ class Scheduler:
         running: set[NodeId] = set()
         looking: set[NodeId] = set()  # remote cache lookups under way
         batching = Batching(self.graph, self.actions)
-        slots: dict[NodeId, list[int]] = {}  # a started node -> its batch's members still running
+        # a started node -> [its batch's members still running, the io class of their slot]
+        slots: dict[NodeId, list] = {}
         seq = 0
         pool = _Pool(self._work, limits[False] + limits[True])
 
@@ -437,8 +439,15 @@ class Scheduler:
         def started(node: NodeId) -> bool:  # with its batch, or already over
             return node in running or node in self.summary.results
 
-        def busy_node(node: NodeId) -> bool:
-            return node in running or node in looking
+        def eta(node: NodeId) -> float | None:
+            """Seconds until a busy node should finish (from earlier runs' durations); None
+            when it is not busy."""
+            if node in looking:
+                return 0.0
+            if node not in running:
+                return None
+            expected = self._timings.get(node, DEFAULT_DURATION)
+            return max(0.0, self._started_at[node] + expected - time.monotonic())
 
         try:
             while True:
@@ -466,13 +475,14 @@ class Scheduler:
                         node = entry[2]
                         if started(node):
                             continue
-                        if batching.coming(node, started, busy_node, self.summary.results.__contains__):
+                        if batching.coming(node, started, self.summary.results.__contains__,
+                                           eta):
                             batching.held.append(entry)
                             continue
                         group = batching.group(node, started)
                         running.update(group)
                         busy[io] += 1  # one slot for the whole batch
-                        share = [len(group)]
+                        share = [len(group), io]
                         slots.update((m, share) for m in group)
                         self._start(group, pool, len(running))
                 if self._stop_reason:
@@ -485,7 +495,7 @@ class Scheduler:
                 if not (running or looking or ready or any(runnable.values()) or batching.held):
                     break
                 if running or looking:
-                    for res in self._next_results():
+                    for res in self._next_results(batching.wake_at()):
                         if res.node in looking:
                             looking.discard(res.node)
                             if res.status == "miss":  # build it; the reason says why
@@ -497,7 +507,7 @@ class Scheduler:
                             share = slots.pop(res.node)
                             share[0] -= 1
                             if not share[0]:
-                                busy[self.actions[res.node].io_bound] -= 1
+                                busy[share[1]] -= 1
                         self._finish(res, ready, waiting)
                 for entry in batching.held:  # asked again, now that something finished
                     heapq.heappush(runnable[self.actions[entry[2]].io_bound], entry)
@@ -515,15 +525,20 @@ class Scheduler:
             self._save_timings()
         return self.summary
 
-    def _next_results(self) -> list[NodeResult]:
+    def _next_results(self, wake_at: float | None = None) -> list[NodeResult]:
+        """The next results (a node's, or a lookup's); none once ``wake_at`` (a monotonic
+        time) has passed, when a node held for its batch is to be asked again."""
         try:
             return self._results.get_nowait()
         except queue.Empty:
             if time.monotonic() - self._flushed > RECORD_EVERY_S:
                 self._flush_records()  # an idle moment: write finished records together
         while True:  # a timeout keeps the main thread responsive to signals
+            wait = 0.2 if wake_at is None else min(0.2, wake_at - time.monotonic())
+            if wait <= 0:
+                return []
             try:
-                return self._results.get(timeout=0.2)
+                return self._results.get(timeout=wait)
             except queue.Empty:
                 continue
 
@@ -673,7 +688,9 @@ class Scheduler:
         return {d: self.summary.results[d].outcome for d in self.graph.predecessors(node)}
 
     def _start(self, group: list[NodeId], pool: _Pool, running: int) -> None:
+        now = time.monotonic()
         for node in group:
+            self._started_at[node] = now
             why = self._keys[node][2]
             if self.on_start:
                 self.on_start(node, why)
@@ -686,24 +703,32 @@ class Scheduler:
         pool.submit(group, running)
 
     def _work(self, group: list[NodeId]) -> None:
-        """On a pool thread: one node, or a batch with a thread for each other member."""
+        """On a pool thread: one node, or a batch with a thread for each other member. Each
+        member reports when it ends (a failure stops new work at once)."""
         if len(group) == 1:
-            self._work_one(group[0], None, None)
+            self._work_one(group[0], None)
             return
         batch = Batch(group, self.engine.cancelled)
-        done: list[NodeResult] = []
-        others = [threading.Thread(target=self._work_one, args=(node, batch, done), daemon=True,
-                                   name=f"{threading.current_thread().name}-batch")
-                  for node in group[1:]]
-        for t in others:
-            t.start()
-        self._work_one(group[0], batch, done)
-        for t in others:
-            t.join()
-        # reported at once, so their dependents are runnable at once: they can batch too
-        self._results.put(done)
+        others = [t for t in (self._spawn(node, batch) for node in group[1:]) if t is not None]
+        try:
+            self._work_one(group[0], batch)
+        finally:
+            for t in others:
+                t.join()
 
-    def _work_one(self, node: NodeId, batch: Batch | None, done: list | None) -> None:
+    def _spawn(self, node: NodeId, batch: Batch) -> threading.Thread | None:
+        """A batch member's thread, started; None when none could be (the member failed)."""
+        t = threading.Thread(target=self._work_one, args=(node, batch), daemon=True,
+                             name=f"{threading.current_thread().name}-batch")
+        try:
+            t.start()
+        except RuntimeError as exc:  # no more threads: this member fails, the others go on
+            batch.leave(node)
+            self._results.put([NodeResult(node, "failed", f"internal error: {exc}")])
+            return None
+        return t
+
+    def _work_one(self, node: NodeId, batch: Batch | None) -> None:
         action = self.actions[node]
         why = self._keys[node][2]
         ctx = ActionContext(self.engine, action, self._dep_outcomes(node))
@@ -736,6 +761,9 @@ class Scheduler:
         except Exception as exc:  # noqa: BLE001
             res = NodeResult(node, "failed", f"internal error: {type(exc).__name__}: {exc}",
                              log=traceback.format_exc())
+        except SystemExit as exc:  # the worker thread must live on: it serves other nodes
+            res = NodeResult(node, "failed", f"internal error: the action called "
+                             f"sys.exit({exc.code!r})", log=traceback.format_exc())
         finally:
             if batch is not None:
                 batch.leave(node)  # it offered nothing: the others need not wait for it
@@ -746,10 +774,7 @@ class Scheduler:
             if self.engine.profile:
                 self.engine.profile.record(node, action.mnemonic, start, start + res.duration,
                                            {"status": res.status, "reason": res.reason})
-            if done is None:
-                self._results.put([res])
-            else:
-                done.append(res)
+            self._results.put([res])
             ctx.cleanup()  # after reporting: the next node need not wait for an rmtree
 
     def _finish(self, res: NodeResult, ready: list, waiting: dict) -> None:

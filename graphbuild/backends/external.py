@@ -57,14 +57,18 @@ def _wait(proc: subprocess.Popen, cancelled: threading.Event) -> int:
     except (AttributeError, OSError):  # not Linux, or a kernel before 5.3
         fd = None
     try:
+        poller = None
+        if fd is not None:
+            poller = select.poll()  # not select(): it refuses descriptors past 1023
+            poller.register(fd, select.POLLIN)
         while True:
-            if fd is None:
+            if poller is None:
                 try:
                     return proc.wait(timeout=POLL_S)
                 except subprocess.TimeoutExpired:
                     pass
             else:
-                select.select([fd], [], [], CANCEL_POLL_S)
+                poller.poll(CANCEL_POLL_S * 1000)
                 code = proc.poll()
                 if code is not None:
                     return code

@@ -334,6 +334,16 @@ def test_command_line(tmp_path):
                                     if os.geteuid() == 0 else {})
     assert buildah.settings({"isolation": "oci"})["isolation"] == "oci"
 
+    # a last stage that is only FROM a stage builds that stage, when it has a name to target
+    def target(text: str) -> str | None:
+        req.plan = make_plan(text, "ctx/Dockerfile", "//ctx:img", {}, plat, HOST, None, set())
+        req.target = None
+        argv = buildah.command(req, "buildah", tmp_path / "state", [], {})
+        return argv[argv.index("--target") + 1] if "--target" in argv else None
+
+    assert target("FROM scratch AS Base\nRUN true\nFROM Base AS mid\nFROM mid\n") == "Base"
+    assert target("FROM scratch\nRUN true\nFROM 0\n") is None
+
 
 def test_interrupt_stops_buildah(ws, busybox):
     """Ctrl-C while RUN executes: graphbuild stops buildah's whole process group, exits 130."""

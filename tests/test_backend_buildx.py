@@ -24,7 +24,7 @@ from graphbuild.oci.store import Store
 
 DOUBLE = r'''#!PYTHON
 """A test double of the `docker` CLI (see tests/test_backend_buildx.py)."""
-import gzip, hashlib, io, json, os, sys, tarfile
+import gzip, hashlib, io, json, os, sys, tarfile, time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 STATE = os.path.join(HERE, "state.json")
@@ -143,6 +143,24 @@ def build(args, st):
               "ERROR: failed to solve: process \"/bin/sh -c false\" did not complete "
               "successfully: exit code: 1")
         sys.exit(1)
+    if st.get("fail_joint") and "," in opts["--platform"]:
+        out("ERROR: failed to solve: the double refuses joint builds", 1, True)
+    busy = os.path.join(HERE, "busy")  # a file per build running
+    os.makedirs(busy, exist_ok=True)
+    if os.listdir(busy):  # another build runs at the same time
+        open(os.path.join(HERE, "overlaps"), "a").write(opts["--platform"] + "\n")
+    mine = os.path.join(busy, str(os.getpid()))
+    open(mine, "w").close()
+    time.sleep(st.get("slow", 0))
+    try:
+        write_archive(opts, multi)
+    finally:
+        os.remove(mine)
+    print("#1 exporting to oci image format\n#1 DONE 0.0s")
+    sys.exit(0)
+
+
+def write_archive(opts, multi):
     output = dict(kv.split("=", 1) for kv in opts["--output"].split(","))
     assert output["type"] == "oci" and output["tar"] == "true", output
     blobs = {}
@@ -179,8 +197,6 @@ def build(args, st):
         for digest, data in sorted(blobs.items()):
             add("blobs/sha256/" + digest.split(":")[1], data)
         add("index.json", json.dumps({"schemaVersion": 2, "manifests": [index]}).encode())
-    print("#1 exporting to oci image format\n#1 DONE 0.0s")
-    sys.exit(0)
 
 
 main(sys.argv[1:])
@@ -397,13 +413,16 @@ def test_docker_driver_gets_a_docker_container_builder_once(ws, docker):
     assert all("--builder" not in argv for argv in docker.builds().values())
 
 
-def test_a_joint_build_reads_and_writes_each_platforms_cache(ws, docker):
+def test_a_joint_build_reads_each_platforms_cache(ws, docker):
+    """A joint build reads every platform's cache source and writes the one destination; a
+    destination per platform keeps the platforms' builds apart (a joint build would write
+    every platform's cache to each)."""
     docker.set(current="bk", builders={"bk": {"driver": "docker-container"}})
     ws.write({
         "WORKSPACE.yaml": """
             buildx:
               cache_from: ["type=local,src=/c/{platform}", "type=registry,ref=r/cache"]
-              cache_to: "type=local,dest=/c/{platform}"
+              cache_to: "type=registry,ref=r/cache,mode=max"
         """,
         "app/BUILD.yaml": "app: {rule: image, backend: buildx, "
                           "platforms: [linux/amd64, linux/arm64]}\n",
@@ -415,8 +434,43 @@ def test_a_joint_build_reads_and_writes_each_platforms_cache(ws, docker):
     assert pairs == [("--cache-from", "type=local,src=/c/linux-amd64"),
                      ("--cache-from", "type=local,src=/c/linux-arm64"),
                      ("--cache-from", "type=registry,ref=r/cache"),
-                     ("--cache-to", "type=local,dest=/c/linux-amd64"),
-                     ("--cache-to", "type=local,dest=/c/linux-arm64")]
+                     ("--cache-to", "type=registry,ref=r/cache,mode=max")]
+
+    ws.write({"WORKSPACE.yaml": 'buildx: {cache_to: "type=local,dest=/c/{platform}"}\n'})
+    (docker.dir / "calls.jsonl").unlink()
+    assert ws.run("run", "//app:app", "--no-cache").code == 0  # the settings are no input
+    builds = docker.builds()
+    assert sorted(builds) == ["linux/amd64", "linux/arm64"]
+    assert "type=local,dest=/c/linux-arm64" in builds["linux/arm64"]
+
+
+def test_platforms_that_cannot_share_a_build_take_turns_in_one_slot(ws, docker):
+    """A joint build that fails is retried per platform (so a failure names its platform);
+    the batch holds one -j slot, so those builds run one after the other. A context that is a
+    command's output (a directory per platform) never joins."""
+    docker.set(current="bk", builders={"bk": {"driver": "docker-container"}}, fail_joint=True,
+               slow=0.3)
+    ws.write({
+        "app/BUILD.yaml": "app: {rule: image, backend: buildx, "
+                          "platforms: [linux/amd64, linux/arm64]}\n",
+        "app/Dockerfile": "FROM scratch\nLABEL a=b\n",
+    })
+    assert ws.run("run", "//app:app", "-j", "1").code == 0
+    assert sorted(docker.builds()) == ["linux/amd64", "linux/amd64,linux/arm64", "linux/arm64"]
+    assert not (docker.dir / "overlaps").exists()
+
+    docker.set(fail_joint=False, slow=0)
+    (docker.dir / "calls.jsonl").unlink()
+    ws.write({
+        "gen/BUILD.yaml": "out: {rule: command, platforms: [linux/amd64, linux/arm64], "
+                          "outs: [f], cmd: 'echo $PLATFORM > $OUT/f'}\n",
+        "app/BUILD.yaml": "app: {rule: image, backend: buildx, contexts: {gen: //gen:out}, "
+                          "platforms: [linux/amd64, linux/arm64]}\n",
+        "app/Dockerfile": "FROM scratch\nCOPY --from=gen f /f\n",
+    })
+    res = ws.run("run", "//app:app", "--output", "json")
+    assert res.code == 0, [e for e in res.events() if e.get("status") == "failed"]
+    assert sorted(docker.builds()) == ["linux/amd64", "linux/arm64"]
 
 
 def test_failure_names_the_dockerfile_line(ws, docker):

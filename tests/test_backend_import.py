@@ -144,7 +144,8 @@ def test_archive_with_an_index_gives_each_platform_and_checks_every_blob(store, 
     (src.root / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [index]}))
     plats = [AMD64, platforms.parse("linux/arm64")]
     archive = _archive(src.root, tmp_path / "both.tar")
-    descs = oci_import.import_archive_platforms(store, archive, plats, tool="buildx")
+    descs = oci_import.import_archive_platforms(store, archive, [(p, None) for p in plats],
+                                                tool="buildx")
     for desc, plat in zip(descs, plats, strict=True):
         config = store.read_json(store.read_json(desc["digest"])["config"]["digest"])
         assert platforms.from_oci(config).same_as(plat)
@@ -157,7 +158,8 @@ def test_archive_with_an_index_gives_each_platform_and_checks_every_blob(store, 
     path.write_bytes(path.read_bytes()[:-1] + b"X")  # same size, other content
     archive = _archive(src.root, tmp_path / "bad.tar")
     with pytest.raises(BlobCorrupt, match="hashes to|expected"):
-        oci_import.import_archive_platforms(other, archive, plats, tool="buildx")
+        oci_import.import_archive_platforms(other, archive, [(p, None) for p in plats],
+                                            tool="buildx")
     assert not other.has_blob(layer)
     assert list(other.tmp_dir().iterdir()) == []
 
@@ -183,3 +185,14 @@ def test_block_gzip_is_plain_gzip_and_deterministic(size):
     assert result.size == len(outs[0])
     if size > 1 << 20:  # about as small as one stream (the window carries across blocks)
         assert len(outs[0]) < len(gzip.compress(data, 6, mtime=0)) * 1.01
+
+
+def test_a_truncated_archive_is_an_import_failure(store, tmp_path):
+    src = Layout(tmp_path / "src")
+    src.image([layer_tar({"f": b"f\n" * 5000})])
+    plain = _archive(src.root, tmp_path / "image.tar")
+    squeezed = tmp_path / "image.tar.gz"
+    squeezed.write_bytes(gzip.compress(plain.read_bytes())[:-200])  # cut short
+    with pytest.raises(oci_import.ImportFailed, match="unreadable OCI archive image.tar.gz"):
+        oci_import.import_archive(store, squeezed, AMD64, tool="buildx")
+    assert list(store.tmp_dir().iterdir()) == []

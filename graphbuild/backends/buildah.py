@@ -136,7 +136,8 @@ def _retargeted(req: BuildRequest) -> BuildRequest:
     1.28 can commit ("image not known" otherwise)."""
     plan = req.plan
     idx = plan.target_index
-    while not plan.stages[idx].commands and plan.bases[idx].kind == "stage":
+    while (not plan.stages[idx].commands and plan.bases[idx].kind == "stage"
+           and plan.stages[plan.bases[idx].value].name):  # --target takes a name
         idx = plan.bases[idx].value
     if idx == plan.target_index:
         return req

@@ -531,6 +531,13 @@ def settings(raw: dict | None) -> dict[str, list[str]]:
     return out
 
 
+def shares_builds(raw: dict | None) -> bool:
+    """Whether WORKSPACE.yaml's buildx settings let an image's platforms share one build: not
+    when ``cache_to`` names a destination per platform, which a joint build would fill with
+    every platform's cache."""
+    return not any("{" in spec for spec in settings(raw).get("cache_to", []))
+
+
 def _fill(spec: str, plat: platforms.Platform) -> str:
     return (spec.replace("{platform}", str(plat).replace("/", "-")).replace("{os}", plat.os)
             .replace("{arch}", plat.arch).replace("{variant}", plat.variant))
@@ -554,14 +561,16 @@ def contexts(req: BuildRequest, store, scratch: Path) -> list[str]:
     out = []
     for key, ctx in sorted(req.contexts.items()):
         name = context_name(key, ctx)
-        if ctx.kind == "dir":
-            out.append(f"{name}={ctx.path}")
-            continue
-        digest = ctx.descriptor["digest"]
-        layout = oci_import.export_layout(store, ctx.descriptor,
-                                          scratch / external.layout_name(name, digest))
-        out.append(f"{name}=oci-layout://{layout}@{digest}")
+        out.append(f"{name}={ctx.path}" if ctx.kind == "dir"
+                   else _layout_arg(name, ctx.descriptor, store, scratch))
     return out
+
+
+def _layout_arg(name: str, desc: dict, store, scratch: Path) -> str:
+    """``NAME=oci-layout://DIR@DIGEST`` for an image (or index) from the store."""
+    digest = desc["digest"]
+    layout = oci_import.export_layout(store, desc, scratch / external.layout_name(name, digest))
+    return f"{name}=oci-layout://{layout}@{digest}"
 
 
 def command(reqs: list[BuildRequest], exe: tuple[str, ...], builder: str,
@@ -594,13 +603,20 @@ def build(req: BuildRequest, store, scratch: Path, cancelled: threading.Event) -
                                   lambda offers: _build_together(offers, store, cancelled))
         if done is not None:
             return done
+        with req.batch.serial:  # one at a time: the batch holds one -j slot
+            return _build_alone(exe, req, store, scratch, cancelled)
+    return _build_alone(exe, req, store, scratch, cancelled)
+
+
+def _build_alone(exe: tuple[str, ...], req: BuildRequest, store, scratch: Path,
+                 cancelled: threading.Event) -> BuildResult:
     builder = _builder(exe, req)
     dest = scratch / ARCHIVE
     argv = command([req], exe, builder, contexts(req, store, scratch), settings(req.settings), dest,
                    external.dockerfile_with_ignore(req, scratch))
     _run(argv, req, builder, scratch, dest, cancelled)
-    desc = oci_import.import_archive(store, dest, req.platform, tool=NAME,
-                                     reuse=_base_layers(store, [req]))
+    desc = oci_import.import_archive_platforms(
+        store, dest, [(req.platform, _base_layers(store, [req]))], tool=NAME)[0]
     dest.unlink()
     return _result(req, desc)
 
@@ -670,20 +686,21 @@ def _build_together(offers: dict[str, tuple[BuildRequest, Path]], store,
         if cancelled.is_set():
             raise
         return {}
-    reuse = _base_layers(store, reqs)
-    descs = oci_import.import_archive_platforms(store, dest, [r.platform for r in reqs],
-                                                tool=NAME, reuse=reuse)
+    descs = oci_import.import_archive_platforms(
+        store, dest, [(r.platform, _base_layers(store, [r])) for r in reqs], tool=NAME)
     return {r.node: _result(r, d) for r, d in zip(reqs, descs)}
 
 
 def _shared(req: BuildRequest) -> tuple:
     """What must be equal for requests to build in one invocation: all but the platform, the
-    images of the named contexts and the cache specs filled in per platform."""
+    images of the named contexts and the cache sources filled in per platform (a joint build
+    reads each; it writes one cache, so the destinations must be one)."""
+    caches = tuple(_fill(spec, req.platform) for spec in settings(req.settings).get("cache_to", []))
     return (req.label, req.builder, str(req.dockerfile), str(req.context_dir),
             tuple(sorted(req.build_args.items())), req.target, tuple(sorted(req.labels.items())),
             tuple((s.id, s.kind, s.source) for s in req.secrets),
             tuple((a.id, tuple(a.paths)) for a in req.ssh), req.exclude, req.source_date_epoch,
-            tuple(sorted(req.contexts)), repr(req.settings))
+            tuple(sorted(req.contexts)), repr(req.settings), caches)
 
 
 def joint_contexts(reqs: list[BuildRequest], store, scratch: Path) -> list[str] | None:
@@ -700,21 +717,15 @@ def joint_contexts(reqs: list[BuildRequest], store, scratch: Path) -> list[str] 
             continue
         if any(c.kind != "image" for c in named):
             return None
-        digests = {c.descriptor["digest"] for c in named}
-        if len(digests) == 1:
-            desc = named[0].descriptor
-            layout = oci_import.export_layout(store, desc,
-                                              scratch / external.layout_name(name, desc["digest"]))
-            out.append(f"{name}=oci-layout://{layout}@{desc['digest']}")
+        if len({c.descriptor["digest"] for c in named}) == 1:
+            out.append(_layout_arg(name, named[0].descriptor, store, scratch))
             continue
         if not all(_made_for(c.descriptor, r.platform) for c, r in zip(named, reqs)):
             return None
         from ..oci.index import IndexEntry, build_index
 
         desc = build_index(store, [IndexEntry(c.descriptor, r.node) for c, r in zip(named, reqs)])
-        layout = oci_import.export_layout(store, desc,
-                                          scratch / external.layout_name(name, desc["digest"]))
-        out.append(f"{name}=oci-layout://{layout}@{desc['digest']}")
+        out.append(_layout_arg(name, desc, store, scratch))
     return out
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from .. import platforms
-from ..errors import ActionFailed
+from ..errors import ActionFailed, is_no_space
 from ..oci import mediatypes as mt
 from ..oci.jsoncanon import canonical_json
 from ..oci.store import CHUNK, LAYOUT, BlobCorrupt, Store, check_digest
@@ -84,20 +84,24 @@ def known_layers(store: Store, descriptors) -> dict[str, dict]:
 def import_archive(store: Store, archive: Path, platform: platforms.Platform, *, tool: str,
                    reuse: dict[str, dict] | None = None) -> dict:
     """Import the image of an OCI layout tarball (``--output type=oci,tar=true``)."""
-    return import_archive_platforms(store, archive, [platform], tool=tool, reuse=reuse)[0]
+    return import_archive_platforms(store, archive, [(platform, reuse)], tool=tool)[0]
 
 
-def import_archive_platforms(store: Store, archive: Path, plats: list[platforms.Platform], *,
-                             tool: str, reuse: dict[str, dict] | None = None) -> list[dict]:
-    """Import the image of each of ``plats`` from one OCI layout tarball (an image, or an
-    index of one image per platform); their manifest descriptors, in that order. Blobs are
-    read from the archive where they lie: only those the images need, and no base layer the
-    store already has, are copied (never extracted first)."""
+def import_archive_platforms(store: Store, archive: Path,
+                             wanted: list[tuple[platforms.Platform, dict[str, dict] | None]], *,
+                             tool: str) -> list[dict]:
+    """Import the image of each platform of ``wanted`` (with the base layers it may reuse,
+    as ``import_layout``) from one OCI layout tarball (an image, or an index of one image per
+    platform); their manifest descriptors, in that order. Blobs are read from the archive
+    where they lie: only those the images need, and no base layer the store already has, are
+    copied (never extracted first)."""
     try:
         with tarfile.open(archive, "r:*") as tar:
             src = _TarLayout(tar, tool)
-            return [_import(store, src, plat, tool, reuse) for plat in plats]
-    except tarfile.TarError as exc:
+            return [_import(store, src, plat, tool, reuse) for plat, reuse in wanted]
+    except (tarfile.TarError, EOFError, OSError) as exc:
+        if isinstance(exc, OSError) and is_no_space(exc):
+            raise  # the store's disk is full: said as such, not as a bad archive
         raise ImportFailed(f"{tool} wrote an unreadable OCI archive {archive.name}: {exc}") \
             from None
 

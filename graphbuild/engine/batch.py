@@ -29,6 +29,9 @@ class Batch:
         self._offers: dict[str, Any] = {}
         self._results: dict[str, Any] | None = None
         self._leading = False
+        # members that do their own work after all (answered None) take turns: the batch
+        # holds one -j slot
+        self.serial = threading.Lock()
 
     def together(self, member: str, offer: Any,
                  work: Callable[[dict[str, Any]], dict[str, Any]]) -> Any:

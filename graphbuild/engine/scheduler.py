@@ -1,8 +1,9 @@
 """Running the action graph: keys, cache hits, a priority worker pool, failures and interrupts.
 
 A node starts the moment its last dependency finishes (graphlib-style get_ready/done, never in
-waves). Among runnable nodes, the one with the longest remaining path (by earlier durations)
-goes first.
+waves), or with its batch (engine/batch.py): a node may wait up to two seconds for a member of
+its batch whose dependencies are about to finish. Among runnable nodes, the one with the
+longest remaining path (by earlier durations) goes first.
 """
 
 from __future__ import annotations

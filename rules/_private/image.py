@@ -65,7 +65,7 @@ class ImageRule(Rule):
                 run=lambda rc, s=spec: image_run.run(rc, s),
                 check_cached=image_run.check_cached,
                 tags=[_expand(t, plat, target) for t in templated] + (plain if len(plats) == 1 else []),
-                batch=_batch(spec),
+                batch=_batch(spec, setup),
             )
             provider.nodes[str(plat)] = ctx.declare(action)
         if len(plats) > 1:  # //x:img names the multi-platform image, as a buildx build does
@@ -73,10 +73,12 @@ class ImageRule(Rule):
         return provider
 
 
-def _batch(spec) -> str:
+def _batch(spec, setup) -> str:
     """buildx builds an image's platforms that share a builder in one invocation, as bake does:
     they start together when their bases are built."""
-    return f"buildx {spec.label} {spec.builder}" if spec.backend == "buildx" else ""
+    if spec.backend != "buildx" or not setup.shares_builds():
+        return ""
+    return f"buildx {spec.label} {spec.builder}"
 
 
 def _check_attest(target: Target) -> None:

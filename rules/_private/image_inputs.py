@@ -400,6 +400,15 @@ class Setup:
         else:
             spec.contexts[key] = ("ref", self._pin(value))
 
+    def shares_builds(self) -> bool:
+        """Whether this image's platforms may share one buildx build: each named context is
+        an image or a directory (a command's output is a directory per platform), and
+        WORKSPACE.yaml names no cache destination per platform."""
+        if any(kind == "label" and not self._is_image(name)
+               for name, (kind, _) in self.contexts.items()):
+            return False
+        return backends.get("buildx").shares_builds(getattr(self.ctx.ws, "buildx", None))
+
     def _is_image(self, name: str) -> bool:
         kind, value = self.contexts[name]
         if kind == "label":

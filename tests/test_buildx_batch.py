@@ -4,6 +4,8 @@ at a time, a failure on one platform only, and Ctrl-C during a joint build."""
 
 from __future__ import annotations
 
+import json
+
 import buildkit_fixtures as bk
 import pytest
 import registry_fixtures as fx
@@ -91,3 +93,28 @@ def test_ctrl_c_stops_a_joint_build(lab, ws):
                         'sleep 60"]\n')
     interrupt_when_sleeping(lab, ws, "//app:app")
     assert lab.main.built_platforms() == [",".join(PLATS)]
+
+
+def test_a_builder_that_is_down_fails_every_platform_once(buildkit, ws, tmp_path):
+    """The joint build finds its builder down: every platform fails with that message, and
+    none is tried again alone."""
+    from test_auto_backend import Env
+
+    env = Env(tmp_path / "env", buildkit)
+    dead = f"unix://{tmp_path / 'nothing.sock'}"
+    env.current_builder("gb-down", dead)
+    ws.write({"app/BUILD.yaml": "app: {rule: image, backend: buildx, "
+                                f"platforms: [{', '.join(PLATS)}]}}\n",
+              "app/Dockerfile": "FROM scratch\nCOPY f /f\n", "app/f": "f\n"})
+    events = tmp_path / "events.jsonl"
+    res = env.run(ws.root, "run", "//app:app", "--keep-going", "--events", str(events))
+    assert res.code == 1, res
+    finished = [e for e in map(json.loads, events.read_text().splitlines())
+                if e["event"] == "action_finished" and e["platform"]]
+    assert len(finished) == 2
+    for e in finished:
+        assert e["status"] == "failed"
+        assert f"the current buildx builder 'gb-down' is not running (status inactive, " \
+               f"endpoint {dead})" in e["reason"], e["reason"]
+    assert [c for c in env.calls() if c.startswith("inspect")] == ["inspect"]
+    assert not [c for c in env.calls() if c.startswith("build")]

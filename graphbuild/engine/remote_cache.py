@@ -20,6 +20,7 @@ the entries of its last run in one blob, so a fresh runner's lookups need no GET
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import json
 import os
@@ -103,7 +104,8 @@ class RemoteCache:
         self._inflight: dict[str, threading.Event] = {}  # digest -> set when its write ends
         # digest -> what it reaches (manifests, indexes), for those a hit has put in place
         self._children: dict[str, list[dict]] = {}
-        self._placed: set[str] = set()  # configs and layers a hit has put in place
+        self._placed: set[str] = set()  # blobs a hit has put in the store
+        self._deferred: set[str] = set()  # blobs a hit has recorded as remote-only
         self._warned: set[str] = set()
         self._writer: ThreadPoolExecutor | None = None
         self._cancelled = threading.Event()  # set on Ctrl-C: writes under way stop
@@ -179,11 +181,20 @@ class RemoteCache:
                 self._fetch_tree(entry.doc, outcome, cas)
             elif "descriptor" in outcome.data:
                 inline = _inline(entry.doc)
-                for root in [outcome.data["descriptor"], *outcome.data.get("referrers", ())]:
+                hit = _Hit(store, inline)
+                # the image's own blobs are written: index.json names it, and other OCI tools
+                # read it there; its records' blobs (attestations) stay remote-only until read
+                roots = [(outcome.data["descriptor"], False),
+                         *((r, True) for r in outcome.data.get("referrers", ()))]
+                for root, deferred in roots:
                     listing: list = []
-                    self._fetch_closure(root, store, inline, listing, set())
+                    self._fetch_closure(root, hit, listing, set(), deferred)
                     # the hit's no-op check then reads no manifest back
                     store.remember_closure(root["digest"], listing)
+                store.mark_remote_many(hit.remote, self.registry, self.repo)  # one write
+                with self._lock:
+                    self._placed.update(hit.placed)
+                    self._deferred.update(hit.deferred)
             else:
                 raise EntryUnusable("the entry records neither a tree nor an image")
         except (KeyError, TypeError, ValueError) as exc:  # a manifest without its fields
@@ -210,10 +221,11 @@ class RemoteCache:
         if got != outcome.digest:
             raise EntryUnusable(f"its tree is {got}, the entry says {outcome.digest}")
 
-    def _fetch_closure(self, desc: dict, store, inline: dict[str, bytes], listing: list,
-                       seen: set[str]) -> None:
+    def _fetch_closure(self, desc: dict, hit: _Hit, listing: list, seen: set[str],
+                       deferred: bool) -> None:
         """Manifests and configs into the store (checked by digest); layers checked to be
-        there and recorded as remote-only; ``listing`` gets (digest, size) of each, as
+        there and recorded as remote-only, and so (``deferred``) are the small blobs the
+        entry embeds, once checked by digest; ``listing`` gets (digest, size) of each, as
         ``verify.closure`` lists them."""
         digest = desc["digest"]
         if digest in seen:
@@ -221,34 +233,47 @@ class RemoteCache:
         seen.add(digest)
         listing.append((digest, desc.get("size")))
         media_type = desc.get("mediaType")
-        if mt.is_index(media_type) or mt.is_manifest(media_type):
-            children = self._children.get(digest)
-            if children is None:  # not put in place by an earlier hit of this run
-                doc = json.loads(self._small(digest, store, inline))
-                children = doc.get("manifests", []) if mt.is_index(media_type) else \
-                    [doc["config"], *doc.get("layers", [])]
-            for child in children:
-                self._fetch_closure(child, store, inline, listing, seen)
-            with self._lock:
-                self._children[digest] = children
-        elif digest in self._placed:  # by an earlier hit of this run (an index's child)
-            return
-        elif _is_metadata(desc) or digest in inline:  # a config, an attestation
-            self._small(digest, store, inline)
-        elif not store.has_blob(digest):
+        manifest = mt.is_index(media_type) or mt.is_manifest(media_type)
+        embedded = digest in hit.inline
+        # written: what the images index.json names reach; recorded: layers, and (deferred)
+        # what the entry embeds
+        write = (manifest or embedded or _is_metadata(desc)) and not (deferred and embedded)
+        with self._lock:  # by an earlier hit of this run (say an index's child)
+            placed = digest in self._placed or digest in hit.placed
+            recorded = digest in self._deferred or digest in hit.deferred
+        data = None
+        if placed or recorded and not write:
+            pass
+        elif write:
+            data = self._small(digest, hit)
+        elif embedded:
+            data = hit.defer(desc)
+        elif not hit.store.has_blob(digest):
             self._check_present(digest)
-            store.mark_remote(desc, self.registry, self.repo)
+            hit.remote.append((desc, None))
+            hit.deferred.add(digest)
+        if not manifest:
+            return
+        children = self._children.get(digest)
+        if children is None:
+            doc = json.loads(data if data is not None else self._small(digest, hit))
+            children = doc.get("manifests", []) if mt.is_index(media_type) else \
+                [doc["config"], *doc.get("layers", [])]
+        for child in children:
+            self._fetch_closure(child, hit, listing, seen, deferred)
         with self._lock:
-            self._placed.add(digest)
+            self._children[digest] = children
 
-    def _small(self, digest: str, store, inline: dict[str, bytes]) -> bytes:
+    def _small(self, digest: str, hit: _Hit) -> bytes:
         """A manifest, config or embedded attestation: from the store, else from the entry
         (embedded), else downloaded; checked by digest on its way into the store."""
         from ..oci.store import BlobCorrupt
 
+        store, inline = hit.store, hit.inline
         data = inline.get(digest)
         if data is None:
             if store.has_blob(digest):
+                hit.placed.add(digest)
                 return store.read_bytes(digest)
             with tempfile.TemporaryFile() as tmp:
                 self._download(digest, tmp, None)
@@ -259,6 +284,7 @@ class RemoteCache:
         except BlobCorrupt:
             raise EntryUnusable(f"the entry's copy of {digest} is corrupt" if digest in inline
                                 else f"blob {digest} is corrupt") from None
+        hit.placed.add(digest)
         return data
 
     def _download(self, digest: str, dest, size: int | None) -> None:
@@ -562,6 +588,34 @@ class RemoteCache:
             pools = [p for p in (self._writer, self._checker) if p is not None]
         for pool in pools:
             pool.shutdown(wait=False, cancel_futures=True)
+
+
+class _Hit:
+    """What one hit puts in place: the blobs it wrote or found, the ones it records as
+    remote-only (descriptor, embedded bytes or None: written in one go at its end)."""
+
+    def __init__(self, store, inline: dict[str, bytes]) -> None:
+        self.store, self.inline = store, inline
+        self.placed: set[str] = set()
+        self.deferred: set[str] = set()
+        self.remote: list[tuple[dict, bytes | None]] = []
+
+    def defer(self, desc: dict) -> bytes | None:
+        """An embedded blob, checked by digest, recorded as remote-only with its bytes (it is
+        put in the store when read); None when the entry does not embed it or the store
+        has it."""
+        digest = desc["digest"]
+        data = self.inline.get(digest)
+        if data is None:
+            return None
+        if self.store.has_blob(digest):
+            self.placed.add(digest)
+            return None
+        if "sha256:" + hashlib.sha256(data).hexdigest() != digest:
+            raise EntryUnusable(f"the entry's copy of {digest} is corrupt")
+        self.remote.append((desc, data))
+        self.deferred.add(digest)
+        return data
 
 
 def _parse_entry(doc) -> Entry:

@@ -9,7 +9,9 @@ lose no entry. ``skopeo``, ``umoci`` and other OCI tools read the store directly
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import errno
 import fcntl
 import hashlib
 import json
@@ -35,6 +37,8 @@ _DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
 _REF_NAME_RE = re.compile(
     r"^[A-Za-z0-9]+(?:(?:[-._:@+]|--)[A-Za-z0-9]+)*(?:/[A-Za-z0-9]+(?:(?:[-._:@+]|--)[A-Za-z0-9]+)*)*$"
 )
+_HEX_RE = re.compile(r"^[0-9a-f]{64}$")
+RECORDS = "records.jsonl"  # the journal of remote-only records, in .remote/
 # Keys of a descriptor worth recording in index.json (not e.g. a stray "data").
 _DESCRIPTOR_KEYS = ("mediaType", "digest", "size", "platform", "artifactType", "urls")
 
@@ -109,7 +113,9 @@ class Store:
         self._root_str = str(self.root)
         self._ready = False
         self._made: set[Path] = set()  # directories made by this Store
-        self._records: dict[str, dict] = {}  # remote-only records this Store wrote
+        self._records: dict[str, dict] = {}  # remote-only records, as read and written
+        self._journal: tuple[int | None, int] | None = None  # (inode, bytes) of it read
+        self._records_lock = threading.Lock()
         # Fetches a remote-only blob into the store: ``fetch_remote(record, digest)``. Set by
         # whoever can reach the remote cache (engine.remote_cache.open_store); None elsewhere.
         self.fetch_remote: Callable[[dict, str], None] | None = None
@@ -256,36 +262,99 @@ class Store:
             return int(record["size"])
 
     # -- remote-only blobs ---------------------------------------------------------------------
-    # A remote cache hit brings an image's manifest and config, not its layers: the store keeps
-    # a record (``.remote/<hex>``: registry, repository, size, media type) of where each layer
-    # is, and fetches it on the first read. ``has_blob`` stays False for them.
+    # A remote cache hit brings an image's manifest and config, not its layers (nor the small
+    # blobs of its attestation records): the store keeps a record (registry, repository, size,
+    # media type; for a small blob its bytes, already checked by digest) of where each such
+    # blob is, and fetches it on the first read (one with bytes needs no network).
+    # ``has_blob`` stays False for them. The records are lines of one append-only journal,
+    # ``.remote/records.jsonl``: a hit appends its records in one write, so a fresh runner's
+    # hundreds of hits create no file each. Appends (O_APPEND, one write each) do not
+    # interleave between concurrent builds; a line torn by a crash does not parse and is
+    # skipped, which makes its blobs missing: the next use reports them and rebuilds.
+    # ``cache gc`` (alone, under the exclusive lock) rewrites the journal with what it keeps.
+    # ``.remote/<hex>`` files, one record each, are what earlier versions wrote: still read.
 
     def mark_remote(self, descriptor: dict, registry: str, repository: str) -> None:
-        digest = check_digest(descriptor["digest"])
-        if self.has_blob(digest):
+        self.mark_remote_many([(descriptor, None)], registry, repository)
+
+    def mark_remote_many(self, items: list[tuple[dict, bytes | None]], registry: str,
+                         repository: str) -> None:
+        """Record blobs as remote-only in ``registry``/``repository``: (descriptor, its bytes
+        or None) each; bytes given must hash to the descriptor's digest (checked again when
+        the blob is put in place). Blobs in the store, or recorded already, are left."""
+        lines = []
+        records = self._remote_records()
+        for desc, data in items:
+            digest = check_digest(desc["digest"])
+            if digest in records or self.has_blob(digest):
+                continue
+            record = {"digest": digest, "registry": registry, "repository": repository,
+                      "size": int(desc["size"]), "mediaType": desc.get("mediaType", "")}
+            if data is not None:
+                record["data"] = base64.b64encode(data).decode()
+            lines.append(json.dumps(record, separators=(",", ":")))
+            with self._records_lock:
+                self._records[digest] = record
+        if not lines:
             return
-        record = {"registry": registry, "repository": repository,
-                  "size": int(descriptor["size"]), "mediaType": descriptor.get("mediaType", "")}
         folder = self.root / ".remote"
         if folder not in self._made:
             folder.mkdir(parents=True, exist_ok=True)
             self._made.add(folder)
         # no fsync: a record lost to a power loss makes its blob missing, which a later use
-        # reports and rebuilds; strings, not Paths: a remote cache hit writes hundreds
-        path = f"{folder}/{digest[7:]}"
-        tmp = f"{folder}/.{digest[7:]}.{os.getpid()}.{threading.get_ident()}"
-        _write_file(tmp, canonical_json(record), 0o644, sync=False)
-        os.replace(tmp, path)
-        self._records[digest] = record
+        # reports and rebuilds
+        fd = os.open(f"{folder}/{RECORDS}", os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC,
+                     0o644)
+        try:
+            with writing(str(folder / RECORDS)):
+                data = ("\n".join(lines) + "\n").encode()
+                written = os.write(fd, data)
+                if written != len(data):  # a full disk: what was cut short does not parse
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(folder / RECORDS))
+        finally:
+            os.close(fd)
 
     def remote_record(self, digest: str) -> dict | None:
-        """Where a remote-only blob is, or None."""
-        record = self._records.get(digest)
-        if record is not None and os.path.exists(f"{self._root_str}/.remote/{digest[7:]}"):
-            return record
-        return self._read_record(digest)
+        """Where a remote-only blob is (None when it is in the store, or nowhere)."""
+        record = self._remote_records().get(digest)
+        if self.has_blob(digest):  # fetched since, or put there by a build
+            return None
+        if record is None:  # perhaps recorded by another build since the journal was read
+            record = self._refresh_records().get(digest) or self._read_record(digest)
+        return record
+
+    def _remote_records(self) -> dict[str, dict]:
+        """digest -> record, as the journal held when last read (read once per Store)."""
+        if self._journal is None:
+            self._journal = (None, 0)
+            return self._refresh_records()
+        return self._records
+
+    def _refresh_records(self) -> dict[str, dict]:
+        """Read what was appended to the journal since it was last read (by another build
+        meanwhile): all of it again when it was replaced (``cache gc``)."""
+        path = f"{self._root_str}/.remote/{RECORDS}"
+        with self._records_lock:
+            try:
+                with open(path, "rb") as f:
+                    st = os.fstat(f.fileno())
+                    inode, offset = self._journal or (None, 0)
+                    if inode != st.st_ino:
+                        self._records, offset = {}, 0
+                    if st.st_size > offset:
+                        f.seek(offset)
+                        chunk = f.read()
+                        end = chunk.rfind(b"\n") + 1  # a line still being appended: later
+                        for line in chunk[:end].splitlines():
+                            _add_record(self._records, line)
+                        offset += end
+                    self._journal = (st.st_ino, offset)
+            except FileNotFoundError:
+                pass
+            return self._records
 
     def _read_record(self, digest: str) -> dict | None:
+        """An earlier version's ``.remote/<hex>`` file."""
         try:
             record = json.loads((self.root / ".remote" / check_digest(digest)[7:]).read_bytes())
         except (OSError, ValueError):
@@ -293,21 +362,60 @@ class Store:
         return record if isinstance(record, dict) and "size" in record else None
 
     def remote_digests(self) -> set[str]:
+        """The blobs recorded as remote-only and not in the store."""
         folder = self.root / ".remote"
-        return {"sha256:" + p.name for p in folder.iterdir()} if folder.is_dir() else set()
+        if not folder.is_dir():
+            return set()
+        found = {"sha256:" + p.name for p in folder.iterdir() if _HEX_RE.fullmatch(p.name)}
+        found.update(self._refresh_records())
+        return {d for d in found if not self.has_blob(d)}
 
     def _fetch(self, digest: str) -> bool:
         """Fetch a remote-only blob into the store; False when it is not remote-only."""
         record = self.remote_record(digest)
         if record is None:
             return False
-        if self.fetch_remote is None:
-            raise BlobNotFound(f"blob {digest} is only in the remote cache "
-                               f"{record['registry']}/{record['repository']}, and this command "
-                               "cannot reach it")
-        self.fetch_remote(record, digest)
-        (self.root / ".remote" / digest[7:]).unlink(missing_ok=True)
+        if not self._put_recorded(record, digest):
+            if self.fetch_remote is None:
+                raise BlobNotFound(f"blob {digest} is only in the remote cache "
+                                   f"{record['registry']}/{record['repository']}, and this "
+                                   "command cannot reach it")
+            self.fetch_remote(record, digest)
+        (self.root / ".remote" / digest[7:]).unlink(missing_ok=True)  # an earlier version's
         return True
+
+    def _put_recorded(self, record: dict, digest: str) -> bool:
+        """Put a blob whose record holds its bytes in place (checked by digest); False when
+        it holds none, or bytes that are not the blob's (then it is downloaded instead)."""
+        data = _recorded_bytes(record, digest)
+        if data is None:
+            return False
+        self.put_bytes(data, digest, sync=False)
+        return True
+
+    def _rewrite_records(self, keep: set[str], dry_run: bool) -> int:
+        """``gc``: keep only the records of ``keep`` (and of blobs not in the store); the
+        number dropped. Earlier versions' ``.remote/<hex>`` files are folded in."""
+        folder = self.root / ".remote"
+        records = dict(self._refresh_records())
+        legacy = [p for p in folder.iterdir() if _HEX_RE.fullmatch(p.name)] \
+            if folder.is_dir() else []
+        for p in legacy:
+            record = self._read_record("sha256:" + p.name)
+            if record is not None:
+                records.setdefault("sha256:" + p.name, {"digest": "sha256:" + p.name, **record})
+        kept = {d: r for d, r in records.items() if d in keep and not self.has_blob(d)}
+        dropped = len(records) - len(kept)
+        if dry_run or (not dropped and not legacy):
+            return dropped
+        data = b"".join(json.dumps(r, separators=(",", ":")).encode() + b"\n"
+                        for r in kept.values())
+        tmp = self._write_temp(data)
+        os.replace(tmp, folder / RECORDS)
+        for p in legacy:
+            p.unlink(missing_ok=True)
+        self._records, self._journal = kept, None
+        return dropped
 
     def read_bytes(self, digest: str) -> bytes:
         with self.open_blob(digest) as f:
@@ -545,12 +653,27 @@ class Store:
         media_type = desc.get("mediaType")
         if not (mt.is_index(media_type) or mt.is_manifest(media_type)):
             return
-        if not self.has_blob(digest):
-            if strict:
-                raise BlobNotFound(f"{media_type} {digest} is not in the store {self.root}")
+        doc = self._manifest_doc(digest, media_type, strict)
+        if doc is None:
             return
-        for child in _children(self.read_json(digest), media_type):
+        for child in _children(doc, media_type):
             yield from self._walk(child, seen, strict)
+
+    def _manifest_doc(self, digest: str, media_type: str, strict: bool) -> Any:
+        """A manifest or index as parsed: from the store, or (remote-only) fetched when
+        ``strict``, else from its record's bytes, checked by digest and not written (``gc``
+        only looks); None, not ``strict``, when neither has it."""
+        if self.has_blob(digest):
+            return self.read_json(digest)
+        record = self.remote_record(digest)
+        if record is not None and strict:
+            return self.read_json(digest)
+        data = _recorded_bytes(record, digest) if record is not None else None
+        if data is not None:
+            return json.loads(data)
+        if strict:
+            raise BlobNotFound(f"{media_type} {digest} is not in the store {self.root}")
+        return None
 
     # -- maintenance ---------------------------------------------------------------------------
 
@@ -573,11 +696,10 @@ class Store:
             for root in [*self.entries(), *extra_roots]:
                 reachable.update(d["digest"] for d in self._walk(root, set(), strict=False))
             victims = [p for p in self._blobs.iterdir() if "sha256:" + p.name not in reachable]
-            victims += [self.root / ".remote" / d[7:] for d in self.remote_digests()
-                        if d not in reachable]
             cutoff = time.time() - tmp_max_age
             victims += [p for p in self.tmp_dir().iterdir() if _mtime(p) < cutoff]
-            return _remove(victims, dry_run)
+            removed, freed = _remove(victims, dry_run)
+            return removed + self._rewrite_records(reachable, dry_run), freed
 
     def stats(self) -> dict:
         """``{"blobs": count, "bytes": total size, "entries": index.json entries}``."""
@@ -687,3 +809,26 @@ def _write_file(path: str, data: bytes, mode: int, sync: bool) -> None:
         raise
     os.close(fd)
 
+
+
+def _add_record(records: dict[str, dict], line: bytes) -> None:
+    """One journal line into ``records`` (a line that does not parse is skipped)."""
+    try:
+        record = json.loads(line)
+        digest = check_digest(record["digest"])
+        int(record["size"])
+    except (ValueError, KeyError, TypeError):
+        return
+    records[digest] = record
+
+
+def _recorded_bytes(record: dict, digest: str) -> bytes | None:
+    """The bytes a remote-only record holds, if they hash to ``digest``; else None."""
+    text = record.get("data")
+    if not isinstance(text, str):
+        return None
+    try:
+        data = base64.b64decode(text, validate=True)
+    except ValueError:
+        return None
+    return data if "sha256:" + hashlib.sha256(data).hexdigest() == digest else None

@@ -602,14 +602,11 @@ class _Hit:
 
     def defer(self, desc: dict) -> bytes | None:
         """An embedded blob, checked by digest, recorded as remote-only with its bytes (it is
-        put in the store when read); None when the entry does not embed it or the store
-        has it."""
+        put in the store when read; ``Store.mark_remote_many`` leaves one the store has);
+        None when the entry does not embed it."""
         digest = desc["digest"]
         data = self.inline.get(digest)
         if data is None:
-            return None
-        if self.store.has_blob(digest):
-            self.placed.add(digest)
             return None
         if "sha256:" + hashlib.sha256(data).hexdigest() != digest:
             raise EntryUnusable(f"the entry's copy of {digest} is corrupt")

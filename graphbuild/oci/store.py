@@ -316,9 +316,13 @@ class Store:
 
     def remote_record(self, digest: str) -> dict | None:
         """Where a remote-only blob is (None when it is in the store, or nowhere)."""
-        record = self._remote_records().get(digest)
         if self.has_blob(digest):  # fetched since, or put there by a build
             return None
+        return self.record_of_absent(digest)
+
+    def record_of_absent(self, digest: str) -> dict | None:
+        """``remote_record`` of a blob the caller has just found absent from the store."""
+        record = self._remote_records().get(digest)
         if record is None:  # perhaps recorded by another build since the journal was read
             record = self._refresh_records().get(digest) or self._read_record(digest)
         return record

@@ -139,7 +139,7 @@ def check_blob(store, digest: str, size: int | None = None) -> str | None:
     try:
         actual = os.stat(f"{store._blobs_str}/{check_digest(digest)[7:]}").st_size
     except FileNotFoundError:
-        record = store.remote_record(digest)  # a remote cache hit's layer: fetched when read
+        record = store.record_of_absent(digest)  # a remote cache hit's layer: fetched when read
         if record is not None and (size is None or int(record["size"]) == size):
             return None
         return f"blob {digest} is missing"

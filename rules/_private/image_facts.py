@@ -66,10 +66,11 @@ def compute(setup, plats: list[platforms.Platform], walked: list[str],
     walked.extend(setup.parent_dirs())
     out = DockerfileFacts(hashlib.sha256(text.encode()).hexdigest(), {})
     shared: dict[tuple, list[str]] = {}
+    reached: dict[tuple, tuple] = {}  # what a COPY's sources reach, once for all platforms
     for plat in plats:
         plan = setup.make_plan(text, plat)
         plans[str(plat)] = plan
-        facts = _facts(setup, plan, plat, ignore, walked)
+        facts = _facts(setup, plan, plat, ignore, walked, reached)
         extra = [setup.dockerfile_rel, *([ignore_rel] if ignore_rel else [])]
         inputs = sorted({*extra, *facts.inputs})
         facts.inputs = shared.setdefault(tuple(inputs), inputs)  # one list when platforms agree
@@ -77,7 +78,8 @@ def compute(setup, plats: list[platforms.Platform], walked: list[str],
     return out
 
 
-def _facts(setup, plan, plat: platforms.Platform, ignore, walked: list[str]) -> Facts:
+def _facts(setup, plan, plat: platforms.Platform, ignore, walked: list[str],
+           reached: dict[tuple, tuple]) -> Facts:
     from graphbuild.dockerfile import instructions as ins
     from graphbuild.oci import copyspec
 
@@ -101,9 +103,13 @@ def _facts(setup, plan, plat: platforms.Platform, ignore, walked: list[str]) -> 
                                                      cmd.dest, cmd.is_add)  # wildcards: later
                         continue
                     root, ign = str(value), None
-                specials: list[tuple[str, str]] = []
-                paths = copyspec.copy_inputs(root, cmd.sources, ign, walked, cmd.excludes,
-                                             specials)
+                # the same sources (as expanded for this platform) reach the same files
+                memo = (root, tuple(cmd.sources), tuple(cmd.excludes), ign is None)
+                if memo not in reached:
+                    specials: list[tuple[str, str]] = []
+                    reached[memo] = (copyspec.copy_inputs(root, cmd.sources, ign, walked,
+                                                          cmd.excludes, specials), specials)
+                paths, specials = reached[memo]
                 if specials and special is None:
                     special = (cmd.line, *specials[0])
                 # copy_inputs lists no directory: a symlink (to a directory too) is its text

@@ -3,6 +3,7 @@ collecting exactly the inputs the Dockerfile can reach."""
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -172,7 +173,7 @@ class Setup:
         ignore = context_ignore(context, dockerfile, self.exclude)
         return ignore, (self.rel(str(path)) if path else None)
 
-    @property
+    @functools.cached_property
     def exclude(self) -> tuple[str, ...]:
         """What of the context is never part of it: the cache directory, when inside."""
         from graphbuild.backends.plan import context_exclusions

@@ -171,7 +171,7 @@ def _check_chmod(cmd, plan, setup) -> None:
 
 def ancestors(root: str, path: str) -> list[str]:
     """The directories from ``root`` down to ``path`` itself (a directory inside ``root``):
-    replacing any of them (say by a symlink) changes its parent's stamp."""
+    the way to what a Dockerfile reaches, none of which may be replaced."""
     out = [root]
     rest = path[len(root):].strip("/")
     here = root

@@ -181,12 +181,17 @@ class Setup:
         return context_exclusions(Path(self.context_str), self.ctx.ws.cache_dir)
 
     def parent_dirs(self) -> list[str]:
-        """The directories leading to the Dockerfile, the context and named directory contexts."""
+        """The directories of the Dockerfile, the context and named directory contexts (their
+        entries matter: a .dockerignore appearing), and those leading to them, stamped by
+        identity: replacing one is seen, an entry added beside the way is not a change."""
+        from graphbuild.engine.treecache import Identity
+
         tops = [os.path.dirname(self.dockerfile_str), self.context_str,
                 *(str(v) for k, v in self.contexts.values() if k == "dir")]
-        out: dict[str, None] = {}
+        out: dict[str, None] = dict.fromkeys(tops)
         for top in tops:
-            out.update(dict.fromkeys(image_facts.ancestors(self.root_str, top)))
+            out.update((Identity(p), None) for p in image_facts.ancestors(self.root_str, top)
+                       if p not in out)
         return list(out)
 
     def make_plan(self, text: str, plat: platforms.Platform):

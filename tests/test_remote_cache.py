@@ -153,6 +153,12 @@ def test_a_hits_attestation_records_stay_remote_only_until_read(tmp_path, regist
         assert (blobs / digest[7:]).is_file() and (blobs / statement[7:]).is_file()
     gets = {path.rsplit("/", 1)[1] for _, path, _ in registry.requests(repo, "GET", "blobs")[got:]}
     assert gets and not gets & read  # the pack and the command's tree only
+    c = _runner(tmp_path, "c", _files(cache, apps=1))  # inspect lists a remote-only record
+    _run(c, "//...")
+    res = c.run("inspect", "//app0:app[linux/amd64]", "--referrers")
+    assert res.code == 0, res
+    listed = {r["digest"] for r in json.loads(res.out)["manifests"]}
+    assert set(records) & listed, (records, listed)
 
 
 def test_an_edited_file_rebuilds_exactly_that_target(tmp_path, registry):

@@ -7,10 +7,12 @@ outcome, so registry garbage collection keeps them while the tag lives, and whos
 hold the outcome itself. A command's output tree is one tar layer; an image's manifests,
 configs and layers are its layers as they are.
 
-Reading is "build without the bytes": a hit for an image fetches its manifests and configs
-(a few KB, each checked by digest) and records its layers as remote-only in the store, which
-fetches one only when something reads it (``Store.open_blob``). A layer the entry names but
-the registry lacks makes the entry a miss, never a false hit. Writing runs beside the build
+Reading is "build without the bytes": a hit for an image takes its manifests and configs (a
+few KB, embedded in the entry, else downloaded; each checked by digest) and records them as
+remote-only in the store with their bytes, and its layers without, so a fresh runner's hits
+create no file each; the store writes a blob, or fetches a layer, only when something reads
+it (``Store.open_blob``). A layer the entry names but the registry lacks makes the entry a
+miss, never a false hit. Writing runs beside the build
 on its own threads; a cache that cannot be reached or written is one warning, not a failure.
 
 A run with a scope also reads (and, writing, replaces) that scope's pack (``remote_pack``):
@@ -180,15 +182,10 @@ class RemoteCache:
             if "tree" in outcome.data:
                 self._fetch_tree(entry.doc, outcome, cas)
             elif "descriptor" in outcome.data:
-                inline = _inline(entry.doc)
-                hit = _Hit(store, inline)
-                # the image's own blobs are written: index.json names it, and other OCI tools
-                # read it there; its records' blobs (attestations) stay remote-only until read
-                roots = [(outcome.data["descriptor"], False),
-                         *((r, True) for r in outcome.data.get("referrers", ()))]
-                for root, deferred in roots:
+                hit = _Hit(store, _inline(entry.doc))
+                for root in [outcome.data["descriptor"], *outcome.data.get("referrers", ())]:
                     listing: list = []
-                    self._fetch_closure(root, hit, listing, set(), deferred)
+                    self._fetch_closure(root, hit, listing, set())
                     # the hit's no-op check then reads no manifest back
                     store.remember_closure(root["digest"], listing)
                 store.mark_remote_many(hit.remote, self.registry, self.repo)  # one write
@@ -221,12 +218,12 @@ class RemoteCache:
         if got != outcome.digest:
             raise EntryUnusable(f"its tree is {got}, the entry says {outcome.digest}")
 
-    def _fetch_closure(self, desc: dict, hit: _Hit, listing: list, seen: set[str],
-                       deferred: bool) -> None:
-        """Manifests and configs into the store (checked by digest); layers checked to be
-        there and recorded as remote-only, and so (``deferred``) are the small blobs the
-        entry embeds, once checked by digest; ``listing`` gets (digest, size) of each, as
-        ``verify.closure`` lists them."""
+    def _fetch_closure(self, desc: dict, hit: _Hit, listing: list, seen: set[str]) -> None:
+        """What ``desc`` reaches, checked and recorded as remote-only in the store, written
+        only when read: the blobs the entry embeds (manifests, configs, attestations) checked
+        by digest and recorded with their bytes; layers checked to be in the registry. A
+        manifest or config the entry does not embed is downloaded (checked by digest) and
+        written. ``listing`` gets (digest, size) of each, as ``verify.closure`` lists them."""
         digest = desc["digest"]
         if digest in seen:
             return
@@ -234,20 +231,16 @@ class RemoteCache:
         listing.append((digest, desc.get("size")))
         media_type = desc.get("mediaType")
         manifest = mt.is_index(media_type) or mt.is_manifest(media_type)
-        embedded = digest in hit.inline
-        # written: what the images index.json names reach; recorded: layers, and (deferred)
-        # what the entry embeds
-        write = (manifest or embedded or _is_metadata(desc)) and not (deferred and embedded)
         with self._lock:  # by an earlier hit of this run (say an index's child)
-            placed = digest in self._placed or digest in hit.placed
-            recorded = digest in self._deferred or digest in hit.deferred
+            done = digest in self._placed or digest in self._deferred
+        done = done or digest in hit.placed or digest in hit.deferred
         data = None
-        if placed or recorded and not write:
+        if done:
             pass
-        elif write:
-            data = self._small(digest, hit)
-        elif embedded:
+        elif digest in hit.inline and not hit.store.has_blob(digest):
             data = hit.defer(desc)
+        elif manifest or _is_metadata(desc) or digest in hit.inline:  # a copy there is checked
+            data = self._small(digest, hit)
         elif not hit.store.has_blob(digest):
             self._check_present(digest)
             hit.remote.append((desc, None))
@@ -260,7 +253,7 @@ class RemoteCache:
             children = doc.get("manifests", []) if mt.is_index(media_type) else \
                 [doc["config"], *doc.get("layers", [])]
         for child in children:
-            self._fetch_closure(child, hit, listing, seen, deferred)
+            self._fetch_closure(child, hit, listing, seen)
         with self._lock:
             self._children[digest] = children
 

@@ -262,10 +262,11 @@ class Store:
             return int(record["size"])
 
     # -- remote-only blobs ---------------------------------------------------------------------
-    # A remote cache hit brings an image's manifest and config, not its layers (nor the small
-    # blobs of its attestation records): the store keeps a record (registry, repository, size,
-    # media type; for a small blob its bytes, already checked by digest) of where each such
-    # blob is, and fetches it on the first read (one with bytes needs no network).
+    # A remote cache hit writes no blob: the store keeps a record (registry, repository, size,
+    # media type; for a manifest, config or attestation its bytes, already checked by digest)
+    # of where each blob is, and puts it in place on the first read (one with bytes needs no
+    # network; a layer is fetched). Other OCI tools reading the layout find those blobs only
+    # once read, or after `run --download all`.
     # ``has_blob`` stays False for them. The records are lines of one append-only journal,
     # ``.remote/records.jsonl``: a hit appends its records in one write, so a fresh runner's
     # hundreds of hits create no file each. Appends (O_APPEND, one write each) do not

@@ -275,19 +275,17 @@ class Store:
     # ``cache gc`` (alone, under the exclusive lock) rewrites the journal with what it keeps.
     # ``.remote/<hex>`` files, one record each, are what earlier versions wrote: still read.
 
-    def mark_remote(self, descriptor: dict, registry: str, repository: str) -> None:
-        self.mark_remote_many([(descriptor, None)], registry, repository)
-
     def mark_remote_many(self, items: list[tuple[dict, bytes | None]], registry: str,
                          repository: str) -> None:
-        """Record blobs as remote-only in ``registry``/``repository``: (descriptor, its bytes
-        or None) each; bytes given must hash to the descriptor's digest (checked again when
-        the blob is put in place). Blobs in the store, or recorded already, are left."""
+        """Record blobs the caller found absent from the store as remote-only in
+        ``registry``/``repository``: (descriptor, its bytes or None) each; bytes given must
+        hash to the descriptor's digest (checked again when the blob is put in place). Blobs
+        recorded already are left (a record of a blob the store has is not used)."""
         lines = []
         records = self._remote_records()
         for desc, data in items:
             digest = check_digest(desc["digest"])
-            if digest in records or self.has_blob(digest):
+            if digest in records:
                 continue
             record = {"digest": digest, "registry": registry, "repository": repository,
                       "size": int(desc["size"]), "mediaType": desc.get("mediaType", "")}

@@ -182,7 +182,7 @@ class RemoteCache:
             if "tree" in outcome.data:
                 self._fetch_tree(entry.doc, outcome, cas)
             elif "descriptor" in outcome.data:
-                hit = _Hit(store, _inline(entry.doc))
+                hit = _Hit(store, *_inline(entry.doc))
                 for root in [outcome.data["descriptor"], *outcome.data.get("referrers", ())]:
                     listing: list = []
                     self._fetch_closure(root, hit, listing, set())
@@ -587,11 +587,11 @@ class _Hit:
     """What one hit puts in place: the blobs it wrote or found, the ones it records as
     remote-only (descriptor, embedded bytes or None: written in one go at its end)."""
 
-    def __init__(self, store, inline: dict[str, bytes]) -> None:
-        self.store, self.inline = store, inline
+    def __init__(self, store, inline: dict[str, bytes], texts: dict[str, str]) -> None:
+        self.store, self.inline, self.texts = store, inline, texts
         self.placed: set[str] = set()
         self.deferred: set[str] = set()
-        self.remote: list[tuple[dict, bytes | None]] = []
+        self.remote: list[tuple[dict, str | None]] = []
 
     def defer(self, desc: dict) -> bytes | None:
         """An embedded blob, checked by digest, recorded as remote-only with its bytes (it is
@@ -603,7 +603,7 @@ class _Hit:
             return None
         if "sha256:" + hashlib.sha256(data).hexdigest() != digest:
             raise EntryUnusable(f"the entry's copy of {digest} is corrupt")
-        self.remote.append((desc, data))
+        self.remote.append((desc, self.texts[digest]))  # recorded as the entry has it
         self.deferred.add(digest)
         return data
 
@@ -619,17 +619,18 @@ def _parse_entry(doc) -> Entry:
         raise EntryUnusable(f"the entry does not parse: {exc}") from None
 
 
-def _inline(entry: dict) -> dict[str, bytes]:
-    """The blobs an entry embeds (``data`` of its layer descriptors), unchecked: their digests
-    are checked on the way into the store."""
-    out = {}
+def _inline(entry: dict) -> tuple[dict[str, bytes], dict[str, str]]:
+    """The blobs an entry embeds (``data`` of its layer descriptors), unchecked (their
+    digests are checked before use), and their base64 text."""
+    out, texts = {}, {}
     for layer in entry.get("layers", ()):
         if isinstance(layer, dict) and isinstance(layer.get("data"), str):
             try:
                 out[layer["digest"]] = base64.b64decode(layer["data"], validate=True)
+                texts[layer["digest"]] = layer["data"]
             except (ValueError, KeyError):
                 continue  # then downloaded instead
-    return out
+    return out, texts
 
 
 def _is_layer(desc: dict) -> bool:

@@ -112,7 +112,7 @@ class Store:
         self._blobs_str = str(self._blobs)
         self._root_str = str(self.root)
         self._ready = False
-        self._made: set[Path] = set()  # directories made by this Store
+        self._made: set[Path | str] = set()  # directories made by this Store
         self._records: dict[str, dict] = {}  # remote-only records, as read and written
         self._journal: tuple[int | None, int] | None = None  # (inode, bytes) of it read
         self._records_lock = threading.Lock()
@@ -275,41 +275,40 @@ class Store:
     # ``cache gc`` (alone, under the exclusive lock) rewrites the journal with what it keeps.
     # ``.remote/<hex>`` files, one record each, are what earlier versions wrote: still read.
 
-    def mark_remote_many(self, items: list[tuple[dict, bytes | None]], registry: str,
+    def mark_remote_many(self, items: list[tuple[dict, bytes | str | None]], registry: str,
                          repository: str) -> None:
         """Record blobs the caller found absent from the store as remote-only in
-        ``registry``/``repository``: (descriptor, its bytes or None) each; bytes given must
-        hash to the descriptor's digest (checked again when the blob is put in place). Blobs
-        recorded already are left (a record of a blob the store has is not used)."""
-        lines = []
+        ``registry``/``repository``: (descriptor, its bytes, or their base64 text, or None)
+        each; bytes given must hash to the descriptor's digest (checked again when the blob is
+        put in place). Blobs recorded already are left (a record of a blob the store has is
+        not used). One journal line, one write."""
+        blobs = []
         records = self._remote_records()
         for desc, data in items:
             digest = check_digest(desc["digest"])
             if digest in records:
                 continue
-            record = {"digest": digest, "registry": registry, "repository": repository,
-                      "size": int(desc["size"]), "mediaType": desc.get("mediaType", "")}
-            if data is not None:
-                record["data"] = base64.b64encode(data).decode()
-            lines.append(json.dumps(record, separators=(",", ":")))
+            text = base64.b64encode(data).decode() if isinstance(data, bytes) else data
+            blob = [digest, int(desc["size"]), desc.get("mediaType", ""), text]
+            blobs.append(blob)
             with self._records_lock:
-                self._records[digest] = record
-        if not lines:
+                self._records[digest] = _record(registry, repository, blob)
+        if not blobs:
             return
-        folder = self.root / ".remote"
+        folder = f"{self._root_str}/.remote"
         if folder not in self._made:
-            folder.mkdir(parents=True, exist_ok=True)
+            os.makedirs(folder, exist_ok=True)
             self._made.add(folder)
+        path = f"{folder}/{RECORDS}"
+        line = json.dumps({"registry": registry, "repository": repository, "blobs": blobs},
+                          separators=(",", ":")).encode() + b"\n"
         # no fsync: a record lost to a power loss makes its blob missing, which a later use
         # reports and rebuilds
-        fd = os.open(f"{folder}/{RECORDS}", os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC,
-                     0o644)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
         try:
-            with writing(str(folder / RECORDS)):
-                data = ("\n".join(lines) + "\n").encode()
-                written = os.write(fd, data)
-                if written != len(data):  # a full disk: what was cut short does not parse
-                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(folder / RECORDS))
+            with writing(path):
+                if os.write(fd, line) != len(line):  # a full disk: the cut line does not parse
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), path)
         finally:
             os.close(fd)
 
@@ -406,13 +405,16 @@ class Store:
         for p in legacy:
             record = self._read_record("sha256:" + p.name)
             if record is not None:
-                records.setdefault("sha256:" + p.name, {"digest": "sha256:" + p.name, **record})
+                records.setdefault("sha256:" + p.name, record)
         kept = {d: r for d, r in records.items() if d in keep and not self.has_blob(d)}
         dropped = len(records) - len(kept)
         if dry_run or (not dropped and not legacy):
             return dropped
-        data = b"".join(json.dumps(r, separators=(",", ":")).encode() + b"\n"
-                        for r in kept.values())
+        data = b"".join(json.dumps({"registry": r["registry"], "repository": r["repository"],
+                                    "blobs": [[d, r["size"], r.get("mediaType", ""),
+                                               r.get("data")]]},
+                                   separators=(",", ":")).encode() + b"\n"
+                        for d, r in kept.items())
         tmp = self._write_temp(data)
         os.replace(tmp, folder / RECORDS)
         for p in legacy:
@@ -815,14 +817,30 @@ def _write_file(path: str, data: bytes, mode: int, sync: bool) -> None:
 
 
 def _add_record(records: dict[str, dict], line: bytes) -> None:
-    """One journal line into ``records`` (a line that does not parse is skipped)."""
+    """One journal line's records into ``records`` (a line that does not parse, or a blob
+    entry that does not, is skipped)."""
     try:
-        record = json.loads(line)
-        digest = check_digest(record["digest"])
-        int(record["size"])
+        doc = json.loads(line)
+        registry, repository, blobs = doc["registry"], doc["repository"], doc["blobs"]
     except (ValueError, KeyError, TypeError):
         return
-    records[digest] = record
+    if not isinstance(blobs, list):
+        return
+    for blob in blobs:
+        try:
+            records[check_digest(blob[0])] = _record(registry, repository, blob)
+        except (ValueError, IndexError, TypeError, KeyError):
+            continue
+
+
+def _record(registry: str, repository: str, blob: list) -> dict:
+    """A record as readers use it, from a journal line's [digest, size, media type, bytes in
+    base64 or None]."""
+    record = {"registry": registry, "repository": repository, "size": int(blob[1]),
+              "mediaType": blob[2]}
+    if blob[3] is not None:
+        record["data"] = blob[3]
+    return record
 
 
 def _recorded_bytes(record: dict, digest: str) -> bytes | None:

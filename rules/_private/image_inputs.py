@@ -175,10 +175,12 @@ class Setup:
 
     @functools.cached_property
     def exclude(self) -> tuple[str, ...]:
-        """What of the context is never part of it: the cache directory, when inside."""
-        from graphbuild.backends.plan import context_exclusions
-
-        return context_exclusions(Path(self.context_str), self.ctx.ws.cache_dir)
+        """What of the context is never part of it: the cache directory, when inside (as
+        ``plan.context_exclusions`` says; the context's symlinks are resolved already, the
+        cache directory's once per run)."""
+        cache = _realpath(os.path.normpath(self.ctx.ws.cache_dir), self.ctx.run_memo("realpath"))
+        top = self.context_str.rstrip("/")
+        return (cache[len(top) + 1:],) if cache.startswith(f"{top}/") else ()
 
     def parent_dirs(self) -> list[str]:
         """The directories of the Dockerfile, the context and named directory contexts (their

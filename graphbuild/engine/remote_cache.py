@@ -182,7 +182,7 @@ class RemoteCache:
             if "tree" in outcome.data:
                 self._fetch_tree(entry.doc, outcome, cas)
             elif "descriptor" in outcome.data:
-                hit = _Hit(store, *_inline(entry.doc))
+                hit = _Hit(store, _inline(entry.doc))
                 for root in [outcome.data["descriptor"], *outcome.data.get("referrers", ())]:
                     listing: list = []
                     self._fetch_closure(root, hit, listing, set())
@@ -237,9 +237,9 @@ class RemoteCache:
         data = None
         if done:
             pass
-        elif digest in hit.inline and not hit.store.has_blob(digest):
+        elif hit.embedded(digest) is not None and not hit.store.has_blob(digest):
             data = hit.defer(desc)
-        elif manifest or _is_metadata(desc) or digest in hit.inline:  # a copy there is checked
+        elif manifest or _is_metadata(desc) or digest in hit.texts:  # a copy there is checked
             data = self._small(digest, hit)
         elif not hit.store.has_blob(digest):
             self._check_present(digest)
@@ -262,8 +262,8 @@ class RemoteCache:
         (embedded), else downloaded; checked by digest on its way into the store."""
         from ..oci.store import BlobCorrupt
 
-        store, inline = hit.store, hit.inline
-        data = inline.get(digest)
+        store = hit.store
+        data = hit.embedded(digest)
         if data is None:
             if store.has_blob(digest):
                 hit.placed.add(digest)
@@ -275,7 +275,7 @@ class RemoteCache:
         try:  # checked by digest; a store copy damaged in place is replaced
             store.put_bytes(data, digest, sync=False)
         except BlobCorrupt:
-            raise EntryUnusable(f"the entry's copy of {digest} is corrupt" if digest in inline
+            raise EntryUnusable(f"the entry's copy of {digest} is corrupt" if digest in hit.texts
                                 else f"blob {digest} is corrupt") from None
         hit.placed.add(digest)
         return data
@@ -587,18 +587,31 @@ class _Hit:
     """What one hit puts in place: the blobs it wrote or found, the ones it records as
     remote-only (descriptor, embedded bytes or None: written in one go at its end)."""
 
-    def __init__(self, store, inline: dict[str, bytes], texts: dict[str, str]) -> None:
-        self.store, self.inline, self.texts = store, inline, texts
+    def __init__(self, store, texts: dict[str, str]) -> None:
+        self.store, self.texts = store, texts
+        self._bytes: dict[str, bytes | None] = {}
         self.placed: set[str] = set()
         self.deferred: set[str] = set()
         self.remote: list[tuple[dict, str | None]] = []
+
+    def embedded(self, digest: str) -> bytes | None:
+        """The bytes the entry embeds for ``digest`` (None: none, or text that does not
+        decode: then the blob is downloaded instead), unchecked."""
+        if digest not in self._bytes:
+            text = self.texts.get(digest)
+            try:
+                self._bytes[digest] = None if text is None else \
+                    base64.b64decode(text, validate=True)
+            except ValueError:
+                self._bytes[digest] = None
+        return self._bytes[digest]
 
     def defer(self, desc: dict) -> bytes | None:
         """An embedded blob, checked by digest, recorded as remote-only with its bytes (it is
         put in the store when read; ``Store.mark_remote_many`` leaves one the store has);
         None when the entry does not embed it."""
         digest = desc["digest"]
-        data = self.inline.get(digest)
+        data = self.embedded(digest)
         if data is None:
             return None
         if "sha256:" + hashlib.sha256(data).hexdigest() != digest:
@@ -619,18 +632,12 @@ def _parse_entry(doc) -> Entry:
         raise EntryUnusable(f"the entry does not parse: {exc}") from None
 
 
-def _inline(entry: dict) -> tuple[dict[str, bytes], dict[str, str]]:
-    """The blobs an entry embeds (``data`` of its layer descriptors), unchecked (their
-    digests are checked before use), and their base64 text."""
-    out, texts = {}, {}
-    for layer in entry.get("layers", ()):
-        if isinstance(layer, dict) and isinstance(layer.get("data"), str):
-            try:
-                out[layer["digest"]] = base64.b64decode(layer["data"], validate=True)
-                texts[layer["digest"]] = layer["data"]
-            except (ValueError, KeyError):
-                continue  # then downloaded instead
-    return out, texts
+def _inline(entry: dict) -> dict[str, str]:
+    """digest -> the base64 text of each blob an entry embeds (``data`` of its layer
+    descriptors), unchecked: decoded when used, and its digest checked before use."""
+    return {layer["digest"]: layer["data"] for layer in entry.get("layers", ())
+            if isinstance(layer, dict) and isinstance(layer.get("data"), str)
+            and isinstance(layer.get("digest"), str)}
 
 
 def _is_layer(desc: dict) -> bool:

@@ -51,16 +51,21 @@ class TreeCache:
     def put(self, key, paths: list[str], result) -> None:
         """Remember ``result`` for ``key`` unless a path it looked at changed too recently."""
         full = {p for p in paths if not isinstance(p, Identity)}  # a full stamp wins
-        try:
-            stamps = [(str(p), _identity(os.lstat(p)) if p not in full else _stamp(os.stat(p)))
-                      for p in dict.fromkeys(paths)]
-        except OSError:
-            return
         now = time.time_ns()
-        # the last change (mtime, or ctime for a chmod or an mtime set back) must be older
-        # than the coarsest clock tick a file system may have
-        if any(s[0] != IDENTITY and now - max(s[0], s[1]) < RACY_NS for _, s in stamps):
-            self.data.pop(key, None)
+        stamps = []
+        try:
+            for p in dict.fromkeys(paths):
+                if p not in full:
+                    stamps.append((str(p), _identity(os.lstat(p))))
+                    continue
+                s = _stamp(os.stat(p))
+                # the last change (mtime, or ctime for a chmod or an mtime set back) must be
+                # older than the coarsest clock tick a file system may have
+                if now - max(s[0], s[1]) < RACY_NS:
+                    self.data.pop(key, None)
+                    return  # the first such path decides (a fresh clone has them all)
+                stamps.append((p, s))
+        except OSError:
             return
         self.data.pop(key, None)  # re-inserted last: the dict's order is the write order
         self.data[key] = (stamps, result)

@@ -237,11 +237,11 @@ class RemoteCache:
         data = None
         if done:
             pass
-        elif hit.embedded(digest) is not None and not hit.store.has_blob(digest):
+        elif hit.embedded(digest) is not None and not hit.has_blob(digest):
             data = hit.defer(desc)
         elif manifest or _is_metadata(desc) or digest in hit.texts:  # a copy there is checked
             data = self._small(digest, hit)
-        elif not hit.store.has_blob(digest):
+        elif not hit.has_blob(digest):
             self._check_present(digest)
             hit.remote.append((desc, None))
             hit.deferred.add(digest)
@@ -590,9 +590,13 @@ class _Hit:
     def __init__(self, store, texts: dict[str, str]) -> None:
         self.store, self.texts = store, texts
         self._bytes: dict[str, bytes | None] = {}
+        self._local = store.holds_blobs()  # else no stat per blob (a fresh runner's store)
         self.placed: set[str] = set()
         self.deferred: set[str] = set()
         self.remote: list[tuple[dict, str | None]] = []
+
+    def has_blob(self, digest: str) -> bool:
+        return self._local and self.store.has_blob(digest)
 
     def embedded(self, digest: str) -> bytes | None:
         """The bytes the entry embeds for ``digest`` (None: none, or text that does not

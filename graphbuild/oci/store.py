@@ -116,6 +116,7 @@ class Store:
         self._records: dict[str, dict] = {}  # remote-only records, as read and written
         self._journal: tuple[int | None, int] | None = None  # (inode, bytes) of it read
         self._records_lock = threading.Lock()
+        self._written: dict[str, dict] = {}  # the remote-only records this Store wrote
         # Fetches a remote-only blob into the store: ``fetch_remote(record, digest)``. Set by
         # whoever can reach the remote cache (engine.remote_cache.open_store); None elsewhere.
         self.fetch_remote: Callable[[dict, str], None] | None = None
@@ -179,6 +180,10 @@ class Store:
     def has_blob(self, digest: str) -> bool:
         # strings, not Paths: a no-op build asks this once per cached image node
         return os.path.isfile(f"{self._blobs_str}/{check_digest(digest)[7:]}")
+
+    def holds_blobs(self) -> bool:
+        """False when the store has no blob at all (``has_blob`` is False for any digest)."""
+        return os.path.isdir(self._blobs_str)
 
     def open_blob(self, digest: str) -> IO[bytes]:
         """Open a blob for binary reading (fetching it first when it is remote-only), hashed
@@ -292,7 +297,8 @@ class Store:
             blob = [digest, int(desc["size"]), desc.get("mediaType", ""), text]
             blobs.append(blob)
             with self._records_lock:
-                self._records[digest] = _record(registry, repository, blob)
+                self._records[digest] = self._written[digest] = _record(registry, repository,
+                                                                        blob)
         if not blobs:
             return
         folder = f"{self._root_str}/.remote"
@@ -317,6 +323,11 @@ class Store:
         if self.has_blob(digest):  # fetched since, or put there by a build
             return None
         return self.record_of_absent(digest)
+
+    def written_record(self, digest: str) -> dict | None:
+        """The remote-only record of ``digest`` this Store wrote (this process found the blob
+        absent, and put no copy there since unless it fetched it)."""
+        return self._written.get(digest)
 
     def record_of_absent(self, digest: str) -> dict | None:
         """``remote_record`` of a blob the caller has just found absent from the store."""
@@ -384,6 +395,7 @@ class Store:
                                    "command cannot reach it")
             self.fetch_remote(record, digest)
         (self.root / ".remote" / digest[7:]).unlink(missing_ok=True)  # an earlier version's
+        self._written.pop(digest, None)  # in the store now: checked there
         return True
 
     def _put_recorded(self, record: dict, digest: str) -> bool:

@@ -475,3 +475,31 @@ def test_gc_keeps_reachable_records_drops_the_rest_and_walks_recorded_manifests(
     assert os.listdir(tmp_path / "oci" / ".remote") == ["records.jsonl"]
     assert [d["digest"] for d in after.walk(mdesc)] == \
         [mdesc["digest"], config["digest"], layer["digest"]]
+
+
+def test_threads_reading_one_remote_only_blob_at_once_all_get_it(tmp_path: Path) -> None:
+    """Two builds of one run read a remote hit's config together: one puts it in place, and
+    the other, finding its record gone meanwhile, reads what is there now."""
+    import threading
+
+    store = Store(tmp_path / "oci")
+    blobs = [f"blob {i}\n".encode() * 40 for i in range(200)]
+    store.mark_remote_many([(_desc(b), b) for b in blobs], "r", "c")
+    errors: list[Exception] = []
+    for data in blobs:
+        barrier = threading.Barrier(4)
+        digest = _desc(data)["digest"]
+
+        def read(digest=digest, barrier=barrier) -> None:
+            barrier.wait()
+            try:
+                store.read_bytes(digest)
+            except BlobNotFound as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=read) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert not errors, errors[:3]

@@ -384,10 +384,11 @@ class Store:
         return {d for d in found if not self.has_blob(d)}
 
     def _fetch(self, digest: str) -> bool:
-        """Fetch a remote-only blob into the store; False when it is not remote-only."""
+        """Fetch a remote-only blob into the store; False when it is not remote-only. True
+        when it is there now: another thread (reading it too) may have just put it there."""
         record = self.remote_record(digest)
         if record is None:
-            return False
+            return self.has_blob(digest)
         if not self._put_recorded(record, digest):
             if self.fetch_remote is None:
                 raise BlobNotFound(f"blob {digest} is only in the remote cache "

@@ -115,7 +115,7 @@ class Store:
         self._made: set[Path | str] = set()  # directories made by this Store
         self._records: dict[str, dict] = {}  # remote-only records, as read and written
         self._journal: tuple[int | None, int] | None = None  # (inode, bytes) of it read
-        self._records_lock = threading.Lock()
+        self._lock = threading.Lock()  # the remote-only records; the closures read once
         self._written: dict[str, dict] = {}  # the remote-only records this Store wrote
         # Fetches a remote-only blob into the store: ``fetch_remote(record, digest)``. Set by
         # whoever can reach the remote cache (engine.remote_cache.open_store); None elsewhere.
@@ -234,7 +234,9 @@ class Store:
         if self._closures is None:
             from graphbuild.engine.hashing import read_pickle
 
-            self._closures = read_pickle(self.root / ".closures.pickle")
+            with self._lock:  # builds on two threads: one dict, or an entry is lost
+                if self._closures is None:
+                    self._closures = read_pickle(self.root / ".closures.pickle")
         return self._closures
 
     def remember_closure(self, digest: str, listing: list) -> None:
@@ -296,7 +298,7 @@ class Store:
             text = base64.b64encode(data).decode() if isinstance(data, bytes) else data
             blob = [digest, int(desc["size"]), desc.get("mediaType", ""), text]
             blobs.append(blob)
-            with self._records_lock:
+            with self._lock:
                 self._records[digest] = self._written[digest] = _record(registry, repository,
                                                                         blob)
         if not blobs:
@@ -347,7 +349,7 @@ class Store:
         """Read what was appended to the journal since it was last read (by another build
         meanwhile): all of it again when it was replaced (``cache gc``)."""
         path = f"{self._root_str}/.remote/{RECORDS}"
-        with self._records_lock:
+        with self._lock:
             try:
                 with open(path, "rb") as f:
                     st = os.fstat(f.fileno())

@@ -30,7 +30,7 @@ import sys
 import tempfile
 import threading
 from collections import Counter
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import NamedTuple
 
@@ -49,6 +49,7 @@ A_DURATION = "dev.graphbuild.duration"
 MODES = ("off", "read", "readwrite")
 WRITERS = 4
 CHECKERS = 4  # threads checking that a pack's layers are still there, ahead of the lookups
+CHECK_WAIT = 5.0  # seconds the scheduler waits for a pack node's checks under way (answers_now)
 INLINE_MAX = 16 * 1024  # manifests, configs and attestations up to this size are embedded
 INLINE_BUDGET = 512 * 1024  # and at most this much of what is not a manifest or config
 STATS_FILE = "remote-cache-stats.json"
@@ -366,7 +367,12 @@ class RemoteCache:
     def answers_now(self, node: NodeId, key: str) -> bool:
         """Whether the lookup of ``node`` needs no network: the pack holds ``key`` for it with
         everything embedded, and its layers are known to be there (so it can run on the
-        scheduler's thread, not handed to another: fewer threads taking turns at the GIL)."""
+        scheduler's thread, not handed to another: fewer threads taking turns at the GIL).
+
+        Checks of its layers still under way (they started with the pack) are waited for, up
+        to CHECK_WAIT: the lookup would wait for them anyway, and while this thread waits it
+        lets the checking threads run; it would otherwise hold the GIL, which they need for
+        each request, and hand them a turn only every switch interval."""
         if not self._pack_read.is_set() or self._pack.get(node, ("",))[0] != key:
             return False
         layers = self._local.get(node)
@@ -374,8 +380,11 @@ class RemoteCache:
             return False
         with self._lock:
             checks = [self._checks.get(d) for d in layers if d not in self._present]
-        return all(c is not None and c.done() and not c.cancelled() and c.exception() is None
-                   and c.result() for c in checks)
+        if any(c is None for c in checks):
+            return False
+        wait(checks, timeout=CHECK_WAIT)
+        return all(c.done() and not c.cancelled() and c.exception() is None and c.result()
+                   for c in checks)
 
     def _from_pack(self, node: NodeId | None, key: str, store, cas) -> Entry | None:
         """The pack's entry for ``key`` with its content in place, if the pack holds one for

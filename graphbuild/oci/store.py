@@ -117,6 +117,7 @@ class Store:
         self._journal: tuple[int | None, int] | None = None  # (inode, bytes) of it read
         self._lock = threading.Lock()  # the remote-only records; the closures read once
         self._written: dict[str, dict] = {}  # the remote-only records this Store wrote
+        self._journal_file: IO[bytes] | None = None  # appending to them
         # Fetches a remote-only blob into the store: ``fetch_remote(record, digest)``. Set by
         # whoever can reach the remote cache (engine.remote_cache.open_store); None elsewhere.
         self.fetch_remote: Callable[[dict, str], None] | None = None
@@ -252,6 +253,7 @@ class Store:
 
     def save(self) -> None:
         """Keep what this process learned for the next (call at the end of a build)."""
+        self._close_journal()
         if self._closures_dirty and self.root.is_dir():
             from graphbuild.engine.hashing import write_pickle
 
@@ -303,22 +305,23 @@ class Store:
                                                                         blob)
         if not blobs:
             return
-        folder = f"{self._root_str}/.remote"
-        if folder not in self._made:
-            os.makedirs(folder, exist_ok=True)
-            self._made.add(folder)
-        path = f"{folder}/{RECORDS}"
         line = json.dumps({"registry": registry, "repository": repository, "blobs": blobs},
                           separators=(",", ":")).encode() + b"\n"
-        # no fsync: a record lost to a power loss makes its blob missing, which a later use
-        # reports and rebuilds
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        try:
-            with writing(path):
-                if os.write(fd, line) != len(line):  # a full disk: the cut line does not parse
-                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), path)
-        finally:
-            os.close(fd)
+        self._append_record_line(line)
+
+    def _append_record_line(self, line: bytes) -> None:
+        """One write to the journal, kept open (appending) until ``save``. No fsync: a record
+        lost to a power loss makes its blob missing, which a later use reports and rebuilds."""
+        folder = f"{self._root_str}/.remote"
+        path = f"{folder}/{RECORDS}"
+        with self._lock, writing(path):
+            if self._journal_file is None:
+                if folder not in self._made:
+                    os.makedirs(folder, exist_ok=True)
+                    self._made.add(folder)
+                self._journal_file = open(path, "ab", buffering=0)  # noqa: SIM115 - closed in save
+            if self._journal_file.write(line) != len(line):  # a full disk: the cut line
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), path)  # does not parse
 
     def remote_record(self, digest: str) -> dict | None:
         """Where a remote-only blob is (None when it is in the store, or nowhere)."""
@@ -410,6 +413,12 @@ class Store:
         self.put_bytes(data, digest, sync=False)
         return True
 
+    def _close_journal(self) -> None:
+        with self._lock:
+            if self._journal_file is not None:
+                self._journal_file.close()
+                self._journal_file = None
+
     def _rewrite_records(self, keep: set[str], dry_run: bool) -> int:
         """``gc``: keep only the records of ``keep`` (and of blobs not in the store); the
         number dropped. Earlier versions' ``.remote/<hex>`` files are folded in."""
@@ -431,6 +440,7 @@ class Store:
                                    separators=(",", ":")).encode() + b"\n"
                         for d, r in kept.items())
         tmp = self._write_temp(data)
+        self._close_journal()  # appends go to the new file
         os.replace(tmp, folder / RECORDS)
         for p in legacy:
             p.unlink(missing_ok=True)

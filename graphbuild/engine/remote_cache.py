@@ -593,8 +593,9 @@ class RemoteCache:
 
 
 class _Hit:
-    """What one hit puts in place: the blobs it wrote or found, the ones it records as
-    remote-only (descriptor, embedded bytes or None: written in one go at its end)."""
+    """What one hit puts in place: the blobs it wrote or found in the store, and the ones it
+    records as remote-only ((descriptor, the entry's base64 text of it or None), recorded in
+    one go at its end)."""
 
     def __init__(self, store, texts: dict[str, str]) -> None:
         self.store, self.texts = store, texts
@@ -620,9 +621,8 @@ class _Hit:
         return self._bytes[digest]
 
     def defer(self, desc: dict) -> bytes | None:
-        """An embedded blob, checked by digest, recorded as remote-only with its bytes (it is
-        put in the store when read; ``Store.mark_remote_many`` leaves one the store has);
-        None when the entry does not embed it."""
+        """An embedded blob the store lacks, checked by digest, recorded as remote-only with
+        its bytes (it is put in the store when read); None when the entry does not embed it."""
         digest = desc["digest"]
         data = self.embedded(digest)
         if data is None:

@@ -330,8 +330,8 @@ class Store:
         return self.record_of_absent(digest)
 
     def written_record(self, digest: str) -> dict | None:
-        """The remote-only record of ``digest`` this Store wrote (this process found the blob
-        absent, and put no copy there since unless it fetched it)."""
+        """The remote-only record this Store wrote for ``digest`` (the blob was absent then)
+        and has not fetched since: a no-op check takes the blob as there, with no stat."""
         return self._written.get(digest)
 
     def record_of_absent(self, digest: str) -> dict | None:

@@ -102,3 +102,31 @@ def test_paths_changed_in_the_last_two_seconds_are_not_trusted(ws):
         os.utime(ws.path(path), (past, past))
     assert _built(ws) == {"//img:img[linux/amd64]": "cached"}
     assert not _remembered_kinds(ws) & {"packages", "image-facts"}
+
+
+def test_a_path_on_the_way_is_stamped_by_identity(tmp_path, trust_fresh_paths):
+    """An Identity path keeps a result valid while entries are added beside it, and not once
+    it is replaced by another directory or by a symlink (even to the same directory, whose
+    files keep their stamps); a full stamp changes with any entry."""
+    from graphbuild.engine.treecache import Identity, TreeCache
+
+    way, leaf = tmp_path / "way", tmp_path / "way" / "leaf"
+    leaf.mkdir(parents=True)
+    cache = TreeCache(tmp_path / "cache.pickle")
+    on_the_way = [Identity(str(tmp_path)), Identity(str(way)), str(leaf)]
+    cache.put("k", on_the_way, "result")
+    cache.put("full", [str(tmp_path)], "result")
+    (tmp_path / "beside").mkdir()  # new entries in the directories on the way
+    (way / "other").write_text("x")
+    assert cache.get("k") == "result" and cache.get("full") is None
+    os.rename(way, tmp_path / "real")
+    os.symlink(tmp_path / "real", way)  # the same directory, through a symlink
+    assert cache.get("k") is None
+    os.remove(way)
+    way.mkdir()
+    cache.put("k", on_the_way[:2], "result")
+    assert cache.get("k") == "result"
+    (tmp_path / "another").mkdir()
+    os.rename(way, tmp_path / "old")
+    os.rename(tmp_path / "another", way)  # another directory in its place
+    assert cache.get("k") is None

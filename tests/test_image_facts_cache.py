@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import os
 import pickle
+import shutil
 import tarfile
 
 from graphbuild.oci.store import Store
@@ -184,3 +185,40 @@ def test_named_directory_context_is_watched_too(ws, trust_fresh_paths):
     ws.write({"common/conf/a.conf": "changed\n"})
     assert _run(ws) == {AMD: "built"}
     assert _files(ws, AMD)["conf/a.conf"] == b"changed\n"
+
+
+def test_facts_the_first_build_remembers_survive_its_creating_the_cache_dir(ws,
+                                                                          trust_fresh_paths):
+    """The first build creates .graphbuild at the workspace root, which changes the root's
+    times. The root is only on the way to img/ (stamped by identity, not its times), so the
+    next no-op uses the facts that build remembered instead of reading the Dockerfile again."""
+    ws.write(BASE)
+    assert not ws.path(".graphbuild").exists()
+    assert set(_run(ws).values()) == {"built"}
+    first = _remembered_entries(ws)
+    assert len(first) == 1
+    assert set(_run(ws).values()) == {"cached"}
+    assert _remembered_entries(ws) == first  # not computed and stamped again
+
+
+def _remembered_entries(ws) -> dict:
+    with open(ws.path(".graphbuild/tree-cache.pickle"), "rb") as fh:
+        return {k: v for k, v in pickle.load(fh).items() if k[0] == "image-facts"}
+
+
+def test_a_directory_on_the_way_replaced_is_seen(ws, tmp_path, trust_fresh_paths):
+    """A directory leading to the Dockerfile and context, replaced by another, is seen through
+    the remembered facts (and so is the first one put back)."""
+    nested = {f"svc/{k}": v for k, v in BASE.items()}
+    ws.write(nested)
+    node = "//svc/img:img[linux/amd64]"
+    assert set(_run(ws).values()) == {"built"}
+    assert _run(ws)[node] == "cached" and _remembered(ws)
+    os.rename(ws.path("svc"), tmp_path / "svc.old")
+    ws.write({**nested, "svc/img/one.txt": "one, replaced\n"})
+    assert _run(ws)[node] == "built"
+    assert _files(ws, node)["x"] == b"one, replaced\n"
+    shutil.rmtree(ws.path("svc"))
+    os.rename(tmp_path / "svc.old", ws.path("svc"))
+    assert _run(ws)[node] == "cached"
+    assert _files(ws, node)["x"] == b"1\n"

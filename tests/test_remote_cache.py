@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import re
 import urllib.request
 
@@ -76,6 +75,13 @@ def _layers(ws: WorkspaceFixture) -> set[str]:
     return out
 
 
+def _remote_only(ws: WorkspaceFixture) -> set[str]:
+    """The blobs ``ws``'s store records as remote-only (a fresh Store reads the records)."""
+    from graphbuild.oci.store import Store
+
+    return Store(ws.root / ".graphbuild" / "oci").remote_digests()
+
+
 def _blob_gets(registry, repo: str) -> set[str]:
     return {path.split("/blobs/")[1].split("?")[0]
             for _, path, status in registry.requests(repo, "GET", "blobs")}
@@ -116,6 +122,60 @@ def test_second_runner_builds_nothing_and_downloads_no_layer(tmp_path, registry)
     assert _run(b, "//...")[0]["built"] == 0
     stats = b.run("cache", "stats")  # the last run's figures: that third run asked nothing
     assert "remote cache" in stats.out and "last run: 0 hits" in stats.out, stats
+
+
+def test_a_hit_writes_no_blob_until_one_is_read(tmp_path, registry):
+    """A hit writes no blob into the store: what the entry embeds (indexes, manifests,
+    configs, attestation records) is checked by digest and recorded as remote-only with its
+    bytes, and put in the store when something reads it, with no download; `--download all`
+    then makes the store's layout whole, as other OCI tools read it."""
+    cache = f"{registry.host}/{unique_repo('cache')}"
+    a, b = (_runner(tmp_path, n, _files(cache, apps=1)) for n in "ab")
+    _run(a, "//...")
+    repo = cache.split("/", 1)[1]
+    got = len(registry.requests(repo, "GET", "blobs"))
+    _run(b, "//...")
+    from graphbuild.oci.store import Store
+
+    store_a, store_b = (Store(w.root / ".graphbuild" / "oci") for w in (a, b))
+    records = [e["digest"] for e in store_a.entries() if e.get("artifactType")]  # provenance
+    assert len(records) == 4  # base and app0, two platforms each
+    image = store_b.lookup("//app0:app[linux/amd64]")
+    blobs = b.root / ".graphbuild" / "oci" / "blobs" / "sha256"
+    assert not blobs.exists() or not list(blobs.iterdir())
+    assert {*records, image["digest"]} <= _remote_only(b)
+    assert _run(b, "//...")[0]["built"] == 0  # the no-op check takes the records as present
+    read = {*records, image["digest"]}
+    for digest in records:  # the record and its statement, as runner a made them
+        doc = store_b.read_json(digest)
+        assert doc == store_a.read_json(digest)
+        statement = doc["layers"][0]["digest"]
+        read.add(statement)
+        assert store_b.read_bytes(statement) == store_a.read_bytes(statement)
+        assert (blobs / digest[7:]).is_file() and (blobs / statement[7:]).is_file()
+    manifest = store_b.read_json(image["digest"])
+    assert manifest == store_a.read_json(image["digest"])
+    assert store_b.read_bytes(manifest["config"]["digest"]) == \
+        store_a.read_bytes(manifest["config"]["digest"])
+    read.add(manifest["config"]["digest"])
+    gets = {path.rsplit("/", 1)[1] for _, path, _ in registry.requests(repo, "GET", "blobs")[got:]}
+    assert gets and not gets & read  # the pack and the command's tree only
+    res = b.run("inspect", "//app0:app[linux/amd64]", "--referrers")  # lists a remote-only one
+    assert res.code == 0, res
+    listed = {r["digest"] for r in json.loads(res.out)["manifests"]}
+    assert set(records) & listed, (records, listed)
+    _run(b, "//...", "--download", "all")
+    assert not _remote_only(b)
+    layout = b.root / ".graphbuild" / "oci"  # read as another tool does: files only
+    todo = json.loads((layout / "index.json").read_text())["manifests"]
+    while todo:
+        desc = todo.pop()
+        data = (blobs / desc["digest"][7:]).read_bytes()
+        assert "sha256:" + hashlib.sha256(data).hexdigest() == desc["digest"]
+        if desc["mediaType"].endswith(("manifest.v1+json", "index.v1+json")):
+            doc = json.loads(data)
+            todo += doc.get("manifests", []) + [doc.get("config")] * ("config" in doc) + \
+                doc.get("layers", [])
 
 
 def test_an_edited_file_rebuilds_exactly_that_target(tmp_path, registry):
@@ -486,7 +546,7 @@ def test_download_all_fetches_every_layer(tmp_path, registry):
     _run(b, "//...", "--download", "all")
     blobs = b.root / ".graphbuild" / "oci" / "blobs" / "sha256"
     assert all((blobs / d[7:]).exists() for d in _layers(a))
-    assert not list((b.root / ".graphbuild" / "oci" / ".remote").iterdir())
+    assert not _remote_only(b)
 
 
 def test_gc_keeps_remote_only_records_that_outputs_need(tmp_path, registry):
@@ -495,11 +555,10 @@ def test_gc_keeps_remote_only_records_that_outputs_need(tmp_path, registry):
     a, b = _runner(tmp_path, "a", files), _runner(tmp_path, "b", files)
     _run(a, "//...")
     _run(b, "//...")
-    remote = b.root / ".graphbuild" / "oci" / ".remote"
-    before = set(os.listdir(remote))
+    before = _remote_only(b)
     assert before
     assert b.run("cache", "gc").code == 0
-    assert set(os.listdir(remote)) == before
+    assert _remote_only(b) == before
     assert b.run("export", "//app0:app[linux/amd64]", "-o", str(tmp_path / "y.tar")).code == 0
 
 

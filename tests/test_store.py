@@ -394,3 +394,112 @@ def test_set_refs_many_equals_set_refs_one_by_one(tmp_path: Path) -> None:
             one.set_refs(label, desc, tags)
         many.set_refs_many(items)
         assert many.entries() == one.entries(), round_
+
+
+# -- remote-only records ----------------------------------------------------------------------
+
+
+def _desc(data: bytes, media_type: str = TEST_JSON) -> dict:
+    import hashlib
+
+    return {"mediaType": media_type, "digest": "sha256:" + hashlib.sha256(data).hexdigest(),
+            "size": len(data)}
+
+
+def test_remote_records_are_one_journal_and_another_store_sees_new_ones(tmp_path: Path) -> None:
+    """A hit's records are appended to one file (no file per blob), and a Store that read the
+    records before (a concurrent build) finds what was appended since."""
+    early = Store(tmp_path / "oci")
+    assert early.remote_digests() == set()
+    writer = Store(tmp_path / "oci")
+    blobs = [_desc(f"layer {i}".encode(), mt.OCI_LAYER_GZIP) for i in range(5)]
+    writer.mark_remote_many([(d, None) for d in blobs], "reg.example", "cache")
+    assert os.listdir(tmp_path / "oci" / ".remote") == ["records.jsonl"]
+    record = early.remote_record(blobs[3]["digest"])
+    assert record and (record["registry"], record["repository"], record["size"]) == \
+        ("reg.example", "cache", blobs[3]["size"])
+    assert early.remote_digests() == {d["digest"] for d in blobs}
+    assert early.check_blob(blobs[0]["digest"], blobs[0]["size"]) is None
+    assert "missing" in early.check_blob(_desc(b"other")["digest"])
+    with pytest.raises(BlobNotFound, match="cannot reach it"):  # no network for this command
+        early.read_bytes(blobs[0]["digest"])
+
+
+def test_a_record_with_bytes_is_put_in_place_on_first_read_checked(tmp_path: Path) -> None:
+    store = Store(tmp_path / "oci")
+    good, bad = b'{"good": 1}', b'{"bad": 1}'
+    store.mark_remote_many([(_desc(good), good), (_desc(bad), b'{"BAD": 1}')], "r", "c")
+    blob = store.blob_path(_desc(good)["digest"])
+    assert not blob.exists()
+    fresh = Store(tmp_path / "oci")  # from the journal, not from memory
+    assert fresh.read_bytes(_desc(good)["digest"]) == good and blob.is_file()
+    assert fresh.remote_record(_desc(good)["digest"]) is None  # in the store now
+    # bytes that are not the blob's are never stored: it must be fetched (here it cannot be)
+    with pytest.raises(BlobNotFound):
+        fresh.read_bytes(_desc(bad)["digest"])
+    assert not store.blob_path(_desc(bad)["digest"]).exists()
+
+
+def test_a_torn_journal_line_is_skipped(tmp_path: Path) -> None:
+    store = Store(tmp_path / "oci")
+    one, two = _desc(b"one", mt.OCI_LAYER_GZIP), _desc(b"two", mt.OCI_LAYER_GZIP)
+    store.mark_remote_many([(one, None)], "r", "c")
+    with open(tmp_path / "oci" / ".remote" / "records.jsonl", "ab") as f:
+        f.write(b'{"digest": "sha256:12\n')  # a crash mid-append
+    store.mark_remote_many([(two, None)], "r", "c")
+    assert Store(tmp_path / "oci").remote_digests() == {one["digest"], two["digest"]}
+
+
+def test_gc_keeps_reachable_records_drops_the_rest_and_walks_recorded_manifests(
+        tmp_path: Path) -> None:
+    """gc rewrites the journal with the records something reaches, looking into a recorded
+    manifest (from its bytes, without writing it); an earlier version's per-blob record files
+    are folded in."""
+    store = Store(tmp_path / "oci")
+    layer, gone = _desc(b"layer", mt.OCI_LAYER_GZIP), _desc(b"gone", mt.OCI_LAYER_GZIP)
+    config = store.put_json({"config": "x"}, TEST_JSON)
+    manifest = canonical_json({"schemaVersion": 2, "mediaType": mt.OCI_MANIFEST,
+                               "config": config, "layers": [layer]})
+    mdesc = _desc(manifest, mt.OCI_MANIFEST)
+    store.mark_remote_many([(mdesc, manifest), (layer, None), (gone, None)], "r", "c")
+    legacy = _desc(b"legacy", mt.OCI_LAYER_GZIP)
+    (tmp_path / "oci" / ".remote" / legacy["digest"][7:]).write_text(json.dumps(
+        {"registry": "r", "repository": "c", "size": legacy["size"]}))
+    assert Store(tmp_path / "oci").remote_digests() == \
+        {mdesc["digest"], layer["digest"], gone["digest"], legacy["digest"]}
+    removed, _ = Store(tmp_path / "oci").gc(extra_roots=[mdesc])
+    assert removed == 2  # the records of `gone` and `legacy`
+    after = Store(tmp_path / "oci")
+    assert after.remote_digests() == {mdesc["digest"], layer["digest"]}
+    assert not after.has_blob(mdesc["digest"])  # gc only looked
+    assert os.listdir(tmp_path / "oci" / ".remote") == ["records.jsonl"]
+    assert [d["digest"] for d in after.walk(mdesc)] == \
+        [mdesc["digest"], config["digest"], layer["digest"]]
+
+
+def test_threads_reading_one_remote_only_blob_at_once_all_get_it(tmp_path: Path) -> None:
+    """Two builds of one run read a remote hit's config together: one puts it in place, and
+    the other, finding its record gone meanwhile, reads what is there now."""
+    import threading
+
+    store = Store(tmp_path / "oci")
+    blobs = [f"blob {i}\n".encode() * 40 for i in range(200)]
+    store.mark_remote_many([(_desc(b), b) for b in blobs], "r", "c")
+    errors: list[Exception] = []
+    for data in blobs:
+        barrier = threading.Barrier(4)
+        digest = _desc(data)["digest"]
+
+        def read(digest=digest, barrier=barrier) -> None:
+            barrier.wait()
+            try:
+                store.read_bytes(digest)
+            except BlobNotFound as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=read) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert not errors, errors[:3]

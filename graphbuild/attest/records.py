@@ -54,8 +54,9 @@ def referrers_in_store(store, subject_digest: str) -> list[dict]:
     lists them: artifact manifests' descriptors with their ``artifactType``)."""
     out = []
     for entry in store.entries():
-        if not entry.get("artifactType") or not store.has_blob(entry["digest"]):
-            continue
+        if not entry.get("artifactType") or not (store.has_blob(entry["digest"]) or
+                                                 store.remote_record(entry["digest"])):
+            continue  # remote-only (a remote cache hit's): read from its record
         subject = store.read_json(entry["digest"]).get("subject") or {}
         if subject.get("digest") == subject_digest:
             out.append({k: entry[k] for k in ("mediaType", "digest", "size", "artifactType")})

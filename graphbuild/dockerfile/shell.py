@@ -19,6 +19,9 @@ GO_SPACE = frozenset(
     "\t\n\v\f\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009"
     "\u200a\u2028\u2029\u202f\u205f\u3000"
 )
+_GO_SPACE_STR = "".join(sorted(GO_SPACE))
+_GO_SPACE_RE = re.compile(f"[{re.escape(_GO_SPACE_STR)}]+")
+_PLAIN_SPECIAL = frozenset("$'\"\ufeff")  # what the pass below may change in a word
 SPECIAL_PARAMS = frozenset("@*#?-$!0")
 _REGEX_SPECIAL = frozenset("[]{}.+()|^$")
 
@@ -156,6 +159,11 @@ class ShellLex:
 
     def process(self, word: str, env: Mapping[str, str]) -> Expansion:
         """Expand ``word``; errors raise DockerfileSyntaxError with BuildKit's message."""
+        if _PLAIN_SPECIAL.isdisjoint(word) and self.escape not in word:
+            # nothing to expand, unquote or unescape (most words): the word as it is, split on
+            # whitespace as the pass below would
+            trimmed = word.strip(_GO_SPACE_STR)
+            return Expansion(word, _GO_SPACE_RE.split(trimmed) if trimmed else [], set(), set())
         state = _Word(self, word, env)
         try:
             result, words = state.stop_on(None, self.raw_escapes)

@@ -7,10 +7,12 @@ outcome, so registry garbage collection keeps them while the tag lives, and whos
 hold the outcome itself. A command's output tree is one tar layer; an image's manifests,
 configs and layers are its layers as they are.
 
-Reading is "build without the bytes": a hit for an image fetches its manifests and configs
-(a few KB, each checked by digest) and records its layers as remote-only in the store, which
-fetches one only when something reads it (``Store.open_blob``). A layer the entry names but
-the registry lacks makes the entry a miss, never a false hit. Writing runs beside the build
+Reading is "build without the bytes": a hit for an image takes its manifests and configs (a
+few KB, embedded in the entry, else downloaded; each checked by digest) and records them as
+remote-only in the store with their bytes, and its layers without, so a fresh runner's hits
+create no file each; the store writes a blob, or fetches a layer, only when something reads
+it (``Store.open_blob``). A layer the entry names but the registry lacks makes the entry a
+miss, never a false hit. Writing runs beside the build
 on its own threads; a cache that cannot be reached or written is one warning, not a failure.
 
 A run with a scope also reads (and, writing, replaces) that scope's pack (``remote_pack``):
@@ -20,6 +22,7 @@ the entries of its last run in one blob, so a fresh runner's lookups need no GET
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import json
 import os
@@ -27,7 +30,7 @@ import sys
 import tempfile
 import threading
 from collections import Counter
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import NamedTuple
 
@@ -46,6 +49,7 @@ A_DURATION = "dev.graphbuild.duration"
 MODES = ("off", "read", "readwrite")
 WRITERS = 4
 CHECKERS = 4  # threads checking that a pack's layers are still there, ahead of the lookups
+CHECK_WAIT = 5.0  # seconds the scheduler waits for a pack node's checks under way (answers_now)
 INLINE_MAX = 16 * 1024  # manifests, configs and attestations up to this size are embedded
 INLINE_BUDGET = 512 * 1024  # and at most this much of what is not a manifest or config
 STATS_FILE = "remote-cache-stats.json"
@@ -103,7 +107,8 @@ class RemoteCache:
         self._inflight: dict[str, threading.Event] = {}  # digest -> set when its write ends
         # digest -> what it reaches (manifests, indexes), for those a hit has put in place
         self._children: dict[str, list[dict]] = {}
-        self._placed: set[str] = set()  # configs and layers a hit has put in place
+        self._placed: set[str] = set()  # blobs a hit has put in the store
+        self._deferred: set[str] = set()  # blobs a hit has recorded as remote-only
         self._warned: set[str] = set()
         self._writer: ThreadPoolExecutor | None = None
         self._cancelled = threading.Event()  # set on Ctrl-C: writes under way stop
@@ -178,12 +183,16 @@ class RemoteCache:
             if "tree" in outcome.data:
                 self._fetch_tree(entry.doc, outcome, cas)
             elif "descriptor" in outcome.data:
-                inline = _inline(entry.doc)
+                hit = _Hit(store, _inline(entry.doc))
                 for root in [outcome.data["descriptor"], *outcome.data.get("referrers", ())]:
                     listing: list = []
-                    self._fetch_closure(root, store, inline, listing, set())
+                    self._fetch_closure(root, hit, listing, set())
                     # the hit's no-op check then reads no manifest back
                     store.remember_closure(root["digest"], listing)
+                store.mark_remote_many(hit.remote, self.registry, self.repo)  # one write
+                with self._lock:
+                    self._placed.update(hit.placed)
+                    self._deferred.update(hit.deferred)
             else:
                 raise EntryUnusable("the entry records neither a tree nor an image")
         except (KeyError, TypeError, ValueError) as exc:  # a manifest without its fields
@@ -210,45 +219,55 @@ class RemoteCache:
         if got != outcome.digest:
             raise EntryUnusable(f"its tree is {got}, the entry says {outcome.digest}")
 
-    def _fetch_closure(self, desc: dict, store, inline: dict[str, bytes], listing: list,
-                       seen: set[str]) -> None:
-        """Manifests and configs into the store (checked by digest); layers checked to be
-        there and recorded as remote-only; ``listing`` gets (digest, size) of each, as
-        ``verify.closure`` lists them."""
+    def _fetch_closure(self, desc: dict, hit: _Hit, listing: list, seen: set[str]) -> None:
+        """What ``desc`` reaches, checked and recorded as remote-only in the store, written
+        only when read: the blobs the entry embeds (manifests, configs, attestations) checked
+        by digest and recorded with their bytes; layers checked to be in the registry. A
+        manifest or config the entry does not embed is downloaded (checked by digest) and
+        written. ``listing`` gets (digest, size) of each, as ``verify.closure`` lists them."""
         digest = desc["digest"]
         if digest in seen:
             return
         seen.add(digest)
         listing.append((digest, desc.get("size")))
         media_type = desc.get("mediaType")
-        if mt.is_index(media_type) or mt.is_manifest(media_type):
-            children = self._children.get(digest)
-            if children is None:  # not put in place by an earlier hit of this run
-                doc = json.loads(self._small(digest, store, inline))
-                children = doc.get("manifests", []) if mt.is_index(media_type) else \
-                    [doc["config"], *doc.get("layers", [])]
-            for child in children:
-                self._fetch_closure(child, store, inline, listing, seen)
-            with self._lock:
-                self._children[digest] = children
-        elif digest in self._placed:  # by an earlier hit of this run (an index's child)
-            return
-        elif _is_metadata(desc) or digest in inline:  # a config, an attestation
-            self._small(digest, store, inline)
-        elif not store.has_blob(digest):
+        manifest = mt.is_index(media_type) or mt.is_manifest(media_type)
+        with self._lock:  # by an earlier hit of this run (say an index's child)
+            done = digest in self._placed or digest in self._deferred
+        done = done or digest in hit.placed or digest in hit.deferred
+        data = None
+        if done:
+            pass
+        elif hit.embedded(digest) is not None and not hit.has_blob(digest):
+            data = hit.defer(desc)
+        elif manifest or _is_metadata(desc) or digest in hit.texts:  # a copy there is checked
+            data = self._small(digest, hit)
+        elif not hit.has_blob(digest):
             self._check_present(digest)
-            store.mark_remote(desc, self.registry, self.repo)
+            hit.remote.append((desc, None))
+            hit.deferred.add(digest)
+        if not manifest:
+            return
+        children = self._children.get(digest)
+        if children is None:
+            doc = json.loads(data if data is not None else self._small(digest, hit))
+            children = doc.get("manifests", []) if mt.is_index(media_type) else \
+                [doc["config"], *doc.get("layers", [])]
+        for child in children:
+            self._fetch_closure(child, hit, listing, seen)
         with self._lock:
-            self._placed.add(digest)
+            self._children[digest] = children
 
-    def _small(self, digest: str, store, inline: dict[str, bytes]) -> bytes:
+    def _small(self, digest: str, hit: _Hit) -> bytes:
         """A manifest, config or embedded attestation: from the store, else from the entry
         (embedded), else downloaded; checked by digest on its way into the store."""
         from ..oci.store import BlobCorrupt
 
-        data = inline.get(digest)
+        store = hit.store
+        data = hit.embedded(digest)
         if data is None:
             if store.has_blob(digest):
+                hit.placed.add(digest)
                 return store.read_bytes(digest)
             with tempfile.TemporaryFile() as tmp:
                 self._download(digest, tmp, None)
@@ -257,8 +276,9 @@ class RemoteCache:
         try:  # checked by digest; a store copy damaged in place is replaced
             store.put_bytes(data, digest, sync=False)
         except BlobCorrupt:
-            raise EntryUnusable(f"the entry's copy of {digest} is corrupt" if digest in inline
+            raise EntryUnusable(f"the entry's copy of {digest} is corrupt" if digest in hit.texts
                                 else f"blob {digest} is corrupt") from None
+        hit.placed.add(digest)
         return data
 
     def _download(self, digest: str, dest, size: int | None) -> None:
@@ -347,7 +367,12 @@ class RemoteCache:
     def answers_now(self, node: NodeId, key: str) -> bool:
         """Whether the lookup of ``node`` needs no network: the pack holds ``key`` for it with
         everything embedded, and its layers are known to be there (so it can run on the
-        scheduler's thread, not handed to another: fewer threads taking turns at the GIL)."""
+        scheduler's thread, not handed to another: fewer threads taking turns at the GIL).
+
+        Checks of its layers still under way (they started with the pack) are waited for, up
+        to CHECK_WAIT: the lookup would wait for them anyway, and while this thread waits it
+        lets the checking threads run; it would otherwise hold the GIL, which they need for
+        each request, and hand them a turn only every switch interval."""
         if not self._pack_read.is_set() or self._pack.get(node, ("",))[0] != key:
             return False
         layers = self._local.get(node)
@@ -355,8 +380,11 @@ class RemoteCache:
             return False
         with self._lock:
             checks = [self._checks.get(d) for d in layers if d not in self._present]
-        return all(c is not None and c.done() and not c.cancelled() and c.exception() is None
-                   and c.result() for c in checks)
+        if any(c is None for c in checks):
+            return False
+        wait(checks, timeout=CHECK_WAIT)
+        return all(c.done() and not c.cancelled() and c.exception() is None and c.result()
+                   for c in checks)
 
     def _from_pack(self, node: NodeId | None, key: str, store, cas) -> Entry | None:
         """The pack's entry for ``key`` with its content in place, if the pack holds one for
@@ -564,6 +592,48 @@ class RemoteCache:
             pool.shutdown(wait=False, cancel_futures=True)
 
 
+class _Hit:
+    """What one hit puts in place: the blobs it wrote or found in the store, and the ones it
+    records as remote-only ((descriptor, the entry's base64 text of it or None), recorded in
+    one go at its end)."""
+
+    def __init__(self, store, texts: dict[str, str]) -> None:
+        self.store, self.texts = store, texts
+        self._bytes: dict[str, bytes | None] = {}
+        self._local = store.holds_blobs()  # else no stat per blob (a fresh runner's store)
+        self.placed: set[str] = set()
+        self.deferred: set[str] = set()
+        self.remote: list[tuple[dict, str | None]] = []
+
+    def has_blob(self, digest: str) -> bool:
+        return self._local and self.store.has_blob(digest)
+
+    def embedded(self, digest: str) -> bytes | None:
+        """The bytes the entry embeds for ``digest`` (None: none, or text that does not
+        decode: then the blob is downloaded instead), unchecked."""
+        if digest not in self._bytes:
+            text = self.texts.get(digest)
+            try:
+                self._bytes[digest] = None if text is None else \
+                    base64.b64decode(text, validate=True)
+            except ValueError:
+                self._bytes[digest] = None
+        return self._bytes[digest]
+
+    def defer(self, desc: dict) -> bytes | None:
+        """An embedded blob the store lacks, checked by digest, recorded as remote-only with
+        its bytes (it is put in the store when read); None when the entry does not embed it."""
+        digest = desc["digest"]
+        data = self.embedded(digest)
+        if data is None:
+            return None
+        if "sha256:" + hashlib.sha256(data).hexdigest() != digest:
+            raise EntryUnusable(f"the entry's copy of {digest} is corrupt")
+        self.remote.append((desc, self.texts[digest]))  # recorded as the entry has it
+        self.deferred.add(digest)
+        return data
+
+
 def _parse_entry(doc) -> Entry:
     try:
         outcome = json.loads(doc["annotations"][A_OUTCOME])
@@ -575,17 +645,12 @@ def _parse_entry(doc) -> Entry:
         raise EntryUnusable(f"the entry does not parse: {exc}") from None
 
 
-def _inline(entry: dict) -> dict[str, bytes]:
-    """The blobs an entry embeds (``data`` of its layer descriptors), unchecked: their digests
-    are checked on the way into the store."""
-    out = {}
-    for layer in entry.get("layers", ()):
-        if isinstance(layer, dict) and isinstance(layer.get("data"), str):
-            try:
-                out[layer["digest"]] = base64.b64decode(layer["data"], validate=True)
-            except (ValueError, KeyError):
-                continue  # then downloaded instead
-    return out
+def _inline(entry: dict) -> dict[str, str]:
+    """digest -> the base64 text of each blob an entry embeds (``data`` of its layer
+    descriptors), unchecked: decoded when used, and its digest checked before use."""
+    return {layer["digest"]: layer["data"] for layer in entry.get("layers", ())
+            if isinstance(layer, dict) and isinstance(layer.get("data"), str)
+            and isinstance(layer.get("digest"), str)}
 
 
 def _is_layer(desc: dict) -> bool:

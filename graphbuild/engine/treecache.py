@@ -2,11 +2,17 @@
 Dockerfile reaches), reused while every path they looked at still has the stat stamp it had:
 adding, removing or renaming an entry changes its directory's mtime, and rewriting a file its
 mtime, ctime, size or inode. A path modified in the last two seconds is not trusted, since a
-change within the same clock tick could leave its stamp unchanged (git's "racy" entries)."""
+change within the same clock tick could leave its stamp unchanged (git's "racy" entries).
+
+A directory only passed through on the way to what was read (an ``Identity`` path) is stamped
+by what it is, its inode and file type: replacing it (by another directory, or a symlink)
+changes them, while entries added beside the way do not (the cache directory a first build
+creates at the workspace root, a new package), and no clock tick is involved."""
 
 from __future__ import annotations
 
 import os
+import stat
 import time
 from functools import lru_cache
 from pathlib import Path
@@ -15,6 +21,11 @@ from .hashing import read_pickle, write_pickle
 
 RACY_NS = 2_000_000_000
 MAX_ENTRIES = 50_000  # oldest-written entries go first beyond this
+
+
+class Identity(str):
+    """A path to stamp by its identity (inode and file type, from lstat), not its times: a
+    directory on the way to what was read, whose other entries do not matter."""
 
 
 class TreeCache:
@@ -30,7 +41,8 @@ class TreeCache:
             return None
         paths, result = entry
         try:
-            if all(_stamp(os.stat(p)) == s for p, s in paths):
+            if all((_identity(os.lstat(p)) if s[0] == IDENTITY else _stamp(os.stat(p))) == s
+                   for p, s in paths):
                 return result
         except OSError:
             pass
@@ -38,15 +50,22 @@ class TreeCache:
 
     def put(self, key, paths: list[str], result) -> None:
         """Remember ``result`` for ``key`` unless a path it looked at changed too recently."""
-        try:
-            stamps = [(p, _stamp(os.stat(p))) for p in dict.fromkeys(paths)]
-        except OSError:
-            return
+        full = {p for p in paths if not isinstance(p, Identity)}  # a full stamp wins
         now = time.time_ns()
-        # the last change (mtime, or ctime for a chmod or an mtime set back) must be older
-        # than the coarsest clock tick a file system may have
-        if any(now - max(s[0], s[1]) < RACY_NS for _, s in stamps):
-            self.data.pop(key, None)
+        stamps = []
+        try:
+            for p in dict.fromkeys(paths):
+                if p not in full:
+                    stamps.append((str(p), _identity(os.lstat(p))))
+                    continue
+                s = _stamp(os.stat(p))
+                # the last change (mtime, or ctime for a chmod or an mtime set back) must be
+                # older than the coarsest clock tick a file system may have
+                if now - max(s[0], s[1]) < RACY_NS:
+                    self.data.pop(key, None)
+                    return  # the first such path decides (a fresh clone has them all)
+                stamps.append((p, s))
+        except OSError:
             return
         self.data.pop(key, None)  # re-inserted last: the dict's order is the write order
         self.data[key] = (stamps, result)
@@ -83,3 +102,10 @@ def user_cache() -> TreeCache | None:
 
 def _stamp(st: os.stat_result) -> tuple[int, int, int, int]:
     return st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino
+
+
+IDENTITY = "identity"  # first field of an Identity path's stamp (a full stamp's is an int)
+
+
+def _identity(st: os.stat_result) -> tuple[str, int, int, int]:
+    return IDENTITY, st.st_dev, st.st_ino, stat.S_IFMT(st.st_mode)

@@ -223,11 +223,20 @@ class _Tree:
         self.scoped = scoped
         self.ignore = ignore if ignore else None
         self.what = "the source stage" if scoped else "the build context"
-        self._real_roots = {os.path.normpath(os.path.abspath(root)), os.path.realpath(root)}
+        self._roots: set[str] | None = None  # see _real_roots
         self._visible_below: dict[str, bool] = {}
 
     def host(self, rel: str) -> Path:
         return self.root / rel if rel else self.root
+
+    def _real_roots(self) -> set[str]:
+        """The root as given and as resolved: what an absolute symlink target may start with.
+        Resolved on first need (a realpath stats every directory up to /): analysis makes a
+        tree per COPY and platform, and few contexts hold absolute symlinks."""
+        if self._roots is None:
+            self._roots = {os.path.normpath(os.path.abspath(self.root)),
+                           os.path.realpath(self.root)}
+        return self._roots
 
     def listdir(self, rel: str) -> list[str]:
         if self.walked is not None:
@@ -240,7 +249,7 @@ class _Tree:
         if self.scoped:
             return target.split("/")
         target = os.path.normpath(target)
-        for root in self._real_roots:
+        for root in self._real_roots():
             if target == root or target.startswith(root.rstrip("/") + "/"):
                 return target[len(root) :].split("/")
         raise CopyError(

@@ -9,7 +9,9 @@ lose no entry. ``skopeo``, ``umoci`` and other OCI tools read the store directly
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import errno
 import fcntl
 import hashlib
 import json
@@ -35,6 +37,8 @@ _DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
 _REF_NAME_RE = re.compile(
     r"^[A-Za-z0-9]+(?:(?:[-._:@+]|--)[A-Za-z0-9]+)*(?:/[A-Za-z0-9]+(?:(?:[-._:@+]|--)[A-Za-z0-9]+)*)*$"
 )
+_HEX_RE = re.compile(r"^[0-9a-f]{64}$")
+RECORDS = "records.jsonl"  # the journal of remote-only records, in .remote/
 # Keys of a descriptor worth recording in index.json (not e.g. a stray "data").
 _DESCRIPTOR_KEYS = ("mediaType", "digest", "size", "platform", "artifactType", "urls")
 
@@ -108,8 +112,12 @@ class Store:
         self._blobs_str = str(self._blobs)
         self._root_str = str(self.root)
         self._ready = False
-        self._made: set[Path] = set()  # directories made by this Store
-        self._records: dict[str, dict] = {}  # remote-only records this Store wrote
+        self._made: set[Path | str] = set()  # directories made by this Store
+        self._records: dict[str, dict] = {}  # remote-only records, as read and written
+        self._journal: tuple[int | None, int] | None = None  # (inode, bytes) of it read
+        self._lock = threading.Lock()  # the remote-only records; the closures read once
+        self._written: dict[str, dict] = {}  # the remote-only records this Store wrote
+        self._journal_file: IO[bytes] | None = None  # appending to them
         # Fetches a remote-only blob into the store: ``fetch_remote(record, digest)``. Set by
         # whoever can reach the remote cache (engine.remote_cache.open_store); None elsewhere.
         self.fetch_remote: Callable[[dict, str], None] | None = None
@@ -174,6 +182,10 @@ class Store:
         # strings, not Paths: a no-op build asks this once per cached image node
         return os.path.isfile(f"{self._blobs_str}/{check_digest(digest)[7:]}")
 
+    def holds_blobs(self) -> bool:
+        """False when the store has no blob at all (``has_blob`` is False for any digest)."""
+        return os.path.isdir(self._blobs_str)
+
     def open_blob(self, digest: str) -> IO[bytes]:
         """Open a blob for binary reading (fetching it first when it is remote-only), hashed
         as it is read: reading its last byte raises BlobCorrupt (and removes it) when it does
@@ -223,7 +235,9 @@ class Store:
         if self._closures is None:
             from graphbuild.engine.hashing import read_pickle
 
-            self._closures = read_pickle(self.root / ".closures.pickle")
+            with self._lock:  # builds on two threads: one dict, or an entry is lost
+                if self._closures is None:
+                    self._closures = read_pickle(self.root / ".closures.pickle")
         return self._closures
 
     def remember_closure(self, digest: str, listing: list) -> None:
@@ -239,6 +253,7 @@ class Store:
 
     def save(self) -> None:
         """Keep what this process learned for the next (call at the end of a build)."""
+        self._close_journal()
         if self._closures_dirty and self.root.is_dir():
             from graphbuild.engine.hashing import write_pickle
 
@@ -256,36 +271,108 @@ class Store:
             return int(record["size"])
 
     # -- remote-only blobs ---------------------------------------------------------------------
-    # A remote cache hit brings an image's manifest and config, not its layers: the store keeps
-    # a record (``.remote/<hex>``: registry, repository, size, media type) of where each layer
-    # is, and fetches it on the first read. ``has_blob`` stays False for them.
+    # A remote cache hit writes no blob: the store keeps a record (registry, repository, size,
+    # media type; for a manifest, config or attestation its bytes, already checked by digest)
+    # of where each blob is, and puts it in place on the first read (one with bytes needs no
+    # network; a layer is fetched). Other OCI tools reading the layout find those blobs only
+    # once read, or after `run --download all`.
+    # ``has_blob`` stays False for them. The records are lines of one append-only journal,
+    # ``.remote/records.jsonl``: a hit appends its records in one write, so a fresh runner's
+    # hundreds of hits create no file each. Appends (O_APPEND, one write each) do not
+    # interleave between concurrent builds; a line torn by a crash does not parse and is
+    # skipped, which makes its blobs missing: the next use reports them and rebuilds.
+    # ``cache gc`` (alone, under the exclusive lock) rewrites the journal with what it keeps.
+    # ``.remote/<hex>`` files, one record each, are what earlier versions wrote: still read.
 
-    def mark_remote(self, descriptor: dict, registry: str, repository: str) -> None:
-        digest = check_digest(descriptor["digest"])
-        if self.has_blob(digest):
+    def mark_remote_many(self, items: list[tuple[dict, bytes | str | None]], registry: str,
+                         repository: str) -> None:
+        """Record blobs the caller found absent from the store as remote-only in
+        ``registry``/``repository``: (descriptor, its bytes, or their base64 text, or None)
+        each; bytes given must hash to the descriptor's digest (checked again when the blob is
+        put in place). Blobs recorded already are left (a record of a blob the store has is
+        not used). One journal line, one write."""
+        blobs = []
+        records = self._remote_records()
+        for desc, data in items:
+            digest = check_digest(desc["digest"])
+            if digest in records:
+                continue
+            text = base64.b64encode(data).decode() if isinstance(data, bytes) else data
+            blob = [digest, int(desc["size"]), desc.get("mediaType", ""), text]
+            blobs.append(blob)
+            with self._lock:
+                self._records[digest] = self._written[digest] = _record(registry, repository,
+                                                                        blob)
+        if not blobs:
             return
-        record = {"registry": registry, "repository": repository,
-                  "size": int(descriptor["size"]), "mediaType": descriptor.get("mediaType", "")}
-        folder = self.root / ".remote"
-        if folder not in self._made:
-            folder.mkdir(parents=True, exist_ok=True)
-            self._made.add(folder)
-        # no fsync: a record lost to a power loss makes its blob missing, which a later use
-        # reports and rebuilds; strings, not Paths: a remote cache hit writes hundreds
-        path = f"{folder}/{digest[7:]}"
-        tmp = f"{folder}/.{digest[7:]}.{os.getpid()}.{threading.get_ident()}"
-        _write_file(tmp, canonical_json(record), 0o644, sync=False)
-        os.replace(tmp, path)
-        self._records[digest] = record
+        line = json.dumps({"registry": registry, "repository": repository, "blobs": blobs},
+                          separators=(",", ":")).encode() + b"\n"
+        self._append_record_line(line)
+
+    def _append_record_line(self, line: bytes) -> None:
+        """One write to the journal, kept open (appending) until ``save``. No fsync: a record
+        lost to a power loss makes its blob missing, which a later use reports and rebuilds."""
+        folder = f"{self._root_str}/.remote"
+        path = f"{folder}/{RECORDS}"
+        with self._lock, writing(path):
+            if self._journal_file is None:
+                if folder not in self._made:
+                    os.makedirs(folder, exist_ok=True)
+                    self._made.add(folder)
+                self._journal_file = open(path, "ab", buffering=0)  # noqa: SIM115 - closed in save
+            if self._journal_file.write(line) != len(line):  # a full disk: the cut line
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), path)  # does not parse
 
     def remote_record(self, digest: str) -> dict | None:
-        """Where a remote-only blob is, or None."""
-        record = self._records.get(digest)
-        if record is not None and os.path.exists(f"{self._root_str}/.remote/{digest[7:]}"):
-            return record
-        return self._read_record(digest)
+        """Where a remote-only blob is (None when it is in the store, or nowhere)."""
+        if self.has_blob(digest):  # fetched since, or put there by a build
+            return None
+        return self.record_of_absent(digest)
+
+    def written_record(self, digest: str) -> dict | None:
+        """The remote-only record this Store wrote for ``digest`` (the blob was absent then)
+        and has not fetched since: a no-op check takes the blob as there, with no stat."""
+        return self._written.get(digest)
+
+    def record_of_absent(self, digest: str) -> dict | None:
+        """``remote_record`` of a blob the caller has just found absent from the store."""
+        record = self._remote_records().get(digest)
+        if record is None:  # perhaps recorded by another build since the journal was read
+            record = self._refresh_records().get(digest) or self._read_record(digest)
+        return record
+
+    def _remote_records(self) -> dict[str, dict]:
+        """digest -> record, as the journal held when last read (read once per Store)."""
+        if self._journal is None:
+            self._journal = (None, 0)
+            return self._refresh_records()
+        return self._records
+
+    def _refresh_records(self) -> dict[str, dict]:
+        """Read what was appended to the journal since it was last read (by another build
+        meanwhile): all of it again when it was replaced (``cache gc``)."""
+        path = f"{self._root_str}/.remote/{RECORDS}"
+        with self._lock:
+            try:
+                with open(path, "rb") as f:
+                    st = os.fstat(f.fileno())
+                    inode, offset = self._journal or (None, 0)
+                    if inode != st.st_ino:
+                        self._records, offset = {}, 0
+                    if st.st_size > offset:
+                        f.seek(offset)
+                        chunk = f.read()
+                        end = chunk.rfind(b"\n") + 1  # a line still being appended: later
+                        for line in chunk[:end].splitlines():
+                            _add_record(self._records, line)
+                        offset += end
+                    self._journal = (st.st_ino, offset)
+            except FileNotFoundError:
+                pass
+            return self._records
 
     def _read_record(self, digest: str) -> dict | None:
+        """An earlier version's ``.remote/<hex>`` file."""
         try:
             record = json.loads((self.root / ".remote" / check_digest(digest)[7:]).read_bytes())
         except (OSError, ValueError):
@@ -293,21 +380,72 @@ class Store:
         return record if isinstance(record, dict) and "size" in record else None
 
     def remote_digests(self) -> set[str]:
+        """The blobs recorded as remote-only and not in the store."""
         folder = self.root / ".remote"
-        return {"sha256:" + p.name for p in folder.iterdir()} if folder.is_dir() else set()
+        if not folder.is_dir():
+            return set()
+        found = {"sha256:" + p.name for p in folder.iterdir() if _HEX_RE.fullmatch(p.name)}
+        found.update(self._refresh_records())
+        return {d for d in found if not self.has_blob(d)}
 
     def _fetch(self, digest: str) -> bool:
-        """Fetch a remote-only blob into the store; False when it is not remote-only."""
+        """Fetch a remote-only blob into the store; False when it is not remote-only. True
+        when it is there now: another thread (reading it too) may have just put it there."""
         record = self.remote_record(digest)
         if record is None:
-            return False
-        if self.fetch_remote is None:
-            raise BlobNotFound(f"blob {digest} is only in the remote cache "
-                               f"{record['registry']}/{record['repository']}, and this command "
-                               "cannot reach it")
-        self.fetch_remote(record, digest)
-        (self.root / ".remote" / digest[7:]).unlink(missing_ok=True)
+            return self.has_blob(digest)
+        if not self._put_recorded(record, digest):
+            if self.fetch_remote is None:
+                raise BlobNotFound(f"blob {digest} is only in the remote cache "
+                                   f"{record['registry']}/{record['repository']}, and this "
+                                   "command cannot reach it")
+            self.fetch_remote(record, digest)
+        (self.root / ".remote" / digest[7:]).unlink(missing_ok=True)  # an earlier version's
+        self._written.pop(digest, None)  # in the store now: checked there
         return True
+
+    def _put_recorded(self, record: dict, digest: str) -> bool:
+        """Put a blob whose record holds its bytes in place (checked by digest); False when
+        it holds none, or bytes that are not the blob's (then it is downloaded instead)."""
+        data = _recorded_bytes(record, digest)
+        if data is None:
+            return False
+        self.put_bytes(data, digest, sync=False)
+        return True
+
+    def _close_journal(self) -> None:
+        with self._lock:
+            if self._journal_file is not None:
+                self._journal_file.close()
+                self._journal_file = None
+
+    def _rewrite_records(self, keep: set[str], dry_run: bool) -> int:
+        """``gc``: keep only the records of ``keep`` (and of blobs not in the store); the
+        number dropped. Earlier versions' ``.remote/<hex>`` files are folded in."""
+        folder = self.root / ".remote"
+        records = dict(self._refresh_records())
+        legacy = [p for p in folder.iterdir() if _HEX_RE.fullmatch(p.name)] \
+            if folder.is_dir() else []
+        for p in legacy:
+            record = self._read_record("sha256:" + p.name)
+            if record is not None:
+                records.setdefault("sha256:" + p.name, record)
+        kept = {d: r for d, r in records.items() if d in keep and not self.has_blob(d)}
+        dropped = len(records) - len(kept)
+        if dry_run or (not dropped and not legacy):
+            return dropped
+        data = b"".join(json.dumps({"registry": r["registry"], "repository": r["repository"],
+                                    "blobs": [[d, r["size"], r.get("mediaType", ""),
+                                               r.get("data")]]},
+                                   separators=(",", ":")).encode() + b"\n"
+                        for d, r in kept.items())
+        tmp = self._write_temp(data)
+        self._close_journal()  # appends go to the new file
+        os.replace(tmp, folder / RECORDS)
+        for p in legacy:
+            p.unlink(missing_ok=True)
+        self._records, self._journal = kept, None
+        return dropped
 
     def read_bytes(self, digest: str) -> bytes:
         with self.open_blob(digest) as f:
@@ -545,12 +683,27 @@ class Store:
         media_type = desc.get("mediaType")
         if not (mt.is_index(media_type) or mt.is_manifest(media_type)):
             return
-        if not self.has_blob(digest):
-            if strict:
-                raise BlobNotFound(f"{media_type} {digest} is not in the store {self.root}")
+        doc = self._manifest_doc(digest, media_type, strict)
+        if doc is None:
             return
-        for child in _children(self.read_json(digest), media_type):
+        for child in _children(doc, media_type):
             yield from self._walk(child, seen, strict)
+
+    def _manifest_doc(self, digest: str, media_type: str, strict: bool) -> Any:
+        """A manifest or index as parsed: from the store, or (remote-only) fetched when
+        ``strict``, else from its record's bytes, checked by digest and not written (``gc``
+        only looks); None, not ``strict``, when neither has it."""
+        if self.has_blob(digest):
+            return self.read_json(digest)
+        record = self.remote_record(digest)
+        if record is not None and strict:
+            return self.read_json(digest)
+        data = _recorded_bytes(record, digest) if record is not None else None
+        if data is not None:
+            return json.loads(data)
+        if strict:
+            raise BlobNotFound(f"{media_type} {digest} is not in the store {self.root}")
+        return None
 
     # -- maintenance ---------------------------------------------------------------------------
 
@@ -573,11 +726,10 @@ class Store:
             for root in [*self.entries(), *extra_roots]:
                 reachable.update(d["digest"] for d in self._walk(root, set(), strict=False))
             victims = [p for p in self._blobs.iterdir() if "sha256:" + p.name not in reachable]
-            victims += [self.root / ".remote" / d[7:] for d in self.remote_digests()
-                        if d not in reachable]
             cutoff = time.time() - tmp_max_age
             victims += [p for p in self.tmp_dir().iterdir() if _mtime(p) < cutoff]
-            return _remove(victims, dry_run)
+            removed, freed = _remove(victims, dry_run)
+            return removed + self._rewrite_records(reachable, dry_run), freed
 
     def stats(self) -> dict:
         """``{"blobs": count, "bytes": total size, "entries": index.json entries}``."""
@@ -687,3 +839,42 @@ def _write_file(path: str, data: bytes, mode: int, sync: bool) -> None:
         raise
     os.close(fd)
 
+
+
+def _add_record(records: dict[str, dict], line: bytes) -> None:
+    """One journal line's records into ``records`` (a line that does not parse, or a blob
+    entry that does not, is skipped)."""
+    try:
+        doc = json.loads(line)
+        registry, repository, blobs = doc["registry"], doc["repository"], doc["blobs"]
+    except (ValueError, KeyError, TypeError):
+        return
+    if not isinstance(blobs, list):
+        return
+    for blob in blobs:
+        try:
+            records[check_digest(blob[0])] = _record(registry, repository, blob)
+        except (ValueError, IndexError, TypeError, KeyError):
+            continue
+
+
+def _record(registry: str, repository: str, blob: list) -> dict:
+    """A record as readers use it, from a journal line's [digest, size, media type, bytes in
+    base64 or None]."""
+    record = {"registry": registry, "repository": repository, "size": int(blob[1]),
+              "mediaType": blob[2]}
+    if blob[3] is not None:
+        record["data"] = blob[3]
+    return record
+
+
+def _recorded_bytes(record: dict, digest: str) -> bytes | None:
+    """The bytes a remote-only record holds, if they hash to ``digest``; else None."""
+    text = record.get("data")
+    if not isinstance(text, str):
+        return None
+    try:
+        data = base64.b64decode(text, validate=True)
+    except ValueError:
+        return None
+    return data if "sha256:" + hashlib.sha256(data).hexdigest() == digest else None

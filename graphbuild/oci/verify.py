@@ -135,11 +135,16 @@ def quarantine(store, digest: str) -> None:
 
 
 def check_blob(store, digest: str, size: int | None = None) -> str | None:
-    """What is wrong with a blob, from one stat (missing, or not ``size`` bytes); None if fine."""
+    """What is wrong with a blob, from one stat (missing, or not ``size`` bytes); None if fine.
+    A blob this process found absent and recorded as remote-only needs no stat: a remote
+    hit's no-op check looks at thousands."""
+    record = store.written_record(digest)
+    if record is not None and (size is None or int(record["size"]) == size):
+        return None
     try:
         actual = os.stat(f"{store._blobs_str}/{check_digest(digest)[7:]}").st_size
     except FileNotFoundError:
-        record = store.remote_record(digest)  # a remote cache hit's layer: fetched when read
+        record = store.record_of_absent(digest)  # a remote cache hit's layer: fetched when read
         if record is not None and (size is None or int(record["size"]) == size):
             return None
         return f"blob {digest} is missing"

@@ -67,10 +67,11 @@ def compute(setup, plats: list[platforms.Platform], walked: list[str],
     walked.extend(setup.parent_dirs())
     out = DockerfileFacts(hashlib.sha256(text.encode()).hexdigest(), {})
     shared: dict[tuple, list[str]] = {}
+    reached: dict[tuple, tuple] = {}  # what a COPY's sources reach, once for all platforms
     for plat in plats:
         plan = setup.make_plan(text, plat)
         plans[str(plat)] = plan
-        facts = _facts(setup, plan, plat, ignore, walked)
+        facts = _facts(setup, plan, plat, ignore, walked, reached)
         extra = [setup.dockerfile_rel, *([ignore_rel] if ignore_rel else [])]
         inputs = sorted({*extra, *facts.inputs})
         facts.inputs = shared.setdefault(tuple(inputs), inputs)  # one list when platforms agree
@@ -78,7 +79,8 @@ def compute(setup, plats: list[platforms.Platform], walked: list[str],
     return out
 
 
-def _facts(setup, plan, plat: platforms.Platform, ignore, walked: list[str]) -> Facts:
+def _facts(setup, plan, plat: platforms.Platform, ignore, walked: list[str],
+           reached: dict[tuple, tuple]) -> Facts:
     from graphbuild.dockerfile import instructions as ins
     from graphbuild.oci import copyspec
 
@@ -102,9 +104,13 @@ def _facts(setup, plan, plat: platforms.Platform, ignore, walked: list[str]) -> 
                                                      cmd.dest, cmd.is_add)  # wildcards: later
                         continue
                     root, ign = str(value), None
-                specials: list[tuple[str, str]] = []
-                paths = copyspec.copy_inputs(root, cmd.sources, ign, walked, cmd.excludes,
-                                             specials)
+                # the same sources (as expanded for this platform) reach the same files
+                memo = (root, tuple(cmd.sources), tuple(cmd.excludes), ign is None)
+                if memo not in reached:
+                    specials: list[tuple[str, str]] = []
+                    reached[memo] = (copyspec.copy_inputs(root, cmd.sources, ign, walked,
+                                                          cmd.excludes, specials), specials)
+                paths, specials = reached[memo]
                 if specials and special is None:
                     special = (cmd.line, *specials[0])
                 # copy_inputs lists no directory: a symlink (to a directory too) is its text
@@ -167,7 +173,7 @@ def _check_chmod(cmd, plan, setup) -> None:
 
 def ancestors(root: str, path: str) -> list[str]:
     """The directories from ``root`` down to ``path`` itself (a directory inside ``root``):
-    replacing any of them (say by a symlink) changes its parent's stamp."""
+    the way to what a Dockerfile reaches, none of which may be replaced."""
     out = [root]
     rest = path[len(root):].strip("/")
     here = root

@@ -3,6 +3,7 @@ collecting exactly the inputs the Dockerfile can reach."""
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -172,20 +173,27 @@ class Setup:
         ignore = context_ignore(context, dockerfile, self.exclude)
         return ignore, (self.rel(str(path)) if path else None)
 
-    @property
+    @functools.cached_property
     def exclude(self) -> tuple[str, ...]:
-        """What of the context is never part of it: the cache directory, when inside."""
-        from graphbuild.backends.plan import context_exclusions
-
-        return context_exclusions(Path(self.context_str), self.ctx.ws.cache_dir)
+        """What of the context is never part of it: the cache directory, when inside (as
+        ``plan.context_exclusions`` says; the context's symlinks are resolved already, the
+        cache directory's once per run)."""
+        cache = _realpath(os.path.normpath(self.ctx.ws.cache_dir), self.ctx.run_memo("realpath"))
+        top = self.context_str.rstrip("/")
+        return (cache[len(top) + 1:],) if cache.startswith(f"{top}/") else ()
 
     def parent_dirs(self) -> list[str]:
-        """The directories leading to the Dockerfile, the context and named directory contexts."""
+        """The directories of the Dockerfile, the context and named directory contexts (their
+        entries matter: a .dockerignore appearing), and those leading to them, stamped by
+        identity: replacing one is seen, an entry added beside the way is not a change."""
+        from graphbuild.engine.treecache import Identity
+
         tops = [os.path.dirname(self.dockerfile_str), self.context_str,
                 *(str(v) for k, v in self.contexts.values() if k == "dir")]
-        out: dict[str, None] = {}
+        out: dict[str, None] = dict.fromkeys(tops)
         for top in tops:
-            out.update(dict.fromkeys(image_facts.ancestors(self.root_str, top)))
+            out.update((Identity(p), None) for p in image_facts.ancestors(self.root_str, top)
+                       if p not in out)
         return list(out)
 
     def make_plan(self, text: str, plat: platforms.Platform):

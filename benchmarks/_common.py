@@ -86,3 +86,75 @@ def run(argv: list[str] | str, cwd: Path | None = None, shell: bool = False
 def events(stdout: str) -> list[dict]:
     """The JSON Lines events of `graphbuild run --output json`."""
     return [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
+
+
+class BuildKitd:
+    """A buildkitd of a benchmark's own (its root and socket under ``workdir``, the OCI worker
+    and the native snapshotter, ``config`` as its buildkitd.toml) and a remote-driver buildx
+    builder ``builder`` on it in a private DOCKER_CONFIG. ``stop`` is safe to call at any
+    point, and runs at exit too."""
+
+    def __init__(self, workdir: Path, builder: str, config: str) -> None:
+        self.workdir, self.builder, self.config = workdir, builder, config
+        self.sock = workdir / "buildkitd.sock"
+        self.log = workdir / "buildkitd.log"
+        self.docker_config = workdir / "docker"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> BuildKitd:
+        import atexit
+
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        (self.workdir / "buildkitd.toml").write_text(self.config)
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [shutil.which("buildkitd"), "--config", str(self.workdir / "buildkitd.toml"),
+                 "--root", str(self.workdir / "root"), "--addr", f"unix://{self.sock}",
+                 "--oci-worker=true", "--containerd-worker=false",
+                 "--oci-worker-snapshotter=native"],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True)  # Ctrl-C reaches it only through stop()
+        atexit.register(self.stop)
+        deadline = time.monotonic() + 30
+        while self.buildctl("debug", "workers", check=False).returncode != 0:
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                sys.exit(f"buildkitd did not start:\n{self.log.read_text()[-2000:]}")
+            time.sleep(0.2)
+        plugins = self.docker_config / "cli-plugins"
+        plugins.mkdir(parents=True, exist_ok=True)
+        (plugins / "docker-buildx").symlink_to(shutil.which("docker-buildx"))
+        made = subprocess.run([shutil.which("docker-buildx"), "create", "--name", self.builder,
+                               "--driver", "remote", f"unix://{self.sock}"], env=self.env(),
+                              capture_output=True, text=True, check=False)
+        if made.returncode != 0:
+            sys.exit(f"buildx create failed:\n{made.stderr[-2000:]}")
+        return self
+
+    def env(self, **extra: str) -> dict[str, str]:
+        """The environment for buildx (and graphbuild) to reach this builder only."""
+        env = {k: v for k, v in os.environ.items() if k not in ("BUILDX_BUILDER", "DOCKER_HOST",
+                                                               "DOCKER_CONTEXT")}
+        return {**env, "DOCKER_CONFIG": str(self.docker_config), **extra}
+
+    def buildctl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        return subprocess.run([shutil.which("buildctl"), "--addr", f"unix://{self.sock}", *args],
+                              capture_output=True, text=True, check=check, timeout=300)
+
+    def cpu(self) -> float:
+        """buildkitd's CPU seconds, with its children's that it waited for (runc, QEMU)."""
+        assert self.proc is not None
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+    def stop(self) -> None:
+        import signal
+
+        proc, self.proc = self.proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)  # its own session: what it started goes too
+            proc.wait()

@@ -39,7 +39,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import graphbuild_cmd, graphbuild_where, machine_line, run
+from _common import BuildKitd, graphbuild_cmd, graphbuild_where, machine_line, run
 from push import Registry
 
 PLATFORMS = ("linux/amd64", "linux/arm64")
@@ -125,48 +125,23 @@ def bake_file(root: Path, images: int, host: str) -> Path:
     return path
 
 
-class BuildKit:
-    """A buildkitd with its own root and a remote-driver buildx builder on it."""
+class BuildKit(BuildKitd):
+    """A buildkitd that reaches the local registry over plain HTTP, and bake on it."""
 
     def __init__(self, workdir: Path, name: str, host: str) -> None:
-        self.workdir, self.name = workdir / name, name
-        self.workdir.mkdir(parents=True)
-        self.sock = self.workdir / "buildkitd.sock"
-        (self.workdir / "buildkitd.toml").write_text(
-            f'[worker.oci]\n  gc = false\n[registry."{host}"]\n  http = true\n')
-        self.proc = subprocess.Popen(
-            [shutil.which("buildkitd"), "--config", str(self.workdir / "buildkitd.toml"),
-             "--root", str(self.workdir / "root"), "--addr", f"unix://{self.sock}",
-             "--oci-worker=true", "--containerd-worker=false", "--oci-worker-snapshotter=native"],
-            stdout=open(self.workdir / "log", "wb"), stderr=subprocess.STDOUT,  # noqa: SIM115
-            start_new_session=True)
-        deadline = time.monotonic() + 30
-        while subprocess.run([shutil.which("buildctl"), "--addr", f"unix://{self.sock}", "debug",
-                              "workers"], check=False, capture_output=True).returncode != 0:
-            if time.monotonic() > deadline or self.proc.poll() is not None:
-                sys.exit(f"buildkitd did not start: {(self.workdir / 'log').read_text()[-2000:]}")
-            time.sleep(0.2)
-        self.env = {**os.environ, "DOCKER_CONFIG": str(self.workdir / "docker")}
-        plugins = self.workdir / "docker" / "cli-plugins"
-        plugins.mkdir(parents=True)
-        (plugins / "docker-buildx").symlink_to(shutil.which("docker-buildx"))
-        subprocess.run([shutil.which("docker-buildx"), "create", "--name", name, "--driver",
-                        "remote", f"unix://{self.sock}"], env=self.env, check=True,
-                       capture_output=True)
+        super().__init__(workdir / name, name,
+                         f'[worker.oci]\n  gc = false\n[registry."{host}"]\n  http = true\n')
+        self.start()
 
     def bake(self, root: Path) -> float:
         t0 = time.perf_counter()
-        proc = subprocess.run([shutil.which("docker-buildx"), "bake", "--builder", self.name,
+        proc = subprocess.run([shutil.which("docker-buildx"), "bake", "--builder", self.builder,
                                "-f", "docker-bake.hcl", "--progress", "plain"], cwd=root,
-                              env=self.env, capture_output=True, text=True, check=False)
+                              env=self.env(), capture_output=True, text=True, check=False)
         elapsed = time.perf_counter() - t0
         if proc.returncode != 0:
             sys.exit(f"bake failed:\n{proc.stderr[-3000:]}")
         return elapsed
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(timeout=20)
 
 
 def have_buildkit() -> str | None:

@@ -70,7 +70,6 @@ leave the tree, bake's archives and the daemon's root and log there).
 from __future__ import annotations
 
 import argparse
-import atexit
 import base64
 import gzip
 import io
@@ -87,7 +86,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import events, graphbuild_cmd, graphbuild_where, machine_line
+from _common import BuildKitd, events, graphbuild_cmd, graphbuild_where, machine_line
 
 REPO = Path(__file__).resolve().parent.parent
 PLATFORMS = ("linux/amd64", "linux/arm64")
@@ -213,55 +212,15 @@ def stop_child(proc: subprocess.Popen) -> None:
         proc.wait()
 
 
-class BuildKit:
-    """One buildkitd (its own root and socket) and a remote-driver builder on it in a private
-    DOCKER_CONFIG. ``stop`` is safe to call at any point, and runs at exit too."""
+class BuildKit(BuildKitd):
+    """The benchmark's buildkitd (no GC; every build's history record kept, to count them)."""
 
     def __init__(self, workdir: Path) -> None:
-        self.workdir = workdir
-        self.sock = workdir / "buildkitd.sock"
-        self.log = workdir / "buildkitd.log"
-        self.docker_config = workdir / "docker"
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> BuildKit:
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        config = self.workdir / "buildkitd.toml"
-        # no GC; every build's history record kept (BuildKit keeps 50 by default), to count them
-        config.write_text("[worker.oci]\n  gc = false\n[history]\n  maxEntries = 100000\n")
-        with self.log.open("ab") as log:
-            self.proc = subprocess.Popen(
-                [shutil.which("buildkitd"), "--config", str(config),
-                 "--root", str(self.workdir / "root"), "--addr", f"unix://{self.sock}",
-                 "--oci-worker=true", "--containerd-worker=false",
-                 "--oci-worker-snapshotter=native"],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True)  # Ctrl-C reaches it only through stop()
-        atexit.register(self.stop)
-        deadline = time.monotonic() + 30
-        while self.buildctl("debug", "workers", check=False).returncode != 0:
-            if time.monotonic() > deadline or self.proc.poll() is not None:
-                sys.exit(f"buildkitd did not start:\n{self.log.read_text()[-2000:]}")
-            time.sleep(0.2)
-        plugins = self.docker_config / "cli-plugins"
-        plugins.mkdir(parents=True)
-        (plugins / "docker-buildx").symlink_to(shutil.which("docker-buildx"))
-        made = subprocess.run([*buildx_cmd(), "create", "--name", BUILDER, "--driver", "remote",
-                               f"unix://{self.sock}"], env=self.env(), capture_output=True,
-                              text=True, check=False)
-        if made.returncode != 0:
-            sys.exit(f"buildx create failed:\n{made.stderr[-2000:]}")
-        return self
+        super().__init__(workdir, BUILDER,
+                         "[worker.oci]\n  gc = false\n[history]\n  maxEntries = 100000\n")
 
     def env(self, **extra: str) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if k not in ("BUILDX_BUILDER", "DOCKER_HOST",
-                                                               "DOCKER_CONTEXT")}
-        return {**env, "DOCKER_CONFIG": str(self.docker_config), "SOURCE_DATE_EPOCH": "0",
-                **extra}
-
-    def buildctl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        return subprocess.run([shutil.which("buildctl"), "--addr", f"unix://{self.sock}", *args],
-                              capture_output=True, text=True, check=check, timeout=300)
+        return super().env(SOURCE_DATE_EPOCH="0", **extra)
 
     def prune(self) -> None:
         self.buildctl("prune", "--all")
@@ -272,23 +231,6 @@ class BuildKit:
         records = [json.loads(line)["record"] for line in out.splitlines()
                    if line.startswith("{")]
         return {r["Ref"]: r for r in records}
-
-    def cpu(self) -> float:
-        """buildkitd's CPU seconds, with its children's that it waited for (runc, QEMU)."""
-        assert self.proc is not None
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
-
-    def stop(self) -> None:
-        proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)  # its own session: what it started goes too
-            proc.wait()
 
 
 # -- the two sides ----------------------------------------------------------------------------

@@ -119,6 +119,7 @@ class RemoteCache:
         self._pack_read = threading.Event()
         self._used: dict[str, tuple[str, dict]] = {}  # node -> (key, entry manifest) this run
         self._checks: dict[str, Future] = {}  # digest -> its presence check under way
+        self._checks_slow = False  # a check outlasted CHECK_WAIT: answers_now waits no more
         self._local: dict[str, list[str]] = {}  # node -> layers: its pack entry needs no GET
         self._checker: ThreadPoolExecutor | None = None
         self.nodes: set[str] = set()  # the run's graph: a pack keeps only these
@@ -380,11 +381,13 @@ class RemoteCache:
             return False
         with self._lock:
             checks = [self._checks.get(d) for d in layers if d not in self._present]
-        if any(c is None for c in checks):
+        if any(c is None for c in checks) or self._checks_slow:
             return False
-        wait(checks, timeout=CHECK_WAIT)
-        return all(c.done() and not c.cancelled() and c.exception() is None and c.result()
-                   for c in checks)
+        _, pending = wait(checks, timeout=CHECK_WAIT)
+        if pending:  # a slow registry: wait no more on this thread, lookups take their own
+            self._checks_slow = True
+            return False
+        return all(not c.cancelled() and c.exception() is None and c.result() for c in checks)
 
     def _from_pack(self, node: NodeId | None, key: str, store, cas) -> Entry | None:
         """The pack's entry for ``key`` with its content in place, if the pack holds one for

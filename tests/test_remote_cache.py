@@ -10,6 +10,7 @@ import hashlib
 import io
 import json
 import re
+import subprocess
 import urllib.request
 
 import pytest
@@ -431,6 +432,73 @@ def test_an_entry_pointing_at_other_content_is_never_a_hit(tmp_path, registry):
     b = _rewrite_entries(tmp_path, registry, poison)
     counts, evs, _ = _run(b, "//gen")
     assert counts["built"] == 1 and "entry unusable" in evs[0]["reason"], evs
+
+
+def test_an_entry_that_misstates_a_blobs_size_is_never_a_hit(tmp_path, registry):
+    """The outcome's descriptor is not covered by a digest: a size other than its embedded
+    bytes' makes the entry unusable (the size is recorded and trusted from then on)."""
+    def grow(text: str) -> str | None:
+        outcome = json.loads(text)
+        if "descriptor" not in outcome["data"]:
+            return None
+        outcome["data"]["descriptor"]["size"] += 7
+        return json.dumps(outcome)
+
+    b = _rewrite_entries(tmp_path, registry, grow)
+    _, evs, _ = _run(b, "//...")
+    images = [e for e in evs if e["mnemonic"] == "Image"]
+    assert images and all(e["status"] == "built" for e in images), images
+    assert all("entry unusable" in e["reason"] and "size" in e["reason"] for e in images)
+
+
+def test_a_hit_from_another_cache_rerecords_where_its_blobs_are(tmp_path, registry):
+    """A runner's records of layers in cache 1; the workspace moves to cache 2 and cache 1
+    loses them: a hit from cache 2 records them there, so reading them works."""
+    import urllib.request
+
+    repo1, repo2 = unique_repo("cache"), unique_repo("cache")
+    f1 = _files(f"{registry.host}/{repo1}", apps=1)
+    f2 = {**_files(f"{registry.host}/{repo2}", apps=1), "app0/app": "app 0 v2\n"}
+    a = _runner(tmp_path, "a", f1)
+    _run(a, "//...")
+    b = _runner(tmp_path, "b", f1)
+    _run(b, "//...")  # b records the layers in cache 1
+    c = _runner(tmp_path, "c", f2)
+    _run(c, "//...")  # cache 2 holds them too, with entries of its own
+    shared = _layers(a) & _layers(c)
+    assert shared
+    for digest in shared:
+        req = urllib.request.Request(f"http://{registry.host}/v2/{repo1}/blobs/{digest}",
+                                     method="DELETE")
+        assert urllib.request.urlopen(req).status == 202
+    b.write({"WORKSPACE.yaml": f2["WORKSPACE.yaml"], "app0/app": f2["app0/app"]})
+    counts, _, _ = _run(b, "//...")
+    assert counts["built"] == 0, counts
+    res = b.run("export", "//app0:app[linux/amd64]", "-o", str(tmp_path / "x.tar"))
+    assert res.code == 0, res
+
+
+def test_the_skopeo_hint_after_remote_hits_says_when_it_works(tmp_path, registry):
+    """After remote hits the layout lacks the manifests other tools read until they are
+    written: the hint says so, and after `--download all` it is the plain command, which
+    works."""
+    skopeo = fx.require_tool("skopeo")
+    files = _files(f"{registry.host}/{unique_repo('cache')}", tag_host="example.com", apps=1)
+    _run(_runner(tmp_path, "a", files), "//...")
+    b = _runner(tmp_path, "b", files)
+
+    def hint(*extra: str) -> str:
+        res = b.run("run", "//app0:m", *extra)
+        assert res.code == 0, res
+        return next(line for line in res.err.splitlines() if "skopeo inspect" in line)
+
+    assert "once written: `graphbuild run --download all`" in hint()
+    plain = hint("--download", "all")
+    assert plain.endswith(":example.com/app0:1.0"), plain
+    ref = plain.split("skopeo inspect ", 1)[1]
+    proc = subprocess.run([skopeo, "inspect", "--raw", ref], check=False,  # relative to here
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
 
 
 def test_a_read_only_token_reads_warns_once_and_builds(tmp_path, token_registry, monkeypatch):

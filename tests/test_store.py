@@ -450,6 +450,36 @@ def test_a_torn_journal_line_is_skipped(tmp_path: Path) -> None:
     assert Store(tmp_path / "oci").remote_digests() == {one["digest"], two["digest"]}
 
 
+def test_a_line_cut_short_does_not_swallow_the_next(tmp_path: Path) -> None:
+    """A crash or a full disk mid-append leaves a fragment with no newline; the next append,
+    by any process, still parses."""
+    one, two = _desc(b"one", mt.OCI_LAYER_GZIP), _desc(b"two", mt.OCI_LAYER_GZIP)
+    Store(tmp_path / "oci").mark_remote_many([(one, None)], "r", "c")
+    with open(tmp_path / "oci" / ".remote" / "records.jsonl", "ab") as f:
+        f.write(b'{"registry":"r","repository":"c","blobs":[["sha256:12')
+    Store(tmp_path / "oci").mark_remote_many([(two, None)], "r", "c")
+    assert Store(tmp_path / "oci").remote_digests() == {one["digest"], two["digest"]}
+
+
+def test_verify_without_repair_writes_no_recorded_blob(tmp_path: Path) -> None:
+    """`cache verify` reads a remote-only manifest from its record and writes nothing."""
+    from graphbuild.engine.cache_check import verify_cache
+    from graphbuild.oci.jsoncanon import canonical_json
+
+    config = canonical_json({"architecture": "amd64", "os": "linux",
+                             "rootfs": {"type": "layers", "diff_ids": []}})
+    cdesc = _desc(config, mt.OCI_CONFIG)
+    manifest = canonical_json({"schemaVersion": 2, "mediaType": mt.OCI_MANIFEST,
+                               "config": cdesc, "layers": []})
+    mdesc = _desc(manifest, mt.OCI_MANIFEST)
+    store = Store(tmp_path / "oci")
+    store.mark_remote_many([(mdesc, manifest), (cdesc, config)], "r", "c")
+    store.set_refs("//x:x", mdesc, [])
+    store.save()
+    assert verify_cache(tmp_path, repair=False).ok
+    assert not Store(tmp_path / "oci").has_blob(mdesc["digest"])
+
+
 def test_gc_keeps_reachable_records_drops_the_rest_and_walks_recorded_manifests(
         tmp_path: Path) -> None:
     """gc rewrites the journal with the records something reaches, looking into a recorded

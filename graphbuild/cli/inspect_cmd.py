@@ -98,6 +98,9 @@ def _resolve(args):
     store = open_store(ws)
     desc = store.lookup(args.ref) if (ws.cache_dir / "oci" / "index.json").exists() else None
     if desc is not None:
+        from ..engine import run_lock
+
+        run_lock.hold(ws.cache_dir)  # reading a remote-only blob writes it: not beside gc
         return store.read_bytes(desc["digest"]), desc["mediaType"], store.read_bytes, args.ref
     from ..engine.remote_inspect import fetch_remote
 

@@ -232,8 +232,32 @@ def _where(loaded, items, ok: bool) -> str:
     where = "" if root == "." else f"-C {root} "
     lines.append(f"  graphbuild {where}inspect '{node}'")
     if tag:
-        lines.append(f"  skopeo inspect oci:{store}:{tag}")
+        later = "" if _readable_by_others(ws, tag) else \
+            "   (once written: `graphbuild run --download all`; remote cache hits keep " \
+            "manifests and layers in the registry until read)"
+        lines.append(f"  skopeo inspect oci:{store}:{tag}{later}")
     return "\n".join(lines)
+
+
+def _readable_by_others(ws, tag: str) -> bool:
+    """Whether an OCI tool reading the layout finds what `skopeo inspect` reads of ``tag``:
+    its manifest or index, and each image's manifest and config."""
+    from ..oci import mediatypes as mt
+    from ..oci.store import Store
+
+    store = Store(ws.cache_dir / "oci")
+    desc = store.lookup(tag)
+    if desc is None or not store.has_blob(desc["digest"]):
+        return False
+    images = store.peek_json(desc["digest"]).get("manifests", []) \
+        if mt.is_index(desc.get("mediaType")) else [desc]
+    for image in images:
+        if not store.has_blob(image["digest"]):
+            return False
+        config = store.peek_json(image["digest"]).get("config")
+        if config and not store.has_blob(config["digest"]):
+            return False
+    return True
 
 
 def _shown(loaded, items, ok: bool) -> tuple[str, str | None] | None:

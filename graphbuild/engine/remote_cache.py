@@ -34,7 +34,7 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import NamedTuple
 
-from ..errors import BuildError, UserError
+from ..errors import BuildError, UserError, is_no_space
 from ..oci import mediatypes as mt
 from ..registry import limits
 from ..rule_api import NodeId, Outcome
@@ -152,6 +152,8 @@ class RemoteCache:
             self._count("unusable")
             return None, f"remote cache entry unusable ({exc})", 0.0
         except (RegistryError, OSError) as exc:
+            if isinstance(exc, OSError) and is_no_space(exc):
+                raise  # the local disk is full: not the cache's fault, and said as that
             self._unreachable("read", exc)
             return None, "remote cache unreachable", 0.0
         self._count("hits")
@@ -632,6 +634,9 @@ class _Hit:
             return None
         if "sha256:" + hashlib.sha256(data).hexdigest() != digest:
             raise EntryUnusable(f"the entry's copy of {digest} is corrupt")
+        if len(data) != desc.get("size"):  # the size is recorded, and trusted, from here on
+            raise EntryUnusable(f"the entry gives {digest} a size of {desc.get('size')}, "
+                                f"its bytes are {len(data)}")
         self.remote.append((desc, self.texts[digest]))  # recorded as the entry has it
         self.deferred.add(digest)
         return data

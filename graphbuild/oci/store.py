@@ -289,25 +289,29 @@ class Store:
         """Record blobs the caller found absent from the store as remote-only in
         ``registry``/``repository``: (descriptor, its bytes, or their base64 text, or None)
         each; bytes given must hash to the descriptor's digest (checked again when the blob is
-        put in place). Blobs recorded already are left (a record of a blob the store has is
-        not used). One journal line, one write."""
+        put in place). A blob recorded already at the same place (with its bytes, when these
+        come with them) is left; one recorded elsewhere gets the new record, which the cache
+        just checked (a later line wins). One journal line, one write."""
         blobs = []
         records = self._remote_records()
         for desc, data in items:
             digest = check_digest(desc["digest"])
-            if digest in records:
+            known = records.get(digest)
+            if known is not None and (known["registry"], known["repository"]) == (
+                    registry, repository) and ("data" in known or data is None):
                 continue
             text = base64.b64encode(data).decode() if isinstance(data, bytes) else data
-            blob = [digest, int(desc["size"]), desc.get("mediaType", ""), text]
-            blobs.append(blob)
-            with self._lock:
-                self._records[digest] = self._written[digest] = _record(registry, repository,
-                                                                        blob)
+            blobs.append([digest, int(desc["size"]), desc.get("mediaType", ""), text])
         if not blobs:
             return
-        line = json.dumps({"registry": registry, "repository": repository, "blobs": blobs},
-                          separators=(",", ":")).encode() + b"\n"
+        # a leading newline ends a line torn by a crash or a full disk, so this one parses
+        line = b"\n" + json.dumps({"registry": registry, "repository": repository,
+                                   "blobs": blobs}, separators=(",", ":")).encode() + b"\n"
         self._append_record_line(line)
+        with self._lock:  # only once written: a record the journal lacks is not taken as one
+            for blob in blobs:
+                self._records[blob[0]] = self._written[blob[0]] = _record(registry, repository,
+                                                                          blob)
 
     def _append_record_line(self, line: bytes) -> None:
         """One write to the journal, kept open (appending) until ``save``. No fsync: a record
@@ -446,6 +450,17 @@ class Store:
             p.unlink(missing_ok=True)
         self._records, self._journal = kept, None
         return dropped
+
+    def peek_json(self, digest: str) -> Any:
+        """A manifest or index, parsed, writing nothing where it can: from the store (hashed
+        as read), else from its remote-only record's bytes (checked by digest), else as
+        ``read_json`` (which fetches it)."""
+        if not self.has_blob(digest):
+            record = self.remote_record(digest)
+            data = _recorded_bytes(record, digest) if record is not None else None
+            if data is not None:
+                return json.loads(data)
+        return self.read_json(digest)
 
     def read_bytes(self, digest: str) -> bytes:
         with self.open_blob(digest) as f:

@@ -177,7 +177,7 @@ def _collect(store, desc: dict, seen: set[str], out: list) -> None:
     problem = check_blob(store, digest, desc.get("size"))
     if problem:
         raise BlobNotFound(problem) if "missing" in problem else corrupt(store, digest, problem)
-    doc = store.read_json(digest)  # read through open_blob: hashed
+    doc = store.peek_json(digest)  # hashed as read; a remote-only one is not written
     children = doc.get("manifests", []) if mt.is_index(media_type) else \
         [doc["config"], *doc.get("layers", [])]
     for child in children:

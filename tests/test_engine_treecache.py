@@ -124,7 +124,9 @@ def test_a_path_on_the_way_is_stamped_by_identity(tmp_path, trust_fresh_paths):
     assert cache.get("k") is None
     os.remove(way)
     way.mkdir()
-    cache.put("k", on_the_way[:2], "result")
+    cache.put("k", on_the_way[:2], "result")  # named before the directory was replaced
+    assert cache.get("k") is None
+    cache.put("k", [Identity(str(tmp_path)), Identity(str(way))], "result")  # named anew
     assert cache.get("k") == "result"
     (tmp_path / "another").mkdir()
     os.rename(way, tmp_path / "old")

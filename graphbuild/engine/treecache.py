@@ -25,7 +25,19 @@ MAX_ENTRIES = 50_000  # oldest-written entries go first beyond this
 
 class Identity(str):
     """A path to stamp by its identity (inode and file type, from lstat), not its times: a
-    directory on the way to what was read, whose other entries do not matter."""
+    directory on the way to what was read, whose other entries do not matter. Its identity
+    is taken when it is named, before what lies beneath is read: a directory replaced while
+    the result was being worked out (a rename over it) is then not remembered with it."""
+
+    seen: tuple | None
+
+    def __new__(cls, path: str) -> Identity:  # noqa: PYI034 - typing.Self is 3.11+
+        self = super().__new__(cls, path)
+        try:
+            self.seen = _identity(os.lstat(path))
+        except OSError:
+            self.seen = None
+        return self
 
 
 class TreeCache:
@@ -56,7 +68,11 @@ class TreeCache:
         try:
             for p in dict.fromkeys(paths):
                 if p not in full:
-                    stamps.append((str(p), _identity(os.lstat(p))))
+                    now_is = _identity(os.lstat(p))
+                    if now_is != getattr(p, "seen", now_is):  # replaced meanwhile
+                        self.data.pop(key, None)
+                        return
+                    stamps.append((str(p), now_is))
                     continue
                 s = _stamp(os.stat(p))
                 # the last change (mtime, or ctime for a chmod or an mtime set back) must be

@@ -59,12 +59,12 @@ def compute(setup, plats: list[platforms.Platform], walked: list[str],
             plans: dict[str, object]) -> DockerfileFacts:
     """Read the Dockerfile for every platform (``plans`` keeps each plan for this run) and list
     in ``walked`` every path the answer came from."""
+    walked.extend(setup.parent_dirs())  # named first: their identity is taken before reading
     text = setup.read_dockerfile()
     walked.append(setup.dockerfile_str)
     ignore, ignore_rel = setup.dockerignore()
     if ignore_rel:
         walked.append(f"{setup.root_prefix}{ignore_rel}")
-    walked.extend(setup.parent_dirs())
     out = DockerfileFacts(hashlib.sha256(text.encode()).hexdigest(), {})
     shared: dict[tuple, list[str]] = {}
     reached: dict[tuple, tuple] = {}  # what a COPY's sources reach, once for all platforms

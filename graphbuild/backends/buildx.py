@@ -557,15 +557,6 @@ def context_name(key: str, ctx) -> str:
     return name.removesuffix(":latest")
 
 
-def contexts(req: BuildRequest, store, scratch: Path) -> list[str]:
-    out = []
-    for key, ctx in sorted(req.contexts.items()):
-        name = context_name(key, ctx)
-        out.append(f"{name}={ctx.path}" if ctx.kind == "dir"
-                   else _layout_arg(name, ctx.descriptor, store, scratch))
-    return out
-
-
 def _layout_arg(name: str, desc: dict, store, scratch: Path) -> str:
     """``NAME=oci-layout://DIR@DIGEST`` for an image (or index) from the store."""
     digest = desc["digest"]
@@ -596,7 +587,7 @@ def command(reqs: list[BuildRequest], exe: tuple[str, ...], builder: str,
 
 
 def build(req: BuildRequest, store, scratch: Path, cancelled: threading.Event) -> BuildResult:
-    exe = require()
+    require()
     external.check_secrets(req)
     if req.batch is not None and len(req.batch.members) > 1:
         done = req.batch.together(req.node, (req, scratch),
@@ -604,21 +595,26 @@ def build(req: BuildRequest, store, scratch: Path, cancelled: threading.Event) -
         if done is not None:
             return done
         with req.batch.serial:  # one at a time: the batch holds one -j slot
-            return _build_alone(exe, req, store, scratch, cancelled)
-    return _build_alone(exe, req, store, scratch, cancelled)
+            return _build([req], context_args([req], store, scratch), store, scratch,
+                          cancelled)[0]
+    return _build([req], context_args([req], store, scratch), store, scratch, cancelled)[0]
 
 
-def _build_alone(exe: tuple[str, ...], req: BuildRequest, store, scratch: Path,
-                 cancelled: threading.Event) -> BuildResult:
-    builder = _builder(exe, req)
+def _build(reqs: list[BuildRequest], contexts: list[str], store, scratch: Path,
+           cancelled: threading.Event) -> list[BuildResult]:
+    """One ``docker buildx build`` of ``reqs`` (an image's platforms, alike but for the
+    platform), imported into the store: a result per request, in their order."""
+    exe = require()
+    lead = reqs[0]
+    builder = _builder(exe, lead)
     dest = scratch / ARCHIVE
-    argv = command([req], exe, builder, contexts(req, store, scratch), settings(req.settings), dest,
-                   external.dockerfile_with_ignore(req, scratch))
-    _run(argv, req, builder, scratch, dest, cancelled)
-    desc = oci_import.import_archive_platforms(
-        store, dest, [(req.platform, _base_layers(store, [req]))], tool=NAME)[0]
+    argv = command(reqs, exe, builder, contexts, settings(lead.settings), dest,
+                   external.dockerfile_with_ignore(lead, scratch))
+    _run(argv, lead, builder, scratch, dest, cancelled)
+    descs = oci_import.import_archive_platforms(
+        store, dest, [(r.platform, _base_layers(store, r)) for r in reqs], tool=NAME)
     dest.unlink()
-    return _result(req, desc)
+    return [_result(r, d) for r, d in zip(reqs, descs)]
 
 
 def _builder(exe: tuple[str, ...], req: BuildRequest) -> str:
@@ -645,8 +641,8 @@ def _run(argv: list[str], req: BuildRequest, builder: str, scratch: Path, dest: 
                            f"but wrote no OCI archive at {dest}", external.tail(log))
 
 
-def _base_layers(store, reqs: list[BuildRequest]) -> dict[str, dict]:
-    return oci_import.known_layers(store, [c.descriptor for r in reqs for c in r.contexts.values()
+def _base_layers(store, req: BuildRequest) -> dict[str, dict]:
+    return oci_import.known_layers(store, [c.descriptor for c in req.contexts.values()
                                            if c.kind == "image"])
 
 
@@ -667,28 +663,20 @@ def _build_together(offers: dict[str, tuple[BuildRequest, Path]], store,
     reqs = sorted((req for req, _ in offers.values()), key=lambda r: str(r.platform))
     scratch = next(iter(offers.values()))[1] / "together"
     scratch.mkdir()
-    lead = reqs[0]
-    context_args = None
+    contexts = None
     if len({_shared(r) for r in reqs}) == 1 and len({str(r.platform) for r in reqs}) == len(reqs):
-        context_args = joint_contexts(reqs, store, scratch)
-    if context_args is None:
+        contexts = context_args(reqs, store, scratch)
+    if contexts is None:
         return {}
-    exe = require()
-    builder = _builder(exe, lead)
-    dest = scratch / ARCHIVE
-    argv = command(reqs, exe, builder, context_args, settings(lead.settings), dest,
-                   external.dockerfile_with_ignore(lead, scratch))
     try:
-        _run(argv, lead, builder, scratch, dest, cancelled)
+        built = _build(reqs, contexts, store, scratch, cancelled)
     except (BuilderDown, DockerUnavailable):
         raise  # the same for every platform: said once for each, not tried again
     except ActionFailed:
         if cancelled.is_set():
             raise
         return {}
-    descs = oci_import.import_archive_platforms(
-        store, dest, [(r.platform, _base_layers(store, [r])) for r in reqs], tool=NAME)
-    return {r.node: _result(r, d) for r, d in zip(reqs, descs)}
+    return {r.node: res for r, res in zip(reqs, built)}
 
 
 def _shared(req: BuildRequest) -> tuple:
@@ -703,11 +691,12 @@ def _shared(req: BuildRequest) -> tuple:
             tuple(sorted(req.contexts)), repr(req.settings), caches)
 
 
-def joint_contexts(reqs: list[BuildRequest], store, scratch: Path) -> list[str] | None:
-    """The ``--build-context`` values for building ``reqs`` together: a directory as it is; an
-    image that every platform shares as itself; an image that differs per platform as an index
-    of each platform's image (BuildKit takes the platform it builds from it). None: the
-    platforms cannot share one invocation (an image given for a platform other than its own)."""
+def context_args(reqs: list[BuildRequest], store, scratch: Path) -> list[str] | None:
+    """The ``--build-context`` values for building ``reqs`` (one request, or an image's
+    platforms together): a directory as it is; an image that every platform shares as itself;
+    an image that differs per platform as an index of each platform's image (BuildKit takes the
+    platform it builds from it). None: the platforms cannot share one invocation (an image
+    given for a platform other than its own); never for one request."""
     out = []
     for key in sorted(reqs[0].contexts):
         named = [r.contexts[key] for r in reqs]

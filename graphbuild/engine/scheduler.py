@@ -496,19 +496,22 @@ class Scheduler:
                 if not (running or looking or ready or any(runnable.values()) or batching.held):
                     break
                 if running or looking:
-                    for res in self._next_results(batching.wake_at()):
-                        if res.node in looking:
-                            looking.discard(res.node)
-                            if res.status == "miss":  # build it; the reason says why
-                                self._keys[res.node] = (*self._keys[res.node][:2], res.reason)
-                                queue_run(res.node)
-                                continue
+                    res = self._next_result(batching.wake_at())
+                    if res is None:
+                        pass  # a node held for its batch is asked again
+                    elif res.node in looking:
+                        looking.discard(res.node)
+                        if res.status == "miss":  # build it; the reason says why
+                            self._keys[res.node] = (*self._keys[res.node][:2], res.reason)
+                            queue_run(res.node)
                         else:
-                            running.discard(res.node)
-                            share = slots.pop(res.node)
-                            share[0] -= 1
-                            if not share[0]:
-                                busy[share[1]] -= 1
+                            self._finish(res, ready, waiting)
+                    else:
+                        running.discard(res.node)
+                        share = slots.pop(res.node)
+                        share[0] -= 1
+                        if not share[0]:
+                            busy[share[1]] -= 1
                         self._finish(res, ready, waiting)
                 for entry in batching.held:  # asked again, now that something finished
                     heapq.heappush(runnable[self.actions[entry[2]].io_bound], entry)
@@ -526,8 +529,8 @@ class Scheduler:
             self._save_timings()
         return self.summary
 
-    def _next_results(self, wake_at: float | None = None) -> list[NodeResult]:
-        """The next results (a node's, or a lookup's); none once ``wake_at`` (a monotonic
+    def _next_result(self, wake_at: float | None = None) -> NodeResult | None:
+        """The next result (a node's, or a lookup's); None once ``wake_at`` (a monotonic
         time) has passed, when a node held for its batch is to be asked again."""
         try:
             return self._results.get_nowait()
@@ -537,7 +540,7 @@ class Scheduler:
         while True:  # a timeout keeps the main thread responsive to signals
             wait = 0.2 if wake_at is None else min(0.2, wake_at - time.monotonic())
             if wait <= 0:
-                return []
+                return None
             try:
                 return self._results.get(timeout=wait)
             except queue.Empty:
@@ -664,7 +667,7 @@ class Scheduler:
         except Exception as exc:  # noqa: BLE001 - a cache fault must not fail the build
             res.reason = f"remote cache lookup failed ({type(exc).__name__}: {exc}); {why}"
         finally:
-            self._results.put([res])
+            self._results.put(res)
 
     def _prime(self, node: NodeId, outcome: Outcome) -> None:
         """Check a fresh outcome as the next no-op will, so what that check remembers (an
@@ -725,7 +728,7 @@ class Scheduler:
             t.start()
         except RuntimeError as exc:  # no more threads: this member fails, the others go on
             batch.leave(node)
-            self._results.put([NodeResult(node, "failed", f"internal error: {exc}")])
+            self._results.put(NodeResult(node, "failed", f"internal error: {exc}"))
             return None
         return t
 
@@ -775,7 +778,7 @@ class Scheduler:
             if self.engine.profile:
                 self.engine.profile.record(node, action.mnemonic, start, start + res.duration,
                                            {"status": res.status, "reason": res.reason})
-            self._results.put([res])
+            self._results.put(res)
             ctx.cleanup()  # after reporting: the next node need not wait for an rmtree
 
     def _finish(self, res: NodeResult, ready: list, waiting: dict) -> None:

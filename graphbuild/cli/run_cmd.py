@@ -217,13 +217,13 @@ def _record_refs(engine, actions, summary) -> list:
     return items
 
 
-def _where(loaded, items, ok: bool) -> str:
+def _where(loaded, store, items, ok: bool) -> str:
     """Where the images are and how to look at them (shown after a build)."""
     import os
 
     ws = loaded.ws
-    store = os.path.relpath(ws.cache_dir / "oci")
-    lines = [f"images: {store} (an OCI image layout)"]
+    layout = os.path.relpath(ws.cache_dir / "oci")
+    lines = [f"images: {layout} (an OCI image layout)"]
     shown = _shown(loaded, items, ok)
     if shown is None:  # what was asked for did not build: no dependency stands in for it
         return lines[0]
@@ -232,20 +232,19 @@ def _where(loaded, items, ok: bool) -> str:
     where = "" if root == "." else f"-C {root} "
     lines.append(f"  graphbuild {where}inspect '{node}'")
     if tag:
-        later = "" if _readable_by_others(ws, tag) else \
+        later = "" if _readable_by_others(store, tag) else \
             "   (once written: `graphbuild run --download all`; remote cache hits keep " \
             "manifests and layers in the registry until read)"
-        lines.append(f"  skopeo inspect oci:{store}:{tag}{later}")
+        lines.append(f"  skopeo inspect oci:{layout}:{tag}{later}")
     return "\n".join(lines)
 
 
-def _readable_by_others(ws, tag: str) -> bool:
-    """Whether an OCI tool reading the layout finds what `skopeo inspect` reads of ``tag``:
-    its manifest or index, and each image's manifest and config."""
+def _readable_by_others(store, tag: str) -> bool:
+    """Whether an OCI tool reading the layout finds what `skopeo inspect` reads of ``tag``
+    (the build's store, its index.json read already): its manifest or index, and each image's
+    manifest and config."""
     from ..oci import mediatypes as mt
-    from ..oci.store import Store
 
-    store = Store(ws.cache_dir / "oci")
     desc = store.lookup(tag)
     if desc is None or not store.has_blob(desc["digest"]):
         return False
@@ -372,5 +371,5 @@ def _build(loaded, args, jobs: int) -> int:
         if engine.remote_cache is not None:
             print(engine.remote_cache.describe(), file=sys.stderr)
         if refs:
-            print(_where(loaded, refs, ok), file=sys.stderr)
+            print(_where(loaded, engine.store, refs, ok), file=sys.stderr)
     return 0 if ok else 1

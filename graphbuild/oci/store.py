@@ -456,11 +456,17 @@ class Store:
         as read), else from its remote-only record's bytes (checked by digest), else as
         ``read_json`` (which fetches it)."""
         if not self.has_blob(digest):
-            record = self.remote_record(digest)
-            data = _recorded_bytes(record, digest) if record is not None else None
-            if data is not None:
-                return json.loads(data)
+            doc = self._recorded_doc(digest)
+            if doc is not None:
+                return doc
         return self.read_json(digest)
+
+    def _recorded_doc(self, digest: str) -> Any:
+        """A remote-only blob parsed from its record's bytes, checked by digest; None when no
+        record holds them."""
+        record = self.remote_record(digest)
+        data = _recorded_bytes(record, digest) if record is not None else None
+        return None if data is None else json.loads(data)
 
     def read_bytes(self, digest: str) -> bytes:
         with self.open_blob(digest) as f:
@@ -705,20 +711,15 @@ class Store:
             yield from self._walk(child, seen, strict)
 
     def _manifest_doc(self, digest: str, media_type: str, strict: bool) -> Any:
-        """A manifest or index as parsed: from the store, or (remote-only) fetched when
-        ``strict``, else from its record's bytes, checked by digest and not written (``gc``
-        only looks); None, not ``strict``, when neither has it."""
-        if self.has_blob(digest):
-            return self.read_json(digest)
-        record = self.remote_record(digest)
-        if record is not None and strict:
-            return self.read_json(digest)
-        data = _recorded_bytes(record, digest) if record is not None else None
-        if data is not None:
-            return json.loads(data)
-        if strict:
-            raise BlobNotFound(f"{media_type} {digest} is not in the store {self.root}")
-        return None
+        """A manifest or index as parsed, nothing written (``peek_json``); not ``strict``
+        (``gc`` only looks), never fetched, and None when neither the store nor a record holds
+        it; ``strict``, BlobNotFound then."""
+        if not strict:  # in the store, else from its record's bytes: never fetched
+            return self.read_json(digest) if self.has_blob(digest) else self._recorded_doc(digest)
+        try:
+            return self.peek_json(digest)
+        except BlobNotFound:
+            raise BlobNotFound(f"{media_type} {digest} is not in the store {self.root}") from None
 
     # -- maintenance ---------------------------------------------------------------------------
 
